@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# cassandra.sh start|stop|status
+#
+# Runs a real single-node Apache Cassandra 5.0 for development and CI without
+# Docker or a tarball: the server jars come from Maven Central through
+# cassandra-pom.xml, and CassandraDaemon is started with java directly.
+#
+# Environment (all optional):
+#   CASSANDRA_HOME_DIR      jars, config, data, logs, pid   (default: schema/.cassandra)
+#   CASSANDRA_ADDR          listen and CQL address          (default: 127.0.0.1)
+#   CASSANDRA_PORT          CQL (native transport) port     (default: 9042)
+#   CASSANDRA_STORAGE_PORT  inter-node port                 (default: 7000)
+#   CASSANDRA_SEEDS         seed list                       (default: ADDR:STORAGE_PORT)
+#   CASSANDRA_INITIAL_TOKEN token of this node              (default: 0)
+#   CASSANDRA_HEAP          -Xmx and -Xms                   (default: 1g)
+#   CASSANDRA_START_TIMEOUT seconds to wait for CQL         (default: 240)
+#   JAVA_HOME               a JDK 11 or 17 (default: the java 17 on PATH or in /usr/lib/jvm)
+#
+# A second instance needs its own CASSANDRA_HOME_DIR and either another
+# CASSANDRA_ADDR (127.0.0.2) or other ports.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+home=${CASSANDRA_HOME_DIR:-$here/.cassandra}
+addr=${CASSANDRA_ADDR:-127.0.0.1}
+port=${CASSANDRA_PORT:-9042}
+storage_port=${CASSANDRA_STORAGE_PORT:-7000}
+seeds=${CASSANDRA_SEEDS:-$addr:$storage_port}
+initial_token=${CASSANDRA_INITIAL_TOKEN:-0}
+heap=${CASSANDRA_HEAP:-1g}
+timeout=${CASSANDRA_START_TIMEOUT:-240}
+
+lib=$home/lib
+conf=$home/conf
+data=$home/data
+logs=$home/logs
+pidfile=$home/cassandra.pid
+
+log() { printf 'cassandra.sh: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+# find_java prints a java binary of major version 11 or 17: Cassandra 5.0
+# refuses newer ones.
+find_java() {
+	local c v
+	for c in ${JAVA_HOME:+"$JAVA_HOME/bin/java"} "$(command -v java || true)" \
+		/usr/lib/jvm/java-17-openjdk-amd64/bin/java /usr/lib/jvm/java-17-openjdk-arm64/bin/java \
+		/usr/lib/jvm/java-17-openjdk/bin/java /usr/lib/jvm/temurin-17-jdk-amd64/bin/java \
+		/usr/lib/jvm/java-11-openjdk-amd64/bin/java; do
+		[[ -n $c && -x $c ]] || continue
+		v=$("$c" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+		if [[ $v == 17 || $v == 11 ]]; then
+			printf '%s\n' "$c"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# port_open tells whether something accepts TCP connections on host:port.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# running prints the pid of our Cassandra if it is alive. The command line is
+# checked so a stale pid file whose number was reused is not mistaken for it.
+running() {
+	local pid
+	[[ -f $pidfile ]] || return 1
+	pid=$(<"$pidfile")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	kill -0 "$pid" 2>/dev/null || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q CassandraDaemon || return 1
+	printf '%s\n' "$pid"
+}
+
+# resolve_jars copies cassandra-all and its runtime dependencies into $lib,
+# once: a stamp holding the pom's checksum marks a complete copy.
+resolve_jars() {
+	local sum
+	sum=$(sha256sum "$here/cassandra-pom.xml" | cut -d' ' -f1)
+	if [[ -f $lib/.complete && $(<"$lib/.complete") == "$sum" ]]; then
+		return 0
+	fi
+	command -v mvn >/dev/null || die "mvn not found (apt-get install maven)"
+	log "resolving Cassandra jars from Maven Central into $lib"
+	rm -rf "$lib"
+	mkdir -p "$lib"
+	# The parent pom's unresolved ${jmc5.path} makes Maven print an [ERROR]
+	# line that does not fail the build; -q keeps the rest quiet.
+	mvn -B -q -f "$here/cassandra-pom.xml" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$lib" >&2 ||
+		die "mvn dependency:copy-dependencies failed"
+	ls "$lib"/cassandra-all-*.jar >/dev/null 2>&1 || die "no cassandra-all jar in $lib"
+	ls "$lib"/jamm-*.jar >/dev/null 2>&1 || die "no jamm jar in $lib"
+	printf '%s\n' "$sum" >"$lib/.complete"
+}
+
+write_config() {
+	mkdir -p "$conf" "$data"/{data,commitlog,saved_caches,hints,cdc_raw} "$logs" "$home/triggers" "$home/tmp"
+	sed -e "s|@ADDR@|$addr|g" -e "s|@PORT@|$port|g" -e "s|@STORAGE_PORT@|$storage_port|g" \
+		-e "s|@SEEDS@|$seeds|g" -e "s|@INITIAL_TOKEN@|$initial_token|g" -e "s|@DATA@|$data|g" \
+		"$here/cassandra.yaml.tmpl" >"$conf/cassandra.yaml"
+	cp "$here/cassandra-logback.xml" "$conf/logback.xml"
+}
+
+start() {
+	local pid java jamm t0 now elapsed
+	if pid=$(running); then
+		log "already running (pid $pid) on $addr:$port"
+		return 0
+	fi
+	t0=$(date +%s.%N)
+	port_open "$addr" "$port" && die "$addr:$port is already in use by another process"
+	java=$(find_java) || die "no JDK 11 or 17 found (Cassandra 5.0 runs on no other); set JAVA_HOME"
+	resolve_jars
+	write_config
+	jamm=$(ls "$lib"/jamm-*.jar | head -1)
+
+	local -a opts=(
+		-Xss256k -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -XX:+HeapDumpOnOutOfMemoryError
+		-XX:HeapDumpPath="$logs" -Djava.net.preferIPv4Stack=true
+		-Djdk.attach.allowAttachSelf=true -javaagent:"$jamm"
+		-Djava.io.tmpdir="$home/tmp"
+		-Dio.netty.tryReflectionSetAccessible=true
+		-Dio.netty.allocator.useCacheForAllThreads=true -Dio.netty.allocator.maxOrder=11
+		-Dcassandra.config="file://$conf/cassandra.yaml"
+		-Dcassandra.storagedir="$data"
+		-Dcassandra.logdir="$logs"
+		-Dlogback.configurationFile="$conf/logback.xml"
+		-Dcassandra.triggers_dir="$home/triggers"
+		-Dcassandra-foreground=yes
+		-Dcassandra-pidfile="$home/cassandra.daemon.pid"
+		-Dcassandra.skip_wait_for_gossip_to_settle=0
+		-Dcassandra.ring_delay_ms=1000
+		-Dcassandra.superuser_setup_delay_ms=0
+		-Dcassandra.unsafesystem=true
+		-Dchronicle.analytics.disable=true
+	)
+	local m
+	for m in java.base/jdk.internal.misc java.management.rmi/com.sun.jmx.remote.internal.rmi \
+		java.management/com.sun.jmx.remote.security java.rmi/sun.rmi.registry java.rmi/sun.rmi.server \
+		java.sql/java.sql java.base/java.lang.ref jdk.unsupported/sun.misc \
+		jdk.compiler/com.sun.tools.javac.file jdk.attach/sun.tools.attach; do
+		opts+=(--add-exports "$m=ALL-UNNAMED")
+	done
+	for m in java.base/java.lang.module java.base/jdk.internal.loader java.base/jdk.internal.ref \
+		java.base/jdk.internal.reflect java.base/jdk.internal.math java.base/jdk.internal.module \
+		java.base/jdk.internal.util.jar java.base/sun.nio.ch java.base/java.io \
+		java.base/java.lang.reflect java.base/java.lang java.base/java.util java.base/java.nio \
+		jdk.management/com.sun.management.internal jdk.compiler/com.sun.tools.javac; do
+		opts+=(--add-opens "$m=ALL-UNNAMED")
+	done
+
+	log "starting Cassandra on $addr:$port (storage $storage_port, logs $logs/system.log)"
+	# setsid: the daemon must outlive this script and the shell (or CI step)
+	# that ran it. The inner shell records its own pid, then becomes java.
+	# shellcheck disable=SC2016
+	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
+		"$java" "${opts[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon \
+		</dev/null >"$logs/stdout.log" 2>&1 &
+
+	while :; do
+		now=$(date +%s.%N)
+		elapsed=$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+		if port_open "$addr" "$port"; then
+			log "CQL answers on $addr:$port after ${elapsed}s"
+			return 0
+		fi
+		if [[ -f $pidfile ]] && ! running >/dev/null; then
+			tail -n 40 "$logs/stdout.log" >&2 || true
+			die "Cassandra exited during start (see $logs)"
+		fi
+		if awk -v e="$elapsed" -v t="$timeout" 'BEGIN { exit !(e > t) }'; then
+			tail -n 40 "$logs/system.log" >&2 || true
+			stop || true
+			die "CQL did not answer within ${timeout}s"
+		fi
+		sleep 0.5
+	done
+}
+
+stop() {
+	local pid i
+	if ! pid=$(running); then
+		rm -f "$pidfile"
+		log "not running"
+		return 0
+	fi
+	kill -TERM "$pid"
+	for ((i = 0; i < 120; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "still alive after 60s; killing"
+		kill -KILL "$pid" 2>/dev/null || true
+		while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+	fi
+	rm -f "$pidfile"
+	log "stopped (pid $pid)"
+}
+
+status() {
+	local pid
+	if pid=$(running); then
+		if port_open "$addr" "$port"; then
+			echo "running (pid $pid), CQL on $addr:$port"
+		else
+			echo "running (pid $pid), CQL on $addr:$port not answering yet"
+		fi
+		return 0
+	fi
+	echo "not running"
+	return 3
+}
+
+case ${1:-} in
+start) start ;;
+stop) stop ;;
+status) status ;;
+*)
+	echo "usage: $0 start|stop|status" >&2
+	exit 2
+	;;
+esac
