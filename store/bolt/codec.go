@@ -1,0 +1,237 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/chatcluster/chat/store"
+)
+
+// Values are a version byte followed by fields: IDs as 8 bytes big-endian
+// (at fixed offsets where a hot path reads them without decoding the rest),
+// times as varint milliseconds (the protocol's precision, as in Cassandra),
+// strings as uvarint length and bytes.
+
+const valueVersion = 1
+
+var errCorrupt = errors.New("bolt: corrupt value")
+
+// idKey returns id as a key.
+func idKey(id store.ID) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
+
+// convPrefix returns "conversation 0x00", the prefix of its members and
+// messages keys.
+func convPrefix(conv string) []byte {
+	p := make([]byte, 0, len(conv)+1+8)
+	p = append(p, conv...)
+	return append(p, 0)
+}
+
+// convEnd returns "conversation 0x01", the first key after all of its keys.
+func convEnd(conv string) []byte {
+	p := make([]byte, 0, len(conv)+1)
+	p = append(p, conv...)
+	return append(p, 1)
+}
+
+// convKey returns "conversation 0x00 id".
+func convKey(conv string, id store.ID) []byte {
+	return binary.BigEndian.AppendUint64(convPrefix(conv), uint64(id))
+}
+
+// appendConvKey appends "conversation 0x00 id" to dst.
+func appendConvKey(dst []byte, conv string, id store.ID) []byte {
+	dst = append(dst, conv...)
+	dst = append(dst, 0)
+	return binary.BigEndian.AppendUint64(dst, uint64(id))
+}
+
+// keyID returns the ID in the last 8 bytes of a key.
+func keyID(k []byte) store.ID { return store.ID(binary.BigEndian.Uint64(k[len(k)-8:])) }
+
+// validConv reports whether conv can be used in keys: non-empty, no 0x00.
+func validConv(conv string) error {
+	if conv == "" || strings.IndexByte(conv, 0) >= 0 {
+		return fmt.Errorf("%w: conversation id %q", store.ErrInvalid, conv)
+	}
+	return nil
+}
+
+func appendTime(b []byte, t time.Time) []byte { return binary.AppendVarint(b, t.UnixMilli()) }
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decoder reads fields in order; the first failure sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func newDecoder(v []byte) *decoder {
+	d := &decoder{b: v}
+	if len(v) == 0 || v[0] != valueVersion {
+		d.err = errCorrupt
+		return d
+	}
+	d.b = v[1:]
+	return d
+}
+
+func (d *decoder) id() store.ID {
+	if d.err != nil || len(d.b) < 8 {
+		d.err = errCorrupt
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return store.ID(v)
+}
+
+func (d *decoder) time() time.Time {
+	if d.err != nil {
+		return time.Time{}
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return time.Time{}
+	}
+	d.b = d.b[n:]
+	return time.UnixMilli(v).UTC()
+}
+
+// string copies: values live in the memory map only during the transaction.
+func (d *decoder) string() string {
+	if d.err != nil {
+		return ""
+	}
+	l, n := binary.Uvarint(d.b)
+	if n <= 0 || uint64(len(d.b)-n) < l {
+		d.err = errCorrupt
+		return ""
+	}
+	s := string(d.b[n : n+int(l)])
+	d.b = d.b[n+int(l):]
+	return s
+}
+
+// account: version, ID, username, display name, password hash, created at.
+func encodeAccount(a store.Account) []byte {
+	b := make([]byte, 0, 1+8+len(a.Username)+len(a.DisplayName)+len(a.PasswordHash)+16)
+	b = append(b, valueVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(a.ID))
+	b = appendString(b, a.Username)
+	b = appendString(b, a.DisplayName)
+	b = appendString(b, a.PasswordHash)
+	return appendTime(b, a.CreatedAt)
+}
+
+func decodeAccount(v []byte) (store.Account, error) {
+	d := newDecoder(v)
+	var a store.Account
+	a.ID = d.id()
+	a.Username = d.string()
+	a.DisplayName = d.string()
+	a.PasswordHash = d.string()
+	a.CreatedAt = d.time()
+	return a, d.err
+}
+
+// decodeUser decodes the public part of an account.
+func decodeUser(v []byte) (store.User, error) {
+	d := newDecoder(v)
+	var u store.User
+	u.ID = d.id()
+	u.Username = d.string()
+	u.DisplayName = d.string()
+	return u, d.err
+}
+
+// conversation header: version, creator, created at, kind, title.
+func encodeConv(c store.Conversation) []byte {
+	b := make([]byte, 0, 1+8+10+len(c.Kind)+len(c.Title)+4)
+	b = append(b, valueVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.CreatedBy))
+	b = appendTime(b, c.CreatedAt)
+	b = appendString(b, string(c.Kind))
+	return appendString(b, c.Title)
+}
+
+func decodeConv(id string, v []byte) (store.Conversation, error) {
+	d := newDecoder(v)
+	c := store.Conversation{ID: id}
+	c.CreatedBy = d.id()
+	c.CreatedAt = d.time()
+	c.Kind = store.Kind(d.string())
+	c.Title = d.string()
+	return c, d.err
+}
+
+// membership: version, read mark, join time. The read mark is at a fixed
+// offset (1..9) so MarkRead can compare it without decoding.
+type membership struct {
+	lastRead store.ID
+	joinedAt time.Time
+}
+
+func encodeMembership(m membership) []byte {
+	b := make([]byte, 0, 1+8+10)
+	b = append(b, valueVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.lastRead))
+	return appendTime(b, m.joinedAt)
+}
+
+func decodeMembership(v []byte) (membership, error) {
+	d := newDecoder(v)
+	var m membership
+	m.lastRead = d.id()
+	m.joinedAt = d.time()
+	return m, d.err
+}
+
+// message: version, sender, sent at, client ID, body. The sender is at a
+// fixed offset (1..9) so counting unread messages reads only it.
+func appendMessage(b []byte, m *store.Message) []byte {
+	b = append(b, valueVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Sender))
+	b = appendTime(b, m.SentAt)
+	b = appendString(b, m.ClientID)
+	return appendString(b, m.Body)
+}
+
+func messageSize(m *store.Message) int {
+	return 1 + 8 + binary.MaxVarintLen64 + 2*binary.MaxVarintLen64 + len(m.ClientID) + len(m.Body)
+}
+
+// decodeMessage decodes the message stored under key k in conversation conv.
+func decodeMessage(conv string, k, v []byte) (store.Message, error) {
+	d := newDecoder(v)
+	m := store.Message{ID: keyID(k), Conversation: conv}
+	m.Sender = d.id()
+	m.SentAt = d.time()
+	m.ClientID = d.string()
+	m.Body = d.string()
+	return m, d.err
+}
+
+// messageSender reads only the sender of a stored message.
+func messageSender(v []byte) (store.ID, bool) {
+	if len(v) < 9 || v[0] != valueVersion {
+		return 0, false
+	}
+	return store.ID(binary.BigEndian.Uint64(v[1:9])), true
+}
+
+// messageTime reads the sender and the time of a stored message.
+func messageTime(v []byte) (time.Time, error) {
+	d := newDecoder(v)
+	d.id()
+	t := d.time()
+	return t, d.err
+}

@@ -1,0 +1,301 @@
+package bolt
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/chatcluster/chat/store"
+	bbolt "go.etcd.io/bbolt"
+)
+
+// CreateConversation stores c with its members (joined at c.CreatedAt)
+// unless a conversation with c.ID exists; it returns the stored conversation
+// and whether this call created it. Check and write are one transaction.
+func (b *Backend) CreateConversation(ctx context.Context, c store.Conversation) (store.Conversation, bool, error) {
+	if err := validConv(c.ID); err != nil {
+		return store.Conversation{}, false, err
+	}
+	if c.Kind != store.Direct && c.Kind != store.Group {
+		return store.Conversation{}, false, fmt.Errorf("%w: conversation kind %q", store.ErrInvalid, c.Kind)
+	}
+	var (
+		out     store.Conversation
+		created bool
+	)
+	err := b.update(ctx, func(tx *bbolt.Tx) error {
+		convs := tx.Bucket(bucketConvs)
+		if v := convs.Get([]byte(c.ID)); v != nil {
+			var err error
+			out, err = readConv(tx, c.ID, v)
+			created = false
+			return err
+		}
+		if err := convs.Put([]byte(c.ID), encodeConv(c)); err != nil {
+			return err
+		}
+		members := sortedUnique(c.Members)
+		if _, err := addMembers(tx, c.ID, members, c.CreatedAt); err != nil {
+			return err
+		}
+		out = c
+		out.CreatedAt = time.UnixMilli(c.CreatedAt.UnixMilli()).UTC() // as stored
+		out.Members = members
+		created = true
+		return nil
+	})
+	if err != nil {
+		return store.Conversation{}, false, err
+	}
+	return out, created, nil
+}
+
+// AddMembers adds users to a conversation, joined at at, and returns the
+// conversation after the change and the users that were not members
+// before, ascending. ErrNotFound for an unknown conversation.
+func (b *Backend) AddMembers(ctx context.Context, conversation string, users []store.ID, at time.Time) (store.Conversation, []store.ID, error) {
+	if err := validConv(conversation); err != nil {
+		return store.Conversation{}, nil, err
+	}
+	var (
+		out   store.Conversation
+		added []store.ID
+	)
+	err := b.update(ctx, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketConvs).Get([]byte(conversation))
+		if v == nil {
+			return fmt.Errorf("%w: conversation %s", store.ErrNotFound, conversation)
+		}
+		var err error
+		if added, err = addMembers(tx, conversation, sortedUnique(users), at); err != nil {
+			return err
+		}
+		out, err = readConv(tx, conversation, v)
+		return err
+	})
+	if err != nil {
+		return store.Conversation{}, nil, err
+	}
+	return out, added, nil
+}
+
+// addMembers makes users members of conv unless they are, and returns
+// those it added.
+func addMembers(tx *bbolt.Tx, conv string, users []store.ID, at time.Time) ([]store.ID, error) {
+	members := tx.Bucket(bucketMembers)
+	userConvs := tx.Bucket(bucketUserConvs)
+	value := encodeMembership(membership{joinedAt: at})
+	var added []store.ID
+	for _, u := range users {
+		k := convKey(conv, u)
+		if members.Get(k) != nil {
+			continue
+		}
+		if err := members.Put(k, value); err != nil {
+			return nil, err
+		}
+		if err := userConvs.Put(append(idKey(u), conv...), nil); err != nil {
+			return nil, err
+		}
+		added = append(added, u)
+	}
+	return added, nil
+}
+
+func sortedUnique(ids []store.ID) []store.ID {
+	s := slices.Clone(ids)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// Conversation returns a conversation with its members, or ErrNotFound.
+func (b *Backend) Conversation(ctx context.Context, id string) (store.Conversation, error) {
+	var out store.Conversation
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketConvs).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("%w: conversation %s", store.ErrNotFound, id)
+		}
+		var err error
+		out, err = readConv(tx, id, v)
+		return err
+	})
+	return out, err
+}
+
+// readConv decodes a conversation's header v and reads its members: one
+// range scan, ascending by ID as the keys are.
+func readConv(tx *bbolt.Tx, id string, v []byte) (store.Conversation, error) {
+	c, err := decodeConv(id, v)
+	if err != nil {
+		return c, fmt.Errorf("conversation %s: %w", id, err)
+	}
+	prefix := convPrefix(id)
+	cur := tx.Bucket(bucketMembers).Cursor()
+	c.Members = []store.ID{}
+	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		if len(k) != len(prefix)+8 {
+			return c, fmt.Errorf("conversation %s: member key %x: %w", id, k, errCorrupt)
+		}
+		c.Members = append(c.Members, keyID(k))
+	}
+	return c, nil
+}
+
+// entry is one of a user's conversations while the list is sorted.
+type entry struct {
+	conv     string
+	m        membership
+	activity time.Time
+	lastKey  []byte // the key of the last message, nil when none
+}
+
+// Conversations lists up to limit of a user's conversations, the most recent
+// activity first (ties by conversation ID). It reads each of the user's
+// conversations' membership and last message key (a few B-tree lookups
+// each, no message scans), sorts, and only for the first limit reads
+// members, the last message and the bounded unread count.
+func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) ([]store.Summary, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []store.Summary
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		members := tx.Bucket(bucketMembers)
+		msgs := tx.Bucket(bucketMessages).Cursor()
+		prefix := idKey(user)
+		cur := tx.Bucket(bucketUserConvs).Cursor()
+		var entries []entry
+		for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+			e := entry{conv: string(k[len(prefix):])}
+			mv := members.Get(convKey(e.conv, user))
+			if mv == nil {
+				return fmt.Errorf("user %d: conversation %s without membership: %w", user, e.conv, errCorrupt)
+			}
+			var err error
+			if e.m, err = decodeMembership(mv); err != nil {
+				return err
+			}
+			e.activity = e.m.joinedAt
+			if lk, lv := lastMessage(msgs, e.conv); lk != nil {
+				if e.activity, err = messageTime(lv); err != nil {
+					return err
+				}
+				e.lastKey = slices.Clone(lk)
+			}
+			entries = append(entries, e)
+		}
+		slices.SortFunc(entries, func(a, b entry) int {
+			if c := b.activity.Compare(a.activity); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.conv, b.conv)
+		})
+		entries = entries[:min(limit, len(entries))]
+
+		convs := tx.Bucket(bucketConvs)
+		out = make([]store.Summary, 0, len(entries))
+		for _, e := range entries {
+			cv := convs.Get([]byte(e.conv))
+			if cv == nil {
+				return fmt.Errorf("conversation %s: members without a conversation: %w", e.conv, errCorrupt)
+			}
+			c, err := readConv(tx, e.conv, cv)
+			if err != nil {
+				return err
+			}
+			s := store.Summary{Conversation: c, LastRead: e.m.lastRead, Activity: e.activity}
+			if e.lastKey != nil {
+				k, v := msgs.Seek(e.lastKey)
+				m, err := decodeMessage(e.conv, k, v)
+				if err != nil {
+					return err
+				}
+				s.LastMessage = &m
+				s.Unread = unread(msgs, e.conv, user, e.m.lastRead)
+			}
+			out = append(out, s)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// lastMessage positions cur on conv's newest message and returns it, or
+// nil when conv has none.
+func lastMessage(cur *bbolt.Cursor, conv string) ([]byte, []byte) {
+	end := convEnd(conv)
+	k, v := cur.Seek(end)
+	if k == nil {
+		k, v = cur.Last()
+	} else {
+		k, v = cur.Prev()
+	}
+	if k == nil || len(k) != len(conv)+1+8 || !bytes.HasPrefix(k, end[:len(end)-1]) || k[len(conv)] != 0 {
+		return nil, nil
+	}
+	return k, v
+}
+
+// unread counts conv's messages newer than mark from others than user,
+// newest first, stopping at store.UnreadCap (or after maxUnreadScan
+// messages).
+func unread(cur *bbolt.Cursor, conv string, user, mark store.ID) int {
+	prefix := convPrefix(conv)
+	n := 0
+	k, v := lastMessage(cur, conv)
+	for scanned := 0; k != nil && bytes.HasPrefix(k, prefix) && n < store.UnreadCap && scanned < maxUnreadScan; scanned++ {
+		if keyID(k) <= mark {
+			break
+		}
+		if sender, ok := messageSender(v); ok && sender != user {
+			n++
+		}
+		k, v = cur.Prev()
+	}
+	return n
+}
+
+// MarkRead moves user's read mark in conversation forward to msg and
+// returns the mark after the call and whether it moved. ErrNotFound when
+// user is not a member of conversation (store.go leaves this case open).
+// A mark that would not move costs a read transaction only, no fsync.
+func (b *Backend) MarkRead(ctx context.Context, conversation string, user store.ID, msg store.ID) (store.ID, bool, error) {
+	if err := validConv(conversation); err != nil {
+		return 0, false, err
+	}
+	key := convKey(conversation, user)
+	var (
+		mark  store.ID
+		moved bool
+	)
+	// apply reads the mark and, in a write transaction, moves it.
+	apply := func(tx *bbolt.Tx) error {
+		members := tx.Bucket(bucketMembers)
+		v := members.Get(key)
+		if v == nil {
+			return fmt.Errorf("%w: user %d in conversation %s", store.ErrNotFound, user, conversation)
+		}
+		m, err := decodeMembership(v)
+		if err != nil {
+			return err
+		}
+		mark, moved = m.lastRead, msg > m.lastRead
+		if !moved || !tx.Writable() {
+			return nil
+		}
+		m.lastRead = msg
+		mark = msg
+		return members.Put(key, encodeMembership(m))
+	}
+	if err := b.view(ctx, apply); err != nil || !moved {
+		return mark, false, err
+	}
+	if err := b.update(ctx, apply); err != nil {
+		return 0, false, err
+	}
+	return mark, moved, nil
+}

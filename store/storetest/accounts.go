@@ -1,0 +1,233 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/chatcluster/chat/store"
+)
+
+func testCreateAccountAndLookup(t *testing.T, b store.Backend) {
+	ctx := t.Context()
+	want := account(1, "billy")
+	want.DisplayName = "Billy 🦊 Ünïcode"
+	if err := b.CreateAccount(ctx, want); err != nil {
+		t.Fatalf("CreateAccount: %v", err)
+	}
+	other := account(2, "anna")
+	if err := b.CreateAccount(ctx, other); err != nil {
+		t.Fatalf("CreateAccount(anna): %v", err)
+	}
+	for _, w := range []store.Account{want, other} {
+		got, err := b.AccountByUsername(ctx, w.Username)
+		if err != nil {
+			t.Fatalf("AccountByUsername(%q): %v", w.Username, err)
+		}
+		if d := diffAccount(got, w); d != "" {
+			t.Errorf("AccountByUsername(%q): %s", w.Username, d)
+		}
+	}
+	users, err := b.Users(ctx, []store.ID{want.ID})
+	if err != nil {
+		t.Fatalf("Users: %v", err)
+	}
+	if len(users) != 1 || diffUser(users[0], want.User) != "" {
+		t.Errorf("Users(%d) = %+v, want [%+v]", want.ID, users, want.User)
+	}
+}
+
+func testAccountByUsernameNotFound(t *testing.T, b store.Backend) {
+	ctx := t.Context()
+	if _, err := b.AccountByUsername(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("AccountByUsername on an empty store: err = %v, want ErrNotFound", err)
+	}
+	mkUser(t, b, 1, "billy")
+	// Neither a prefix nor an extension of a username is that username.
+	for _, name := range []string{"bill", "billy_", "billyy", "BILLY", "nobody"} {
+		if a, err := b.AccountByUsername(ctx, name); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("AccountByUsername(%q) = %+v, %v; want ErrNotFound", name, a, err)
+		}
+	}
+}
+
+func testUsernameTaken(t *testing.T, b store.Backend) {
+	ctx := t.Context()
+	first := mkUser(t, b, 1, "billy")
+	dup := account(2, "billy")
+	if err := b.CreateAccount(ctx, dup); !errors.Is(err, store.ErrUsernameTaken) {
+		t.Fatalf("CreateAccount with a taken username: err = %v, want ErrUsernameTaken", err)
+	}
+	got, err := b.AccountByUsername(ctx, "billy")
+	if err != nil {
+		t.Fatalf("AccountByUsername: %v", err)
+	}
+	if d := diffAccount(got, account(1, "billy")); d != "" {
+		t.Errorf("after a refused duplicate, AccountByUsername: %s", d)
+	}
+	// The refused account left nothing behind.
+	users, err := b.Users(ctx, []store.ID{dup.ID})
+	if err != nil {
+		t.Fatalf("Users: %v", err)
+	}
+	if len(users) != 0 {
+		t.Errorf("the refused account is stored: Users(%d) = %+v", dup.ID, users)
+	}
+	// Replaying the winning call leaves the same state, whatever it answers.
+	if err := b.CreateAccount(ctx, account(1, "billy")); err != nil && !errors.Is(err, store.ErrUsernameTaken) {
+		t.Errorf("replayed CreateAccount: err = %v, want nil or ErrUsernameTaken", err)
+	}
+	got, err = b.AccountByUsername(ctx, "billy")
+	if err != nil || got.ID != first.ID {
+		t.Errorf("after a replay, AccountByUsername = %+v, %v; want ID %d", got, err, first.ID)
+	}
+	// Other usernames are still free, even close ones.
+	mkUser(t, b, 3, "billy2")
+	mkUser(t, b, 4, "bill")
+}
+
+func testUsernameTakenConcurrent(t *testing.T, b store.Backend) {
+	ctx := t.Context()
+	const n = 20
+	errs := make([]error, n)
+	runConcurrently(n, func(i int) {
+		errs[i] = b.CreateAccount(ctx, account(100+i, "contested"))
+	})
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Errorf("goroutines %d and %d both created username %q", winner, i, "contested")
+			}
+			winner = i
+		case !errors.Is(err, store.ErrUsernameTaken):
+			t.Errorf("goroutine %d: err = %v, want nil or ErrUsernameTaken", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no goroutine created the account: %v", errs)
+	}
+	got, err := b.AccountByUsername(ctx, "contested")
+	if err != nil {
+		t.Fatalf("AccountByUsername: %v", err)
+	}
+	if d := diffAccount(got, account(100+winner, "contested")); d != "" {
+		t.Errorf("the stored account is not the winner's (goroutine %d): %s", winner, d)
+	}
+	ids := make([]store.ID, n)
+	for i := range ids {
+		ids[i] = userID(100 + i)
+	}
+	users, err := b.Users(ctx, ids)
+	if err != nil {
+		t.Fatalf("Users: %v", err)
+	}
+	if len(users) != 1 || users[0].ID != userID(100+winner) {
+		t.Errorf("Users(all 20 candidates) = %+v, want only the winner %d", users, userID(100+winner))
+	}
+}
+
+func testUsers(t *testing.T, b store.Backend) {
+	ctx := t.Context()
+	var all []store.User
+	for i, name := range []string{"anna", "billy", "carl", "dora"} {
+		all = append(all, mkUser(t, b, i+1, name))
+	}
+	missing := userID(99)
+	cases := []struct {
+		ask  []store.ID
+		want []store.User
+	}{
+		{nil, nil},
+		{[]store.ID{missing}, nil},
+		{[]store.ID{all[2].ID}, []store.User{all[2]}},
+		// The order asked, not the order of IDs or names.
+		{[]store.ID{all[3].ID, all[0].ID, all[2].ID}, []store.User{all[3], all[0], all[2]}},
+		// Missing IDs are left out, wherever they are.
+		{[]store.ID{missing, all[1].ID, 0, all[0].ID, missing + 1}, []store.User{all[1], all[0]}},
+	}
+	for _, c := range cases {
+		got, err := b.Users(ctx, c.ask)
+		if err != nil {
+			t.Fatalf("Users(%v): %v", c.ask, err)
+		}
+		if len(got) != len(c.want) {
+			t.Errorf("Users(%v) = %+v, want %+v", c.ask, got, c.want)
+			continue
+		}
+		for i := range got {
+			if d := diffUser(got[i], c.want[i]); d != "" {
+				t.Errorf("Users(%v)[%d]: %s", c.ask, i, d)
+			}
+		}
+	}
+}
+
+func testSearchUsers(t *testing.T, b store.Backend) {
+	ctx := t.Context()
+	// Created out of order, with every character usernames may hold, so that
+	// the order can only come from the usernames (byte order).
+	names := []string{"bob", "bil_x", "billy", "bil", "bill", "bil.z", "bil-y", "bil9", "anna", "bzz", "b.aa", "carl", "bil0"}
+	byName := map[string]store.User{}
+	for i, name := range names {
+		byName[name] = mkUser(t, b, i+1, name)
+	}
+	cases := []struct {
+		prefix string
+		limit  int
+		want   []string
+	}{
+		{"bil", 20, []string{"bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy"}},
+		{"bil", 3, []string{"bil", "bil-y", "bil.z"}},
+		{"bil", 1, []string{"bil"}},
+		{"bi", 20, []string{"bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy"}},
+		{"bill", 20, []string{"bill", "billy"}},
+		{"billy", 20, []string{"billy"}},
+		{"billyy", 20, nil},
+		{"bil-", 20, []string{"bil-y"}},
+		{"b", 20, []string{"b.aa", "bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bob", "bzz"}},
+		{"b", 11, []string{"b.aa", "bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bob", "bzz"}},
+		{"b", 10, []string{"b.aa", "bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bob"}},
+		{"c", 20, []string{"carl"}},
+		{"d", 20, nil},
+		{"zzz", 20, nil},
+		{"a", 20, []string{"anna"}},
+	}
+	for _, c := range cases {
+		got, err := b.SearchUsers(ctx, c.prefix, c.limit)
+		if err != nil {
+			t.Fatalf("SearchUsers(%q, %d): %v", c.prefix, c.limit, err)
+		}
+		var gotNames []string
+		for _, u := range got {
+			gotNames = append(gotNames, u.Username)
+			if d := diffUser(u, byName[u.Username]); d != "" {
+				t.Errorf("SearchUsers(%q, %d): user %q: %s", c.prefix, c.limit, u.Username, d)
+			}
+		}
+		if !slices.Equal(gotNames, c.want) {
+			t.Errorf("SearchUsers(%q, %d) = %q, want %q", c.prefix, c.limit, gotNames, c.want)
+		}
+	}
+	// A limit larger than one backend page of results still returns all of
+	// them, in order.
+	var many []string
+	for i := range 45 {
+		name := fmt.Sprintf("many%02d", i)
+		many = append(many, name)
+		mkUser(t, b, 1000+i, name)
+	}
+	got, err := b.SearchUsers(ctx, "many", 100)
+	if err != nil {
+		t.Fatalf("SearchUsers(many): %v", err)
+	}
+	var gotNames []string
+	for _, u := range got {
+		gotNames = append(gotNames, u.Username)
+	}
+	if !slices.Equal(gotNames, many) {
+		t.Errorf("SearchUsers(%q, 100) = %q, want %q", "many", gotNames, many)
+	}
+}
