@@ -1,0 +1,1017 @@
+// The browser client: session, routing, rendering and wiring between the
+// DOM, the connection (conn.js), the HTTP API (api.js) and the state
+// (state.js). Everything user-provided reaches the DOM as text only.
+
+import { Api, ApiError, describeError } from './api.js';
+import { Connection, RequestError } from './conn.js';
+import { ChatState, Throttle, compareIds, displayName, validBody, TYPING_SHOW_MS } from './state.js';
+import { dayKey, dayLabel, hue, initials, listStamp, preview, timeOfDay, typingText } from './format.js';
+import { $, h, reconcile } from './dom.js';
+
+const TOKEN_KEY = 'chat.token';
+const USER_KEY = 'chat.user';
+const OUTBOX_KEY = 'chat.outbox.';
+const PAGE = 50;
+const NEAR_BOTTOM_PX = 80;
+const LOAD_OLDER_PX = 200;
+
+const els = {
+  banner: $('#banner'),
+  bannerRetry: $('#banner-retry'),
+  auth: $('#auth'),
+  authForm: $('#auth-form'),
+  authUser: $('#auth-username'),
+  authPass: $('#auth-password'),
+  authName: $('#auth-display'),
+  authError: $('#auth-error'),
+  app: $('#app'),
+  meAvatar: $('#me-avatar'),
+  meName: $('#me-name'),
+  meHandle: $('#me-handle'),
+  logout: $('#logout'),
+  newGroup: $('#new-group'),
+  search: $('#search'),
+  searchResults: $('#search-results'),
+  searchList: $('#search-list'),
+  convNav: $('#conv-nav'),
+  convList: $('#conv-list'),
+  convEmpty: $('#conv-empty'),
+  emptyPane: $('#empty-pane'),
+  conversation: $('#conversation'),
+  convAvatar: $('#conv-avatar'),
+  convTitle: $('#conv-title'),
+  convStatus: $('#conv-status'),
+  addMember: $('#add-member'),
+  log: $('#log'),
+  logTop: $('#log-top'),
+  messages: $('#messages'),
+  composer: $('#composer'),
+  input: $('#message'),
+  send: $('#send'),
+  notice: $('#notice'),
+  groupDialog: $('#group-dialog'),
+  groupForm: $('#group-form'),
+  groupTitle: $('#group-title'),
+  groupMembers: $('#group-members'),
+  groupError: $('#group-error'),
+  memberDialog: $('#member-dialog'),
+  memberForm: $('#member-form'),
+  memberName: $('#member-name'),
+  memberError: $('#member-error'),
+};
+
+const app = {
+  token: null,
+  api: new Api({ onUnauthorized: () => expireSession() }),
+  state: new ChatState(),
+  conn: null,
+  current: null, // open conversation ID
+  routeError: null,
+  wasOnline: false,
+  loadingOlder: false,
+  loadingNewest: new Set(),
+  typingThrottle: new Throttle(),
+  msgCache: new Map(),
+  listCache: new Map(),
+  renderQueued: false,
+  typingTimer: null,
+  searchSeq: 0,
+};
+
+// ---------------------------------------------------------------- session
+
+function saveSession(token, user) {
+  localStorage.setItem(TOKEN_KEY, token);
+  localStorage.setItem(USER_KEY, JSON.stringify(user));
+}
+
+function loadSession() {
+  const token = localStorage.getItem(TOKEN_KEY);
+  let user = null;
+  try {
+    user = JSON.parse(localStorage.getItem(USER_KEY) || 'null');
+  } catch {
+    user = null;
+  }
+  return token && user && user.id ? { token, user } : null;
+}
+
+function saveOutbox() {
+  const me = app.state.me;
+  if (!me) return;
+  const list = app.state.exportOutbox();
+  if (list.length) localStorage.setItem(OUTBOX_KEY + me.id, JSON.stringify(list));
+  else localStorage.removeItem(OUTBOX_KEY + me.id);
+}
+
+function loadOutbox(userId) {
+  try {
+    app.state.importOutbox(JSON.parse(localStorage.getItem(OUTBOX_KEY + userId) || '[]'));
+  } catch {
+    // A damaged outbox is dropped rather than blocking the app.
+  }
+}
+
+function startSession(token, user) {
+  app.token = token;
+  app.api.token = token;
+  app.state = new ChatState();
+  app.state.me = user;
+  app.state.users.set(user.id, { ...user, online: true });
+  loadOutbox(user.id);
+  app.msgCache.clear();
+  app.listCache.clear();
+  els.messages.replaceChildren();
+  els.convList.replaceChildren();
+  app.wasOnline = false;
+  showApp();
+  app.conn = new Connection({
+    url: () => `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?token=${encodeURIComponent(app.token)}`,
+    WebSocket,
+    onFrame,
+    onStatus,
+    onAuthExpired: () => expireSession(),
+    onConnectFailed: () => checkToken(),
+  });
+  app.conn.start();
+  route();
+}
+
+/** A connection that closed before its hello may mean a refused token: ask the API. */
+async function checkToken() {
+  try {
+    await app.api.me();
+  } catch {
+    // A 401 already went through onUnauthorized; anything else is the network.
+  }
+}
+
+function expireSession() {
+  endSession('Your session has expired. Log in again.');
+}
+
+function endSession(message) {
+  if (app.conn) app.conn.stop();
+  app.conn = null;
+  app.token = null;
+  app.api.token = null;
+  localStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(USER_KEY);
+  app.current = null;
+  showAuth(message || '');
+}
+
+function logout() {
+  const me = app.state.me;
+  if (me) localStorage.removeItem(OUTBOX_KEY + me.id);
+  app.state = new ChatState();
+  endSession('');
+  if (location.pathname !== '/') history.replaceState(null, '', '/');
+}
+
+function showAuth(message) {
+  els.app.hidden = true;
+  els.banner.hidden = true;
+  els.auth.hidden = false;
+  els.authError.textContent = message;
+  document.title = 'Chat';
+  els.authPass.value = '';
+  els.authUser.focus();
+}
+
+function showApp() {
+  els.auth.hidden = true;
+  els.app.hidden = false;
+  const me = app.state.me;
+  els.meName.textContent = displayName(me);
+  els.meHandle.textContent = '@' + me.username;
+  paintAvatar(els.meAvatar, me.id, displayName(me));
+}
+
+async function onAuthSubmit(ev) {
+  ev.preventDefault();
+  const mode = ev.submitter && ev.submitter.value === 'signup' ? 'signup' : 'login';
+  const username = els.authUser.value.trim().toLowerCase();
+  const password = els.authPass.value;
+  els.authError.textContent = '';
+  if (!/^[a-z0-9_.-]{3,32}$/.test(username)) {
+    els.authError.textContent = 'Usernames are 3–32 characters: letters, digits, and _ . -';
+    els.authUser.focus();
+    return;
+  }
+  const pwLen = [...password].length;
+  if (pwLen < 8 || pwLen > 256) {
+    els.authError.textContent = 'Passwords are at least 8 characters.';
+    els.authPass.focus();
+    return;
+  }
+  setBusy(els.authForm, true);
+  try {
+    const res =
+      mode === 'signup'
+        ? await app.api.signup(username, password, els.authName.value.trim() || undefined)
+        : await app.api.login(username, password);
+    saveSession(res.token, res.user);
+    els.authPass.value = '';
+    startSession(res.token, res.user);
+  } catch (e) {
+    els.authError.textContent =
+      mode === 'login' && e.code === 'unauthorized' ? 'Wrong username or password.' : describeError(e);
+  } finally {
+    setBusy(els.authForm, false);
+  }
+}
+
+function setBusy(form, busy) {
+  for (const b of form.querySelectorAll('button')) b.disabled = busy;
+  form.setAttribute('aria-busy', busy ? 'true' : 'false');
+}
+
+// ---------------------------------------------------------------- connection
+
+function onStatus(status) {
+  if (status === 'online') {
+    app.wasOnline = true;
+    els.banner.hidden = true;
+  } else if (status === 'offline') {
+    app.state.applyDisconnect();
+    // The first attempt of a session shows nothing until it has failed once.
+    els.banner.hidden = false;
+  }
+  scheduleRender();
+}
+
+function onFrame(f) {
+  const st = app.state;
+  switch (f.type) {
+    case 'hello': {
+      const plan = st.applyHello(f);
+      if (f.user) {
+        localStorage.setItem(USER_KEY, JSON.stringify(f.user));
+        showApp();
+      }
+      for (const p of plan) catchUp(p.conversation, p.after);
+      flushOutbox();
+      route();
+      maybeMarkRead();
+      break;
+    }
+    case 'message': {
+      const viewing = isViewing(f.message && f.message.conversation);
+      const r = st.addMessage(f.message, { viewing });
+      if (r.unknownConversation) refreshConversations();
+      if (r.added && viewing) maybeMarkRead();
+      break;
+    }
+    case 'read':
+      st.applyRead(f.conversation, f.user, f.message_id);
+      break;
+    case 'typing':
+      if (st.applyTyping(f.conversation, f.user)) {
+        clearTimeout(app.typingTimer);
+        app.typingTimer = setTimeout(scheduleRender, TYPING_SHOW_MS + 50);
+      }
+      break;
+    case 'presence':
+      st.applyPresence(f.user, f.online);
+      break;
+    case 'conversation': {
+      const isNew = !st.conv(f.conversation && f.conversation.id);
+      st.upsertConversation(f.conversation, { front: isNew });
+      if (isNew && app.current == null) route();
+      break;
+    }
+    case 'error':
+      // Errors for requests are answered through conn.request; the rest
+      // (a read or typing refused) need no reaction beyond the console.
+      console.warn('server error', f.code, f.message);
+      break;
+    default:
+      break;
+  }
+  scheduleRender();
+}
+
+/**
+ * Fills the gap of a conversation after a reconnect: history after its
+ * newest known message, page by page, until the server says none remain.
+ */
+async function catchUp(convId, after) {
+  let cursor = after;
+  for (let page = 1; ; page++) {
+    let res;
+    try {
+      res = await app.conn.request({ type: 'history', conversation: convId, after: cursor, limit: 200 });
+    } catch (e) {
+      if (e instanceof RequestError && e.code === 'not_found') app.state.convs.delete(convId);
+      // Disconnected: the next hello plans a new catch-up.
+      scheduleRender();
+      return;
+    }
+    const r = app.state.applyHistoryAfter(convId, res.messages, res.next_after, page, { viewing: isViewing(convId) });
+    scheduleRender();
+    if (r.reload) {
+      if (app.current === convId) loadNewest(convId);
+      return;
+    }
+    if (r.done) {
+      if (isViewing(convId)) maybeMarkRead();
+      return;
+    }
+    cursor = r.next;
+  }
+}
+
+async function refreshConversations() {
+  try {
+    const res = await app.api.conversations();
+    for (const c of res.conversations || []) app.state.upsertConversation(c);
+  } catch {
+    // The next hello brings the list anyway.
+  }
+  scheduleRender();
+}
+
+function flushOutbox() {
+  const conn = app.conn;
+  if (!conn || !conn.isReady) {
+    saveOutbox();
+    return;
+  }
+  for (const e of app.state.sendable()) {
+    const id = conn.nextId();
+    app.state.markSending(e.client_id, id);
+    conn
+      .request({ type: 'send', conversation: e.conversation, client_id: e.client_id, body: e.body }, { id })
+      .then((f) => {
+        app.state.applyAck(f.message, { viewing: true });
+        saveOutbox();
+        scheduleRender();
+      })
+      .catch((err) => {
+        const code = err && err.code;
+        // Disconnected: the entry went back to the queue and is resent with
+        // the same client_id after the next hello.
+        if (code !== 'disconnected') app.state.markFailed(e.client_id, code);
+        saveOutbox();
+        scheduleRender();
+      });
+  }
+  saveOutbox();
+}
+
+// ---------------------------------------------------------------- routing
+
+function navigate(path, { replace = false } = {}) {
+  if (location.pathname !== path) {
+    if (replace) history.replaceState(null, '', path);
+    else history.pushState(null, '', path);
+  }
+  route();
+}
+
+/** Shows what the URL names: the list, /<username>/ or /g/<id>/. */
+async function route() {
+  if (!app.token) return;
+  const path = decodeURIComponent(location.pathname);
+  const parts = path.split('/').filter(Boolean);
+  app.routeError = null;
+  if (parts.length === 0) {
+    openConversation(null);
+    return;
+  }
+  if (parts[0] === 'g' && parts.length === 2) {
+    const id = parts[1];
+    if (app.state.conv(id)) openConversation(id);
+    else if (app.state.hellos > 0) {
+      await refreshConversations();
+      if (app.state.conv(id)) openConversation(id);
+      else showRouteError('This conversation does not exist, or you are not in it.');
+    }
+    return;
+  }
+  if (parts.length === 1) {
+    const username = parts[0].toLowerCase();
+    if (app.state.me && username === app.state.me.username) {
+      showRouteError('That is you. Search for someone to talk to.');
+      return;
+    }
+    const known = app.state.directWith(username);
+    if (known) {
+      openConversation(known.id);
+      return;
+    }
+    try {
+      const c = await app.api.direct(username);
+      if (decodeURIComponent(location.pathname).toLowerCase() !== path.toLowerCase()) return;
+      app.state.upsertConversation(c, { front: !app.state.conv(c.id) });
+      openConversation(c.id);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 'not_found') showRouteError(`There is no user called “${username}”.`);
+      else if (e instanceof ApiError && e.status === 400) showRouteError('You cannot open a conversation with yourself.');
+      else showRouteError(describeError(e));
+    }
+    return;
+  }
+  showRouteError('Nothing here.');
+}
+
+function showRouteError(text) {
+  app.current = null;
+  app.routeError = text;
+  scheduleRender();
+}
+
+function pathFor(convId) {
+  const rec = app.state.conv(convId);
+  if (rec && rec.kind === 'direct') {
+    const p = app.state.peer(convId);
+    if (p && p.username) return `/${p.username}/`;
+  }
+  return `/g/${convId}/`;
+}
+
+function openConversation(id) {
+  const changed = app.current !== id;
+  app.current = id;
+  if (changed) {
+    app.msgCache.clear();
+    els.messages.replaceChildren();
+    app.loadingOlder = false;
+    els.input.value = '';
+    autoGrow();
+    app.typingThrottle.reset();
+  }
+  renderNow();
+  if (id == null) return;
+  const rec = app.state.conv(id);
+  if (rec && !rec.loaded) loadNewest(id);
+  if (changed) {
+    scrollToBottom();
+    // On a phone the keyboard would cover the conversation; focus the
+    // composer only where there is room.
+    if (matchMedia('(min-width: 760px)').matches) els.input.focus({ preventScroll: true });
+  }
+  maybeMarkRead();
+}
+
+async function loadNewest(id) {
+  if (app.loadingNewest.has(id)) return;
+  app.loadingNewest.add(id);
+  scheduleRender();
+  try {
+    const res = await app.api.messages(id, { limit: PAGE });
+    app.state.applyHistoryBefore(id, res.messages, res.next_before);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'not_found' && app.current === id) showRouteError('This conversation does not exist, or you are not in it.');
+  } finally {
+    app.loadingNewest.delete(id);
+  }
+  if (app.current === id) {
+    renderNow();
+    scrollToBottom();
+    maybeMarkRead();
+    fillViewport();
+  } else {
+    scheduleRender();
+  }
+}
+
+async function loadOlder() {
+  const id = app.current;
+  if (!id || app.loadingOlder || !app.state.hasOlder(id)) return;
+  const rec = app.state.conv(id);
+  if (!rec.loaded) return;
+  const before = rec.nextBefore || app.state.oldestLoadedId(id);
+  if (!before) return;
+  app.loadingOlder = true;
+  renderNow();
+  try {
+    const res = await app.api.messages(id, { before, limit: PAGE });
+    if (app.current !== id) return;
+    const log = els.log;
+    const fromBottom = log.scrollHeight - log.scrollTop;
+    app.state.applyHistoryBefore(id, res.messages, res.next_before);
+    app.loadingOlder = false;
+    renderNow();
+    // Keep the message that was at the top where it was.
+    log.scrollTop = log.scrollHeight - fromBottom;
+  } catch {
+    // Scrolling up again retries.
+  } finally {
+    app.loadingOlder = false;
+  }
+  renderNow();
+  fillViewport();
+}
+
+/** Loads older pages until the log can scroll, so scrolling up can load more. */
+function fillViewport() {
+  const log = els.log;
+  if (app.current && log.scrollHeight <= log.clientHeight + LOAD_OLDER_PX && app.state.hasOlder(app.current)) {
+    setTimeout(loadOlder, 0);
+  }
+}
+
+// ---------------------------------------------------------------- reading and typing
+
+function isViewing(convId) {
+  return (
+    convId != null &&
+    convId === app.current &&
+    document.visibilityState === 'visible' &&
+    document.hasFocus() &&
+    nearBottom()
+  );
+}
+
+function nearBottom() {
+  const log = els.log;
+  return log.scrollHeight - log.scrollTop - log.clientHeight < NEAR_BOTTOM_PX;
+}
+
+/** Sends `read` for the newest message of the open conversation while the user can see it. */
+function maybeMarkRead() {
+  const id = app.current;
+  if (!isViewing(id) || !app.conn || !app.conn.isReady) return;
+  const msgId = app.state.markRead(id);
+  if (msgId) {
+    app.conn.send({ type: 'read', conversation: id, message_id: msgId });
+    scheduleRender();
+  }
+}
+
+function onComposerInput() {
+  autoGrow();
+  if (!app.current || !els.input.value.trim()) return;
+  if (app.conn && app.conn.isReady && app.typingThrottle.take()) {
+    app.conn.send({ type: 'typing', conversation: app.current });
+  }
+}
+
+function autoGrow() {
+  const ta = els.input;
+  ta.style.height = 'auto';
+  ta.style.height = Math.min(ta.scrollHeight, 160) + 'px';
+}
+
+function onComposerKey(ev) {
+  if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && !ev.altKey && !ev.ctrlKey && !ev.metaKey) {
+    ev.preventDefault();
+    els.composer.requestSubmit();
+  }
+}
+
+function onSend(ev) {
+  ev.preventDefault();
+  const id = app.current;
+  const body = els.input.value;
+  if (!id) return;
+  if (!validBody(body)) {
+    if ([...body].length > 4096) showNotice('Messages can be at most 4,096 characters.');
+    return;
+  }
+  app.state.enqueue(id, body);
+  els.input.value = '';
+  autoGrow();
+  app.typingThrottle.reset();
+  showNotice('');
+  flushOutbox();
+  renderNow();
+  scrollToBottom();
+  els.input.focus();
+}
+
+function showNotice(text) {
+  els.notice.textContent = text;
+  els.notice.hidden = !text;
+}
+
+// ---------------------------------------------------------------- rendering
+
+function scheduleRender() {
+  if (app.renderQueued) return;
+  app.renderQueued = true;
+  requestAnimationFrame(() => {
+    app.renderQueued = false;
+    renderNow();
+  });
+}
+
+function renderNow() {
+  if (!app.token || !app.state.me) return;
+  const stick = nearBottom();
+  renderList();
+  renderPane();
+  if (stick && app.current) scrollToBottom();
+  const n = app.state.totalUnread();
+  document.title = n ? `(${n}) Chat` : 'Chat';
+}
+
+function scrollToBottom() {
+  els.log.scrollTop = els.log.scrollHeight;
+}
+
+function paintAvatar(el, id, name) {
+  el.textContent = initials(name);
+  el.style.setProperty('--h', String(hue(id)));
+}
+
+function avatar(id, name, online, cls = '') {
+  const a = h('span', { class: `avatar ${cls}`, 'aria-hidden': 'true', text: initials(name) });
+  a.style.setProperty('--h', String(hue(id)));
+  if (online) a.append(h('span', { class: 'dot' }));
+  return a;
+}
+
+function renderList() {
+  const st = app.state;
+  const now = new Date();
+  const items = [];
+  for (const id of st.order) {
+    const rec = st.conv(id);
+    if (!rec) continue;
+    const title = st.title(id);
+    const online = rec.kind === 'direct' ? !!st.peer(id)?.online : st.anyoneOnline(id);
+    const typing = st.typingUsers(id);
+    const last = rec.lastMessage;
+    let pre = '';
+    if (typing.length) pre = rec.kind === 'direct' ? 'typing…' : typingText(typing.map((u) => displayName(st.user(u))));
+    else if (last) {
+      const who = st.me && last.sender === st.me.id ? 'You: ' : rec.kind === 'group' ? displayName(st.user(last.sender)).split(' ')[0] + ': ' : '';
+      pre = who + preview(last.body);
+    } else pre = rec.kind === 'group' ? `${rec.members.length} members` : 'No messages yet';
+    const stamp = last ? listStamp(last.sent_at, { now }) : '';
+    const unread = rec.unread || 0;
+    const current = id === app.current;
+    const href = pathFor(id);
+    const sig = JSON.stringify([title, online, pre, !!typing.length, stamp, unread, current, href, rec.kind]);
+    items.push({
+      key: id,
+      sig,
+      build: () => {
+        const label = `${title}${online ? ', online' : ''}${unread ? `, ${unread} unread` : ''}`;
+        return h(
+          'li',
+          {},
+          h(
+            'a',
+            {
+              class: `conv${unread ? ' has-unread' : ''}`,
+              href,
+              'aria-current': current ? 'page' : null,
+              'aria-label': label,
+              dataset: { conv: id },
+            },
+            avatar(id, title, online, rec.kind === 'group' ? 'group' : ''),
+            h(
+              'span',
+              { class: 'conv-main' },
+              h('span', { class: 'conv-top' }, h('span', { class: 'conv-name', text: title }), h('span', { class: 'conv-time', text: stamp })),
+              h(
+                'span',
+                { class: 'conv-bottom' },
+                h('span', { class: `conv-preview${typing.length ? ' is-typing' : ''}`, text: pre }),
+                unread ? h('span', { class: 'badge', text: unread > 99 ? '99+' : String(unread) }) : null,
+              ),
+            ),
+          ),
+        );
+      },
+    });
+  }
+  reconcile(els.convList, items, app.listCache);
+  els.convEmpty.hidden = items.length > 0;
+}
+
+function renderPane() {
+  const st = app.state;
+  const id = app.current;
+  const rec = id && st.conv(id);
+  document.body.classList.toggle('has-conv', !!rec || !!app.routeError);
+  if (!rec) {
+    els.conversation.hidden = true;
+    els.emptyPane.hidden = false;
+    const p = els.emptyPane.querySelector('p');
+    p.textContent = app.routeError || 'Pick a conversation, or search for someone to start one.';
+    els.emptyPane.classList.toggle('is-error', !!app.routeError);
+    return;
+  }
+  els.emptyPane.hidden = true;
+  els.conversation.hidden = false;
+  const title = st.title(id);
+  els.convTitle.textContent = title;
+  const typing = st.typingUsers(id);
+  let status;
+  let statusClass = '';
+  if (rec.kind === 'direct') {
+    const p = st.peer(id);
+    if (typing.length) {
+      status = 'typing…';
+      statusClass = 'is-typing';
+    } else if (p && p.online) {
+      status = 'online';
+      statusClass = 'is-online';
+    } else status = 'offline';
+    paintAvatar(els.convAvatar, id, title);
+    els.convAvatar.classList.toggle('is-online', !!(p && p.online));
+    els.convAvatar.classList.remove('group');
+  } else {
+    if (typing.length) {
+      status = typingText(typing.map((u) => displayName(st.user(u))));
+      statusClass = 'is-typing';
+    } else {
+      const others = rec.members.filter((m) => m !== st.me.id);
+      const online = others.filter((m) => st.user(m)?.online).length;
+      status = `${rec.members.length} members${online ? `, ${online} online` : ''}`;
+    }
+    paintAvatar(els.convAvatar, id, title);
+    els.convAvatar.classList.remove('is-online');
+    els.convAvatar.classList.add('group');
+  }
+  els.convStatus.textContent = status;
+  els.convStatus.className = statusClass;
+  els.addMember.hidden = rec.kind !== 'group';
+  const loading = app.loadingOlder || app.loadingNewest.has(id);
+  els.logTop.textContent = loading ? 'Loading…' : rec.loaded && !st.hasOlder(id) ? 'This is the beginning of the conversation.' : '';
+  renderMessages(id, rec);
+}
+
+function renderMessages(id, rec) {
+  const st = app.state;
+  const me = st.me.id;
+  const timeline = st.timeline(id);
+  const seen = st.seenMarks(id);
+  const now = new Date();
+  // The last of my stored messages, which says "Sent" unless someone saw it.
+  let lastMine = null;
+  for (const it of timeline) if (it.message && it.mine) lastMine = it.message.id;
+  // "Seen" goes under the newest of my messages that anyone has seen.
+  let seenAt = null;
+  for (const mid of seen.keys()) if (!seenAt || compareIds(mid, seenAt) > 0) seenAt = mid;
+  const seenUsers = seenAt ? seen.get(seenAt) : [];
+  const items = [];
+  let prevDay = null;
+  let prev = null;
+  for (const it of timeline) {
+    const when = it.message ? it.message.sent_at : new Date(it.entry.createdAt).toISOString();
+    const day = dayKey(when);
+    if (day !== prevDay) {
+      const label = dayLabel(when, { now });
+      items.push({ key: `d:${day}`, sig: label, build: () => h('li', { class: 'day', role: 'separator' }, h('span', { text: label })) });
+      prevDay = day;
+      prev = null;
+    }
+    const sender = it.message ? it.message.sender : me;
+    const t = new Date(when).getTime();
+    const joined = prev && prev.sender === sender && t - prev.t < 5 * 60 * 1000;
+    const showName = rec.kind === 'group' && !it.mine && !joined;
+    const body = it.message ? it.message.body : it.entry.body;
+    const time = timeOfDay(when);
+    let receipt = null;
+    if (it.status === 'pending') receipt = { text: 'Sending…', cls: 'pending' };
+    else if (it.status === 'failed') receipt = { text: 'Not sent', cls: 'failed', retry: it.entry.client_id, error: it.entry.error };
+    else if (it.message && it.message.id === seenAt) {
+      const names = seenUsers.map((u) => displayName(st.user(u)).split(' ')[0]);
+      receipt = { text: rec.kind === 'direct' ? 'Seen' : `Seen by ${names.join(', ')}`, cls: 'seen' };
+    } else if (it.message && it.mine && it.message.id === lastMine && (!seenAt || compareIds(it.message.id, seenAt) > 0)) {
+      receipt = { text: 'Sent', cls: 'sent' };
+    }
+    const senderName = showName ? displayName(st.user(sender)) : '';
+    const sig = JSON.stringify([body, time, it.status, joined, senderName, receipt, it.message ? it.message.id : '']);
+    const key = it.key;
+    const status = it.status;
+    const msgId = it.message ? it.message.id : '';
+    items.push({
+      key,
+      sig,
+      build: () =>
+        h(
+          'li',
+          {
+            class: `msg ${it.mine ? 'mine' : 'theirs'}${joined ? ' joined' : ''}`,
+            dataset: { id: msgId, status: status || 'received' },
+          },
+          senderName ? h('span', { class: 'sender', text: senderName }) : null,
+          h(
+            'div',
+            { class: 'bubble' },
+            h('p', { class: 'body', text: body }),
+            h('span', { class: 'meta' }, h('time', { datetime: when, title: new Date(when).toLocaleString(), text: time })),
+          ),
+          receipt
+            ? h(
+                'div',
+                { class: `receipt ${receipt.cls}` },
+                h('span', { text: receipt.text }),
+                receipt.retry
+                  ? h('button', { type: 'button', class: 'link', dataset: { retry: receipt.retry }, text: 'Retry' })
+                  : null,
+                receipt.retry
+                  ? h('button', { type: 'button', class: 'link', dataset: { discard: receipt.retry }, text: 'Delete' })
+                  : null,
+              )
+            : null,
+        ),
+    });
+    prev = { sender, t };
+  }
+  reconcile(els.messages, items, app.msgCache);
+}
+
+// ---------------------------------------------------------------- search, groups, members
+
+let searchTimer = null;
+
+function onSearchInput() {
+  clearTimeout(searchTimer);
+  const q = els.search.value.trim().toLowerCase();
+  if (!q) {
+    els.searchResults.hidden = true;
+    els.convNav.hidden = false;
+    els.searchList.replaceChildren();
+    return;
+  }
+  searchTimer = setTimeout(() => runSearch(q), 150);
+}
+
+async function runSearch(q) {
+  const seq = ++app.searchSeq;
+  let users = [];
+  let error = '';
+  try {
+    const res = await app.api.searchUsers(q);
+    users = (res.users || []).filter((u) => !app.state.me || u.id !== app.state.me.id);
+  } catch (e) {
+    error = describeError(e);
+  }
+  if (seq !== app.searchSeq) return;
+  els.searchResults.hidden = false;
+  els.convNav.hidden = true;
+  if (error || users.length === 0) {
+    els.searchList.replaceChildren(h('li', { class: 'search-empty', text: error || `No one found for “${q}”.` }));
+    return;
+  }
+  els.searchList.replaceChildren(
+    ...users.map((u) =>
+      h(
+        'li',
+        {},
+        h(
+          'a',
+          { class: 'conv', href: `/${u.username}/`, dataset: { search: '1' } },
+          avatar(u.id, displayName(u), false),
+          h(
+            'span',
+            { class: 'conv-main' },
+            h('span', { class: 'conv-top' }, h('span', { class: 'conv-name', text: displayName(u) })),
+            h('span', { class: 'conv-bottom' }, h('span', { class: 'conv-preview', text: '@' + u.username })),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function clearSearch() {
+  els.search.value = '';
+  onSearchInput();
+}
+
+function openGroupDialog() {
+  els.groupForm.reset();
+  els.groupError.textContent = '';
+  els.groupDialog.showModal();
+  els.groupTitle.focus();
+}
+
+function splitNames(s) {
+  return [...new Set(s.split(/[\s,;]+/u).map((x) => x.replace(/^@/, '').trim().toLowerCase()).filter(Boolean))];
+}
+
+async function onGroupSubmit(ev) {
+  ev.preventDefault();
+  const title = els.groupTitle.value.trim();
+  const members = splitNames(els.groupMembers.value).filter((u) => u !== app.state.me.username);
+  if (!title) {
+    els.groupError.textContent = 'Give the group a name.';
+    els.groupTitle.focus();
+    return;
+  }
+  setBusy(els.groupForm, true);
+  try {
+    const c = await app.api.createGroup(title, members);
+    app.state.upsertConversation(c, { front: true });
+    els.groupDialog.close();
+    navigate(`/g/${c.id}/`);
+  } catch (e) {
+    els.groupError.textContent = e.code === 'not_found' ? 'One of those usernames does not exist.' : describeError(e);
+  } finally {
+    setBusy(els.groupForm, false);
+  }
+}
+
+function openMemberDialog() {
+  els.memberForm.reset();
+  els.memberError.textContent = '';
+  els.memberDialog.showModal();
+  els.memberName.focus();
+}
+
+async function onMemberSubmit(ev) {
+  ev.preventDefault();
+  const names = splitNames(els.memberName.value);
+  const id = app.current;
+  if (!names.length || !id) return;
+  setBusy(els.memberForm, true);
+  try {
+    for (const n of names) {
+      const c = await app.api.addMember(id, n);
+      app.state.upsertConversation(c);
+    }
+    els.memberDialog.close();
+    scheduleRender();
+  } catch (e) {
+    els.memberError.textContent = e.code === 'not_found' ? 'No user with that username.' : describeError(e);
+  } finally {
+    setBusy(els.memberForm, false);
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+function onDocumentClick(ev) {
+  const a = ev.target.closest('a[href]');
+  if (a && a.origin === location.origin && !ev.metaKey && !ev.ctrlKey && !ev.shiftKey && !ev.altKey && ev.button === 0) {
+    ev.preventDefault();
+    if (a.dataset.search) clearSearch();
+    navigate(a.pathname);
+    return;
+  }
+  const retry = ev.target.closest('[data-retry]');
+  if (retry) {
+    app.state.retry(retry.dataset.retry);
+    flushOutbox();
+    renderNow();
+    return;
+  }
+  const close = ev.target.closest('[data-close]');
+  if (close) {
+    close.closest('dialog')?.close();
+    return;
+  }
+  const discard = ev.target.closest('[data-discard]');
+  if (discard) {
+    app.state.discard(discard.dataset.discard);
+    saveOutbox();
+    renderNow();
+  }
+}
+
+function init() {
+  els.authForm.addEventListener('submit', onAuthSubmit);
+  els.logout.addEventListener('click', logout);
+  els.newGroup.addEventListener('click', openGroupDialog);
+  els.groupForm.addEventListener('submit', onGroupSubmit);
+  els.addMember.addEventListener('click', openMemberDialog);
+  els.memberForm.addEventListener('submit', onMemberSubmit);
+  els.search.addEventListener('input', onSearchInput);
+  els.search.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') clearSearch();
+  });
+  els.composer.addEventListener('submit', onSend);
+  els.input.addEventListener('keydown', onComposerKey);
+  els.input.addEventListener('input', onComposerInput);
+  els.bannerRetry.addEventListener('click', () => app.conn && app.conn.nudge());
+  els.log.addEventListener(
+    'scroll',
+    () => {
+      if (els.log.scrollTop < LOAD_OLDER_PX) loadOlder();
+      if (nearBottom()) maybeMarkRead();
+    },
+    { passive: true },
+  );
+  document.addEventListener('click', onDocumentClick);
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape' && app.current && !document.querySelector('dialog[open]') && document.activeElement !== els.search) {
+      navigate('/');
+    }
+  });
+  window.addEventListener('popstate', route);
+  window.addEventListener('focus', maybeMarkRead);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') {
+      maybeMarkRead();
+      if (app.conn) app.conn.nudge();
+    }
+  });
+  window.addEventListener('online', () => app.conn && app.conn.nudge());
+  // Re-render now and then so that typing indicators expire and relative day labels stay right.
+  setInterval(scheduleRender, 30000);
+
+  const s = loadSession();
+  if (s) startSession(s.token, s.user);
+  else showAuth('');
+}
+
+init();

@@ -1,0 +1,100 @@
+package web
+
+import (
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestFSHasTheClient(t *testing.T) {
+	for _, name := range []string{"index.html", "app.js", "state.js", "style.css"} {
+		if _, err := fs.Stat(FS(), name); err != nil {
+			t.Errorf("FS() lacks %s: %v", name, err)
+		}
+	}
+}
+
+// Every absolute asset path in index.html and every relative import in the
+// modules must exist, or the page breaks only in a browser.
+func TestReferencedFilesExist(t *testing.T) {
+	files := FS()
+	index, err := fs.ReadFile(files, "index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?:src|href)="/([^"/][^"]*)"`).FindAllStringSubmatch(string(index), -1) {
+		if _, err := fs.Stat(files, m[1]); err != nil {
+			t.Errorf("index.html refers to /%s, which is missing", m[1])
+		}
+	}
+	imports := regexp.MustCompile(`from '\./([^']+)'`)
+	err = fs.WalkDir(files, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".js") {
+			return err
+		}
+		src, err := fs.ReadFile(files, p)
+		if err != nil {
+			return err
+		}
+		for _, m := range imports.FindAllStringSubmatch(string(src), -1) {
+			if _, err := fs.Stat(files, m[1]); err != nil {
+				t.Errorf("%s imports ./%s, which is missing", p, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	cases := []struct {
+		path, wantType, wantBody string
+	}{
+		{"/", "text/html", "<title>Chat</title>"},
+		{"/billy/", "text/html", "<title>Chat</title>"},
+		{"/g/123/", "text/html", "<title>Chat</title>"},
+		{"/index.html", "text/html", "<title>Chat</title>"},
+		{"/app.js", "javascript", "import"},
+		{"/style.css", "text/css", ":root"},
+		{"/../../etc/passwd", "text/html", "<title>Chat</title>"},
+	}
+	for _, c := range cases {
+		res, err := http.Get(srv.URL + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("%s: status %d", c.path, res.StatusCode)
+		}
+		if ct := res.Header.Get("Content-Type"); !strings.Contains(ct, c.wantType) {
+			t.Errorf("%s: Content-Type %q, want %q", c.path, ct, c.wantType)
+		}
+		if !strings.Contains(string(body), c.wantBody) {
+			t.Errorf("%s: body lacks %q", c.path, c.wantBody)
+		}
+		if res.Header.Get("Content-Security-Policy") == "" {
+			t.Errorf("%s: no Content-Security-Policy", c.path)
+		}
+	}
+	res, err := http.Post(srv.URL+"/", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /: status %d", res.StatusCode)
+	}
+}
