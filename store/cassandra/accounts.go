@@ -1,0 +1,181 @@
+package cassandra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gocql/gocql"
+
+	"github.com/chatcluster/chat/store"
+)
+
+// CreateAccount claims the username with a lightweight transaction on
+// users_by_username, which holds the whole account, then writes the
+// secondary rows (users, the prefix-search rows). A loser writes nothing. A
+// replay of the winning call (same username and ID) rewrites the secondary
+// rows, which completes a call that died half-way, and succeeds.
+func (b *Backend) CreateAccount(ctx context.Context, a store.Account) error {
+	if a.Username == "" || !validID(a.ID) {
+		return fmt.Errorf("%w: account %q id %d", store.ErrInvalid, a.Username, a.ID)
+	}
+	prev := map[string]any{}
+	applied, err := b.q(ctx, `INSERT INTO users_by_username (username, user_id, display_name, password_hash, created_at)
+		VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`,
+		a.Username, int64(a.ID), unsetIfEmpty(a.DisplayName), unsetIfEmpty(a.PasswordHash), createdAt(a)).MapScanCAS(prev)
+	if err != nil {
+		return wrap("create account", err)
+	}
+	if !applied && toInt64(prev["user_id"]) != int64(a.ID) {
+		return fmt.Errorf("%w: %q", store.ErrUsernameTaken, a.Username)
+	}
+	initial := firstRune(a.Username)
+	stmts := []func(ctx context.Context) error{
+		func(ctx context.Context) error {
+			return b.q(ctx, `INSERT INTO users (user_id, username, display_name, created_at) VALUES (?, ?, ?, ?)`,
+				int64(a.ID), a.Username, unsetIfEmpty(a.DisplayName), createdAt(a)).Exec()
+		},
+		func(ctx context.Context) error {
+			return b.q(ctx, `INSERT INTO users_by_initial (initial, username, user_id, display_name) VALUES (?, ?, ?, ?)`,
+				initial, a.Username, int64(a.ID), unsetIfEmpty(a.DisplayName)).Exec()
+		},
+		func(ctx context.Context) error {
+			return b.q(ctx, `INSERT INTO username_initials (shard, initial) VALUES (0, ?)`, initial).Exec()
+		},
+	}
+	if err := b.each(ctx, len(stmts), func(ctx context.Context, i int) error { return stmts[i](ctx) }); err != nil {
+		return wrap("create account", err)
+	}
+	return nil
+}
+
+// createdAt leaves a zero time unwritten.
+func createdAt(a store.Account) any {
+	if a.CreatedAt.IsZero() {
+		return gocql.UnsetValue
+	}
+	return a.CreatedAt
+}
+
+func firstRune(s string) string {
+	_, n := utf8.DecodeRuneInString(s)
+	return s[:n]
+}
+
+// AccountByUsername is one partition read of users_by_username.
+func (b *Backend) AccountByUsername(ctx context.Context, username string) (store.Account, error) {
+	if username == "" {
+		return store.Account{}, fmt.Errorf("%w: username %q", store.ErrNotFound, username)
+	}
+	var (
+		id                int64
+		display, password string
+		created           gocqlTime
+	)
+	err := b.q(ctx, `SELECT user_id, display_name, password_hash, created_at FROM users_by_username WHERE username = ?`, username).
+		Scan(&id, &display, &password, &created.t)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return store.Account{}, fmt.Errorf("%w: username %q", store.ErrNotFound, username)
+	}
+	if err != nil {
+		return store.Account{}, wrap("account by username", err)
+	}
+	return store.Account{
+		User:         store.User{ID: store.ID(id), Username: username, DisplayName: display},
+		PasswordHash: password,
+		CreatedAt:    created.utc(),
+	}, nil
+}
+
+// gocqlTime holds a scanned timestamp; a null one scans as the zero time.
+type gocqlTime struct{ t time.Time }
+
+func (g gocqlTime) utc() time.Time {
+	if g.t.IsZero() {
+		return time.Time{}
+	}
+	return g.t.UTC()
+}
+
+// Users reads users rows one by one, concurrently (each goes straight to a
+// replica), rather than with IN, which would make one coordinator wait for
+// every partition.
+func (b *Backend) Users(ctx context.Context, ids []store.ID) ([]store.User, error) {
+	found := make([]*store.User, len(ids))
+	err := b.each(ctx, len(ids), func(ctx context.Context, i int) error {
+		if !validID(ids[i]) {
+			return nil
+		}
+		var name, display string
+		err := b.q(ctx, `SELECT username, display_name FROM users WHERE user_id = ?`, int64(ids[i])).Scan(&name, &display)
+		if errors.Is(err, gocql.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found[i] = &store.User{ID: ids[i], Username: name, DisplayName: display}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("users", err)
+	}
+	var users []store.User
+	for _, u := range found {
+		if u != nil {
+			users = append(users, *u)
+		}
+	}
+	return users, nil
+}
+
+// SearchUsers slices users_by_initial from the prefix on, within the
+// partition of the prefix's first character, and stops at the first
+// username without the prefix. An empty prefix walks every initial in
+// order.
+func (b *Backend) SearchUsers(ctx context.Context, prefix string, limit int) ([]store.User, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	var initials []string
+	if prefix != "" {
+		initials = []string{firstRune(prefix)}
+	} else {
+		iter := b.q(ctx, `SELECT initial FROM username_initials WHERE shard = 0`).Iter()
+		var in string
+		for iter.Scan(&in) {
+			initials = append(initials, in)
+		}
+		if err := iter.Close(); err != nil {
+			return nil, wrap("search users", err)
+		}
+	}
+	var users []store.User
+	for _, in := range initials {
+		iter := b.q(ctx, `SELECT username, user_id, display_name FROM users_by_initial WHERE initial = ? AND username >= ? LIMIT ?`,
+			in, prefix, limit-len(users)).PageSize(min(limit, 500)).Iter()
+		var (
+			name, display string
+			id            int64
+		)
+		for iter.Scan(&name, &id, &display) {
+			if !strings.HasPrefix(name, prefix) {
+				break
+			}
+			users = append(users, store.User{ID: store.ID(id), Username: name, DisplayName: display})
+			if len(users) == limit {
+				break
+			}
+		}
+		if err := iter.Close(); err != nil {
+			return nil, wrap("search users", err)
+		}
+		if len(users) == limit {
+			break
+		}
+	}
+	return users, nil
+}

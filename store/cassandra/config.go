@@ -1,0 +1,170 @@
+package cassandra
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gocql/gocql"
+
+	"github.com/chatcluster/chat/store"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultKeyspace    = "chat"
+	DefaultBucketWidth = 10 * 24 * time.Hour
+	DefaultTimeout     = 5 * time.Second
+	DefaultMaxInFlight = 64
+	DefaultRetries     = 3
+	DefaultNumConns    = 2
+)
+
+// Config says how to reach Cassandra and how to store.
+type Config struct {
+	// Hosts are contact points, "host" or "host:port" (9042 when no port).
+	Hosts []string
+	// Keyspace, migrated with schema.Migrate beforehand; DefaultKeyspace
+	// when empty.
+	Keyspace string
+	// Consistency of reads and writes; LocalQuorum when zero (the zero
+	// gocql.Consistency, Any, is never wanted). One suits a single dev node,
+	// although LocalQuorum works there too (a quorum of one replica).
+	Consistency gocql.Consistency
+	// SerialConsistency of the lightweight transactions that make usernames
+	// unique and conversations and memberships created once; Serial when
+	// zero, so that uniqueness holds across data centres. LocalSerial is
+	// faster with several data centres but lets each claim a username.
+	SerialConsistency gocql.SerialConsistency
+	// LocalDC, when set, keeps queries in that data centre
+	// (DC-aware round robin behind the token-aware policy).
+	LocalDC string
+	// BucketWidth is the time span of one messages partition;
+	// DefaultBucketWidth when zero. It is fixed for a keyspace when a
+	// backend first opens it: opening with another width fails, because
+	// messages already stored would no longer be found.
+	BucketWidth time.Duration
+	// Timeout of one query; DefaultTimeout when zero.
+	Timeout time.Duration
+	// ConnectTimeout of the initial connection; Timeout when zero.
+	ConnectTimeout time.Duration
+	// NumConns is the number of connections per host; DefaultNumConns
+	// when zero.
+	NumConns int
+	// MaxInFlight bounds the queries this backend runs at once for fan-outs
+	// (message batches, conversation lists, user lookups), across all
+	// callers; DefaultMaxInFlight when zero.
+	MaxInFlight int
+	// Retries of a failed idempotent query, with exponential backoff;
+	// DefaultRetries when zero, none when negative.
+	Retries int
+	// Username and Password, when set, authenticate with Cassandra's
+	// PasswordAuthenticator.
+	Username, Password string
+}
+
+var keyspaceRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
+
+func (c Config) withDefaults() (Config, error) {
+	if len(c.Hosts) == 0 {
+		return c, fmt.Errorf("%w: no Cassandra hosts", store.ErrInvalid)
+	}
+	if c.Keyspace == "" {
+		c.Keyspace = DefaultKeyspace
+	}
+	if !keyspaceRE.MatchString(c.Keyspace) {
+		return c, fmt.Errorf("%w: keyspace name %q", store.ErrInvalid, c.Keyspace)
+	}
+	if c.Consistency == gocql.Any {
+		c.Consistency = gocql.LocalQuorum
+	}
+	if c.SerialConsistency == 0 {
+		c.SerialConsistency = gocql.Serial
+	}
+	if c.BucketWidth == 0 {
+		c.BucketWidth = DefaultBucketWidth
+	}
+	if c.BucketWidth < time.Millisecond || c.BucketWidth%time.Millisecond != 0 {
+		return c, fmt.Errorf("%w: bucket width %v (whole milliseconds, at least one)", store.ErrInvalid, c.BucketWidth)
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = c.Timeout
+	}
+	if c.NumConns <= 0 {
+		c.NumConns = DefaultNumConns
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.Retries == 0 {
+		c.Retries = DefaultRetries
+	}
+	if c.Retries < 0 {
+		c.Retries = 0
+	}
+	return c, nil
+}
+
+// ParseConsistency parses a consistency level name such as "LOCAL_QUORUM"
+// or "one" (for flags and environment variables).
+func ParseConsistency(s string) (gocql.Consistency, error) {
+	c, err := gocql.ParseConsistencyWrapper(strings.ToUpper(strings.TrimSpace(s)))
+	if err != nil {
+		return 0, fmt.Errorf("%w: consistency %q", store.ErrInvalid, s)
+	}
+	return c, nil
+}
+
+// ParseHosts splits a comma-separated host list, dropping blanks.
+func ParseHosts(s string) []string {
+	var hosts []string
+	for _, h := range strings.Split(s, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// retryPolicy retries only idempotent queries (gocql's policies would retry
+// any query), with exponential backoff. Timeouts are retried on the same
+// coordinator; an unavailable or overloaded one is left for the next host;
+// errors that would recur (syntax, invalid request, ...) are not retried.
+type retryPolicy struct {
+	backoff gocql.ExponentialBackoffRetryPolicy
+}
+
+func newRetryPolicy(retries int) *retryPolicy {
+	return &retryPolicy{backoff: gocql.ExponentialBackoffRetryPolicy{NumRetries: retries, Min: 50 * time.Millisecond, Max: 2 * time.Second}}
+}
+
+func (r *retryPolicy) Attempt(q gocql.RetryableQuery) bool {
+	if iq, ok := q.(interface{ IsIdempotent() bool }); !ok || !iq.IsIdempotent() {
+		return false
+	}
+	if q.Context() != nil && q.Context().Err() != nil {
+		return false
+	}
+	return r.backoff.Attempt(q)
+}
+
+func (r *retryPolicy) GetRetryType(err error) gocql.RetryType {
+	var re gocql.RequestError
+	if errors.As(err, &re) {
+		switch re.Code() {
+		case gocql.ErrCodeUnavailable, gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping, gocql.ErrCodeTruncate:
+			return gocql.RetryNextHost
+		case gocql.ErrCodeWriteTimeout, gocql.ErrCodeReadTimeout, gocql.ErrCodeCASWriteUnknown, gocql.ErrCodeServer:
+			return gocql.Retry
+		default:
+			return gocql.Rethrow
+		}
+	}
+	// Client-side timeouts and broken connections.
+	return gocql.Retry
+}

@@ -1,0 +1,242 @@
+package cassandra
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/gocql/gocql"
+
+	"github.com/chatcluster/chat/store"
+)
+
+// Batches of one partition are applied as one mutation; these bound one
+// batch's statements and bytes so a mutation stays far below Cassandra's
+// limit (half a commit log segment, 16 MiB by default).
+const (
+	maxBatchStatements = 100
+	maxBatchBytes      = 1 << 20
+)
+
+// firstWinsBase is the write timestamp of a message written at Unix time 0;
+// later writes get smaller timestamps (see firstWinsTimestamp).
+const firstWinsBase = int64(1) << 62
+
+// firstWinsTimestamp decreases as wall-clock time goes on, so that a message
+// saved again later (a redelivery, possibly with other content) loses to the
+// first save under last-write-wins: "a message whose ID is already stored is
+// left as it is" without reading before writing. Two saves of one ID within
+// the clock skew between store pods could still go the other way; they
+// carry the same message in practice.
+func firstWinsTimestamp() int64 { return firstWinsBase - time.Now().UnixMicro() }
+
+type partition struct {
+	conv   string
+	bucket int
+	msgs   []store.Message
+}
+
+// SaveMessages groups messages by partition (conversation, bucket); for each
+// it records the bucket in conversation_buckets (unless this process
+// already did) and then writes the messages in unlogged single-partition
+// batches. Only after every message is stored does it move each
+// conversation's last message ID (written USING TIMESTAMP id, so it only
+// moves forward), so a listed last message is always readable. Partitions
+// are written concurrently, bounded by MaxInFlight across the backend.
+func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	parts := map[bucketKey]*partition{}
+	var order []*partition
+	newest := map[string]store.ID{}
+	seen := map[store.ID]map[string]bool{}
+	for _, m := range msgs {
+		if m.Conversation == "" || !validID(m.ID) || !validID(m.Sender) {
+			return fmt.Errorf("%w: message %d in %q from %d", store.ErrInvalid, m.ID, m.Conversation, m.Sender)
+		}
+		// A message repeated in one batch is written once: the first copy.
+		if seen[m.ID][m.Conversation] {
+			continue
+		}
+		if seen[m.ID] == nil {
+			seen[m.ID] = map[string]bool{}
+		}
+		seen[m.ID][m.Conversation] = true
+		k := bucketKey{m.Conversation, b.bucket(m.ID)}
+		p := parts[k]
+		if p == nil {
+			p = &partition{conv: k.conv, bucket: k.bucket}
+			parts[k] = p
+			order = append(order, p)
+		}
+		p.msgs = append(p.msgs, m)
+		newest[m.Conversation] = max(newest[m.Conversation], m.ID)
+	}
+
+	// Split partitions into batches of bounded size.
+	type batchJob struct {
+		p    *partition
+		msgs []store.Message
+	}
+	var jobs []batchJob
+	for _, p := range order {
+		start, bytes := 0, 0
+		for i, m := range p.msgs {
+			size := len(m.Body) + len(m.ClientID) + 64
+			if i > start && (i-start >= maxBatchStatements || bytes+size > maxBatchBytes) {
+				jobs = append(jobs, batchJob{p, p.msgs[start:i]})
+				start, bytes = i, 0
+			}
+			bytes += size
+		}
+		jobs = append(jobs, batchJob{p, p.msgs[start:]})
+	}
+	ts := firstWinsTimestamp()
+	err := b.each(ctx, len(jobs), func(ctx context.Context, i int) error {
+		j := jobs[i]
+		k := bucketKey{j.p.conv, j.p.bucket}
+		// The bucket is recorded before its messages: a bucket without
+		// messages only costs history a skip, while messages in an
+		// unrecorded bucket would be invisible.
+		if !b.buckets.has(k) {
+			if err := b.q(ctx, `INSERT INTO conversation_buckets (conversation_id, bucket) VALUES (?, ?)`, k.conv, k.bucket).Exec(); err != nil {
+				return err
+			}
+			b.buckets.add(k)
+		}
+		batch := b.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx).WithTimestamp(ts)
+		for _, m := range j.msgs {
+			batch.Entries = append(batch.Entries, gocql.BatchEntry{
+				Stmt: `INSERT INTO messages (conversation_id, bucket, message_id, sender_id, body, client_id, sent_at)
+					VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				Args:       []any{m.Conversation, k.bucket, int64(m.ID), int64(m.Sender), m.Body, unsetIfEmpty(m.ClientID), sentAt(m)},
+				Idempotent: true,
+			})
+		}
+		return b.s.ExecuteBatch(batch)
+	})
+	if err != nil {
+		return wrap("save messages", err)
+	}
+
+	convs := make([]string, 0, len(newest))
+	for c := range newest {
+		convs = append(convs, c)
+	}
+	err = b.each(ctx, len(convs), func(ctx context.Context, i int) error {
+		id := newest[convs[i]]
+		return b.q(ctx, `INSERT INTO conversation_last_message (conversation_id, message_id) VALUES (?, ?) USING TIMESTAMP ?`,
+			convs[i], int64(id), int64(id)).Exec()
+	})
+	if err != nil {
+		return wrap("save messages", err)
+	}
+	return nil
+}
+
+func sentAt(m store.Message) any {
+	if m.SentAt.IsZero() {
+		return gocql.UnsetValue
+	}
+	return m.SentAt
+}
+
+const messageColumns = `message_id, sender_id, body, client_id, sent_at`
+
+func scanMessages(iter *gocql.Iter, conv string, into []store.Message, want int) []store.Message {
+	var (
+		id, sender     int64
+		body, clientID string
+		sent           time.Time
+	)
+	for len(into) < want && iter.Scan(&id, &sender, &body, &clientID, &sent) {
+		m := store.Message{ID: store.ID(id), Conversation: conv, Sender: store.ID(sender), Body: body, ClientID: clientID}
+		if !sent.IsZero() {
+			m.SentAt = sent.UTC()
+		}
+		into = append(into, m)
+	}
+	return into
+}
+
+// message reads one message, or nil when it is not stored.
+func (b *Backend) message(ctx context.Context, conv string, id store.ID) (*store.Message, error) {
+	iter := b.q(ctx, `SELECT `+messageColumns+` FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id = ?`,
+		conv, b.bucket(id), int64(id)).Iter()
+	got := scanMessages(iter, conv, nil, 1)
+	if err := iter.Close(); err != nil {
+		return nil, err
+	}
+	if len(got) == 0 {
+		return nil, nil
+	}
+	return &got[0], nil
+}
+
+// maxPage keeps Limit+1 from overflowing the CQL int of LIMIT.
+const maxPage = math.MaxInt32 - 1
+
+// Messages walks the conversation's non-empty buckets (conversation_buckets)
+// from the cursor's bucket, newest first (or oldest first for After),
+// reading from each partition only as many rows as the page still needs,
+// plus one to learn whether more exist.
+func (b *Backend) Messages(ctx context.Context, conversation string, p store.Page) ([]store.Message, bool, error) {
+	if p.Limit < 1 || (p.Before != 0 && p.After != 0) {
+		return nil, false, fmt.Errorf("%w: page %+v", store.ErrInvalid, p)
+	}
+	want := min(p.Limit, maxPage) + 1
+	var (
+		got []store.Message
+		err error
+	)
+	if p.After != 0 {
+		if p.After >= math.MaxInt64 {
+			return nil, false, nil
+		}
+		got, err = b.walk(ctx, conversation, p.After, want, true)
+	} else {
+		// Before 0 means the newest: everything below the largest ID.
+		upper := store.ID(math.MaxInt64)
+		if p.Before != 0 && p.Before <= math.MaxInt64 {
+			upper = p.Before - 1
+		}
+		got, err = b.walk(ctx, conversation, upper, want, false)
+	}
+	if err != nil {
+		return nil, false, wrap("messages", err)
+	}
+	if len(got) > p.Limit {
+		return got[:p.Limit], true, nil
+	}
+	return got, false, nil
+}
+
+// walk collects up to want messages: newer than cursor oldest first when
+// forward, else at most cursor newest first.
+func (b *Backend) walk(ctx context.Context, conv string, cursor store.ID, want int, forward bool) ([]store.Message, error) {
+	var bucketQ, msgQ string
+	if forward {
+		bucketQ = `SELECT bucket FROM conversation_buckets WHERE conversation_id = ? AND bucket >= ? ORDER BY bucket ASC`
+		msgQ = `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id > ? ORDER BY message_id ASC LIMIT ?`
+	} else {
+		bucketQ = `SELECT bucket FROM conversation_buckets WHERE conversation_id = ? AND bucket <= ?`
+		msgQ = `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id <= ? LIMIT ?`
+	}
+	buckets := b.q(ctx, bucketQ, conv, b.bucket(cursor)).PageSize(100).Iter()
+	var got []store.Message
+	var bk int
+	for len(got) < want && buckets.Scan(&bk) {
+		iter := b.q(ctx, msgQ, conv, bk, int64(cursor), want-len(got)).PageSize(min(want, 1000)).Iter()
+		got = scanMessages(iter, conv, got, want)
+		if err := iter.Close(); err != nil {
+			_ = buckets.Close()
+			return nil, err
+		}
+	}
+	if err := buckets.Close(); err != nil {
+		return nil, err
+	}
+	return got, nil
+}
