@@ -47,9 +47,8 @@ func convEvtSubject(conversation string) string { return convPrefix + conversati
 // (a conversation they were added to).
 func UserSubject(user store.ID) string { return userPrefix + user.String() }
 
-func heartbeatSubject(node int) string { return "chat.gw." + itoa(node) + ".hb" }
+func heartbeatSubject(instance string) string { return "chat.gw." + instance + ".hb" }
 
-func itoa(n int) string { return store.ID(uint64(n)).String() }
 
 // MsgIDHeader is the Nats-Msg-Id of a send: the same sender resending the
 // same client_id into the same conversation is deduplicated by JetStream.
