@@ -376,6 +376,112 @@ test('keyboard alone: tab to the message box, type, Enter sends', async () => {
   await messageIn(b.page, 'Typed without a mouse').waitFor();
 });
 
+test('scrolling up loads older pages of history', async () => {
+  const a = ctx.people.anna;
+  const c = ctx.people.carl;
+  const N = 130;
+  // Carl sends many messages at once through his own WebSocket, retrying
+  // (same client_id) when the server limits his rate.
+  const sent = await c.page.evaluate(async ({ peer, n }) => {
+    const token = localStorage.getItem('chat.token');
+    const res = await fetch('/api/v1/conversations/direct', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: peer }),
+    });
+    const conv = (await res.json()).id;
+    const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/ws?token=${encodeURIComponent(token)}`);
+    const waiting = new Map();
+    await new Promise((resolve, reject) => {
+      ws.onerror = reject;
+      ws.onmessage = (e) => {
+        const f = JSON.parse(e.data);
+        if (f.type === 'hello') resolve();
+        const w = waiting.get(f.id);
+        if (w && (f.type === 'ack' || f.type === 'error')) {
+          waiting.delete(f.id);
+          w(f);
+        }
+      };
+    });
+    let acked = 0;
+    for (let i = 1; i <= n; i++) {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const id = `seed-${i}-${attempt}`;
+        const answer = new Promise((r) => waiting.set(id, r));
+        ws.send(JSON.stringify({ type: 'send', id, conversation: conv, client_id: `seed-${i}`, body: `Old message ${i}` }));
+        const f = await answer;
+        if (f.type === 'ack') {
+          acked++;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+      }
+    }
+    ws.close();
+    return acked;
+  }, { peer: a.username, n: N });
+  assert.equal(sent, N);
+  await a.page.goto(url(`/${c.username}/`));
+  await messageIn(a.page, `Old message ${N}`).waitFor();
+  const deadline = Date.now() + 60000;
+  while (!(await log(a.page).getByText('This is the beginning of the conversation.').isVisible())) {
+    assert.ok(Date.now() < deadline, 'older pages did not load');
+    await log(a.page).evaluate((el) => {
+      el.scrollTop = 0;
+    });
+    await a.page.waitForTimeout(200);
+  }
+  const bodies = (await log(a.page).locator('p.body').allTextContents()).filter((b) => b.startsWith('Old message '));
+  assert.deepEqual(bodies, Array.from({ length: N }, (_, i) => `Old message ${i + 1}`));
+  await log(a.page).evaluate((el) => {
+    el.scrollTop = el.scrollHeight;
+  });
+});
+
+test('a dropped connection shows the banner, reconnects and fills the gap', async () => {
+  const a = ctx.people.anna;
+  const b = ctx.people.billy;
+  // Anna's WebSocket goes through a switch the test controls.
+  let allow = true;
+  const sockets = [];
+  await a.page.routeWebSocket(/\/ws(\?|$)/, (ws) => {
+    if (!allow) {
+      ws.close({ code: 4000, reason: 'test: network down' });
+      return;
+    }
+    ws.connectToServer();
+    sockets.push(ws);
+  });
+  await a.page.goto(url(`/${b.username}/`));
+  await messageIn(a.page, 'Typed without a mouse').waitFor();
+  await waitForText(a.page.locator('#conv-status'), 'online');
+  allow = false;
+  for (const ws of sockets) await ws.close({ code: 4000, reason: 'test: network down' });
+  await a.page.getByRole('status').filter({ hasText: 'Offline, reconnecting' }).waitFor();
+  await shot(a.page, '08-offline');
+  await b.page.goto(url(`/${a.username}/`));
+  await send(b.page, 'Sent while Anna was offline');
+  await b.page.locator('li.msg[data-status=sent]', { hasText: 'Sent while Anna was offline' }).waitFor();
+  await send(b.page, 'And another one');
+  await b.page.locator('li.msg[data-status=sent]', { hasText: 'And another one' }).waitFor();
+  // A message Anna writes while offline waits as pending and goes out after the reconnect.
+  await send(a.page, 'Written offline');
+  assert.equal(await messageIn(a.page, 'Written offline').getAttribute('data-status'), 'pending');
+  allow = true;
+  await a.page.getByRole('status').filter({ hasText: 'Offline' }).waitFor({ state: 'hidden', timeout: 60000 });
+  await messageIn(a.page, 'Sent while Anna was offline').waitFor();
+  await messageIn(a.page, 'And another one').waitFor();
+  await messageIn(b.page, 'Written offline').waitFor();
+  await a.page.locator('li.msg[data-status=sent]', { hasText: 'Written offline' }).waitFor();
+  const bodies = await log(a.page).locator('p.body').allTextContents();
+  assert.equal(new Set(bodies).size, bodies.length, 'no duplicates');
+  assert.ok(bodies.indexOf('Sent while Anna was offline') < bodies.indexOf('And another one'));
+  const onB = await log(b.page).locator('p.body').allTextContents();
+  assert.equal(onB.filter((x) => x === 'Written offline').length, 1, 'sent once');
+  await a.page.unrouteAll({ behavior: 'ignoreErrors' }).catch(() => {});
+});
+
 test('after the server restarts, clients reconnect and catch up', async (t) => {
   if (!ctx.bin) {
     t.skip('E2E_BASE_URL given: cannot restart that server');
@@ -383,10 +489,11 @@ test('after the server restarts, clients reconnect and catch up', async (t) => {
   }
   const a = ctx.people.anna;
   const b = ctx.people.billy;
+  await a.page.goto(url(`/${b.username}/`));
+  await messageIn(a.page, 'Written offline').waitFor();
   const addr = new URL(ctx.base).host;
   await stopServer();
   await a.page.getByRole('status').filter({ hasText: 'Offline, reconnecting' }).waitFor();
-  await shot(a.page, '08-offline');
   const { proc } = await startServer(ctx.bin, ctx.dataDir, addr);
   ctx.server = proc;
   await a.page.getByRole('status').filter({ hasText: 'Offline' }).waitFor({ state: 'hidden', timeout: 60000 });

@@ -3,7 +3,7 @@
 // (state.js). Everything user-provided reaches the DOM as text only.
 
 import { Api, ApiError, describeError } from './api.js';
-import { Connection, RequestError } from './conn.js';
+import { CLOSE_DRAINING, Connection, RequestError } from './conn.js';
 import { ChatState, Throttle, compareIds, displayName, validBody, TYPING_SHOW_MS } from './state.js';
 import { dayKey, dayLabel, hue, initials, listStamp, preview, timeOfDay, typingText } from './format.js';
 import { $, h, reconcile } from './dom.js';
@@ -75,6 +75,7 @@ const app = {
   listCache: new Map(),
   renderQueued: false,
   typingTimer: null,
+  bannerTimer: null,
   searchSeq: 0,
 };
 
@@ -158,6 +159,8 @@ function endSession(message) {
   localStorage.removeItem(TOKEN_KEY);
   localStorage.removeItem(USER_KEY);
   app.current = null;
+  clearTimeout(app.bannerTimer);
+  app.bannerTimer = null;
   showAuth(message || '');
 }
 
@@ -229,14 +232,23 @@ function setBusy(form, busy) {
 
 // ---------------------------------------------------------------- connection
 
-function onStatus(status) {
+function onStatus(status, info) {
   if (status === 'online') {
     app.wasOnline = true;
+    clearTimeout(app.bannerTimer);
+    app.bannerTimer = null;
     els.banner.hidden = true;
   } else if (status === 'offline') {
     app.state.applyDisconnect();
-    // The first attempt of a session shows nothing until it has failed once.
-    els.banner.hidden = false;
+    // A quick reconnect (a draining gateway, a blip) should not flash the
+    // banner; anything longer shows it until the next hello.
+    if (!app.bannerTimer && els.banner.hidden) {
+      const grace = info && info.code === CLOSE_DRAINING ? 2500 : 1000;
+      app.bannerTimer = setTimeout(() => {
+        app.bannerTimer = null;
+        if (app.conn && !app.conn.isReady) els.banner.hidden = false;
+      }, grace);
+    }
   }
   scheduleRender();
 }
