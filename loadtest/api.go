@@ -124,6 +124,21 @@ func (a *API) Signup(ctx context.Context, username, password string) (User, stri
 	return out.User, out.Token, err
 }
 
+// Login logs an existing user in and returns it with a new token.
+func (a *API) Login(ctx context.Context, username, password string) (User, string, error) {
+	var out struct {
+		User  User   `json:"user"`
+		Token string `json:"token"`
+	}
+	err := a.do(ctx, http.MethodPost, "/api/v1/login", "", map[string]string{
+		"username": username, "password": password,
+	}, &out)
+	if err == nil && out.Token == "" {
+		err = errors.New("login answer has no token")
+	}
+	return out.User, out.Token, err
+}
+
 // CreateGroup creates a group conversation of the caller and members.
 func (a *API) CreateGroup(ctx context.Context, token, title string, members []string) (string, error) {
 	var out struct {

@@ -295,7 +295,7 @@ func runChildren(ctx context.Context, o *Options, plan *Plan, gw *gatewayProbe) 
 			}
 		}
 	}()
-	expect := func(c *child, prefix string) (string, error) {
+	expectCtx := func(ctx context.Context, c *child, prefix string) (string, error) {
 		for {
 			select {
 			case <-ctx.Done():
@@ -310,6 +310,7 @@ func runChildren(ctx context.Context, o *Options, plan *Plan, gw *gatewayProbe) 
 			}
 		}
 	}
+	expect := func(c *child, prefix string) (string, error) { return expectCtx(ctx, c, prefix) }
 	var total Result
 	var connected int64
 	for i, c := range children {
@@ -327,9 +328,21 @@ func runChildren(ctx context.Context, o *Options, plan *Plan, gw *gatewayProbe) 
 	for _, c := range children {
 		fmt.Fprintf(c.stdin, "GO %d\n", start.UnixNano())
 	}
+	// When the run is cancelled, the children are told to stop (stdin
+	// closed) and still report what they measured, within a grace period.
+	resCtx, resCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer resCancel()
+	stopWatch := context.AfterFunc(ctx, func() {
+		for _, c := range children {
+			c.stdin.Close()
+		}
+		t := time.AfterFunc(time.Minute, resCancel)
+		context.AfterFunc(resCtx, func() { t.Stop() })
+	})
+	defer stopWatch()
 	var errs []error
 	for i, c := range children {
-		line, err := expect(c, "RESULT")
+		line, err := expectCtx(resCtx, c, "RESULT")
 		if err == nil {
 			err = json.Unmarshal([]byte(line), &c.result)
 		}

@@ -131,6 +131,17 @@ func TestBroadcastCountsLossAndErrors(t *testing.T) {
 	}
 }
 
+func TestRepeatedPrefixLogsIn(t *testing.T) {
+	srv := fakechat.New(fakechat.Options{})
+	t.Cleanup(srv.Close)
+	for run := 0; run < 2; run++ {
+		rep, err := Run(context.Background(), Options{Scenario: "idle", URL: srv.URL(), Conns: 5, Prefix: "same", Duration: 50 * time.Millisecond})
+		if err != nil || rep.Setup.SignupOK != 5 || rep.Connect.OK != 5 {
+			t.Fatalf("run %d: %v, setup %+v connect %+v", run, err, rep.Setup, rep.Connect)
+		}
+	}
+}
+
 func TestResultMerge(t *testing.T) {
 	var h1, h2 Histogram
 	h1.Record(time.Millisecond)

@@ -3,7 +3,9 @@ package loadtest
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +90,11 @@ func buildPlan(ctx context.Context, o *Options, tg Target, api *API) (*Plan, Set
 		name := fmt.Sprintf("%s_%d", prefix, i)
 		err := withRetry(ctx, 5, func() error {
 			u, tok, err := api.Signup(ctx, name, o.Password)
+			var ae *APIError
+			if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+				// A repeated run with the same --prefix: the user exists.
+				u, tok, err = api.Login(ctx, name, o.Password)
+			}
 			if err == nil {
 				p.Users[i] = PlanUser{Name: name, ID: u.ID, Token: tok}
 			}

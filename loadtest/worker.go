@@ -216,8 +216,9 @@ func (w *worker) onFrame(c *wsConn, p []byte) {
 		}
 		w.acked.Add(1)
 		c.inflight.Add(-1)
-		pc := w.plan.Conns[c.idx]
-		w.expected.Add(int64(len(w.plan.Groups[pc.Group].Members) - 1))
+		if g := w.plan.Conns[c.idx].Group; g >= 0 {
+			w.expected.Add(int64(len(w.plan.Groups[g].Members) - 1))
+		}
 	case "message":
 		sentNs, sender, ok := parseMarker(p)
 		switch {

@@ -65,6 +65,7 @@ func New(opts Options) *Server {
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/signup", s.signup)
+	mux.HandleFunc("POST /api/v1/login", s.login)
 	mux.HandleFunc("POST /api/v1/conversations", s.createGroup)
 	mux.HandleFunc("POST /api/v1/conversations/{id}/members", s.addMember)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
@@ -128,6 +129,19 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	s.users[u.name], s.tokens[u.token] = u, u
 	s.mu.Unlock()
 	writeJSON(w, 201, map[string]any{"user": map[string]string{"id": u.id, "username": u.name}, "token": u.token})
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var in struct{ Username, Password string }
+	_ = json.NewDecoder(r.Body).Decode(&in)
+	s.mu.Lock()
+	u, ok := s.users[in.Username]
+	s.mu.Unlock()
+	if !ok {
+		writeErr(w, 401, "unauthorized")
+		return
+	}
+	writeJSON(w, 200, map[string]any{"user": map[string]string{"id": u.id, "username": u.name}, "token": u.token})
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
