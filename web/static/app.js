@@ -990,6 +990,14 @@ function init() {
   els.search.addEventListener('input', onSearchInput);
   els.search.addEventListener('keydown', (ev) => {
     if (ev.key === 'Escape') clearSearch();
+    if (ev.key === 'Enter') {
+      // Enter opens the first person found.
+      const first = els.searchList.querySelector('a[href]');
+      if (first && !els.searchResults.hidden) {
+        ev.preventDefault();
+        first.click();
+      }
+    }
   });
   els.composer.addEventListener('submit', onSend);
   els.input.addEventListener('keydown', onComposerKey);
@@ -1005,7 +1013,8 @@ function init() {
   );
   document.addEventListener('click', onDocumentClick);
   document.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Escape' && app.current && !document.querySelector('dialog[open]') && document.activeElement !== els.search) {
+    const inField = document.activeElement === els.search || (document.activeElement === els.input && els.input.value);
+    if (ev.key === 'Escape' && app.current && !document.querySelector('dialog[open]') && !inField) {
       navigate('/');
     }
   });

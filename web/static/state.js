@@ -119,6 +119,8 @@ export function validBody(body) {
 
 export const TYPING_SHOW_MS = 5000;
 export const TYPING_SEND_EVERY_MS = 3000;
+/** Saved unsent messages older than this are not resent without asking (the server's dedup window is at least 10 minutes). */
+export const OUTBOX_STALE_MS = 5 * 60 * 1000;
 /** Catch-up pages to fetch for one conversation before giving up on the gap and reloading its newest page. */
 export const MAX_CATCHUP_PAGES = 5;
 
@@ -661,17 +663,25 @@ export class ChatState {
     }));
   }
 
-  importOutbox(list) {
+  /**
+   * Restores a saved outbox. Entries older than staleAfterMs come back as
+   * failed rather than queued: the server deduplicates a client_id only for
+   * a limited window (10 minutes by default), so resending an old entry on
+   * its own could make a second copy; the user decides.
+   */
+  importOutbox(list, { staleAfterMs = OUTBOX_STALE_MS } = {}) {
     if (!Array.isArray(list)) return;
     for (const x of list) {
       if (!x || typeof x.client_id !== 'string' || typeof x.body !== 'string' || typeof x.conversation !== 'string') continue;
+      const createdAt = Number(x.createdAt) || this.now();
+      const stale = this.now() - createdAt > staleAfterMs;
       this.outbox.set(x.client_id, {
         client_id: x.client_id,
         conversation: x.conversation,
         body: x.body,
-        createdAt: Number(x.createdAt) || this.now(),
-        status: x.failed ? 'failed' : 'queued',
-        error: x.error || null,
+        createdAt,
+        status: x.failed || stale ? 'failed' : 'queued',
+        error: x.error || (stale ? 'stale' : null),
         requestId: null,
       });
     }

@@ -4,6 +4,7 @@ import {
   Backoff,
   ChatState,
   MAX_CATCHUP_PAGES,
+  OUTBOX_STALE_MS,
   TYPING_SHOW_MS,
   Throttle,
   compareIds,
@@ -243,6 +244,23 @@ test('the outbox survives export and import', () => {
   assert.equal(t.outbox.get(e.client_id).status, 'queued');
   assert.equal(t.outbox.get(f.client_id).status, 'failed');
   assert.equal(t.outbox.size, 2);
+});
+
+test('old saved entries come back failed, not resent on their own', () => {
+  const c = clock();
+  const s = new ChatState({ now: c.now });
+  s.applyHello({ user: ME, conversations: [conv('c1')] });
+  const e = s.enqueue('c1', 'long ago');
+  const saved = s.exportOutbox();
+  c.t += OUTBOX_STALE_MS + 1;
+  const t = new ChatState({ now: c.now });
+  t.importOutbox(saved);
+  assert.equal(t.outbox.get(e.client_id).status, 'failed');
+  assert.deepEqual(t.sendable(), []);
+  // A stored copy found in history settles it.
+  t.applyHello({ user: ME, conversations: [conv('c1')] });
+  t.applyHistoryBefore('c1', [msg('70', ME.id, 'c1', { client_id: e.client_id })], null);
+  assert.equal(t.outbox.size, 0);
 });
 
 test('catch-up plan uses the newest ID known at hello time, not later live messages', () => {
