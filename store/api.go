@@ -1,0 +1,294 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// The request/reply API a Service answers and a Client calls. Every op is a
+// NATS request on subject APISubjectPrefix+op with a JSON body; the reply is
+// the op's response JSON or an ErrorReply.
+const (
+	// APISubjectPrefix starts every API subject: chat.store.<op>.
+	APISubjectPrefix = "chat.store."
+	// APIQueueGroup is the queue group of the Service's subscription, so
+	// each request reaches exactly one replica.
+	APIQueueGroup = "store"
+	// UserSubjectPrefix starts the core NATS subject of a user's events:
+	// chat.user.<userID>.
+	UserSubjectPrefix = "chat.user."
+)
+
+// The API ops (the last token of the subject).
+const (
+	OpSignup        = "signup"
+	OpAccount       = "account"
+	OpUsers         = "users"
+	OpSearch        = "search"
+	OpDirect        = "direct"
+	OpGroup         = "group"
+	OpAddMembers    = "add_members"
+	OpConversation  = "conversation"
+	OpConversations = "conversations"
+	OpHistory       = "history"
+	OpRead          = "read"
+)
+
+// ErrInternal is what a Client returns (wrapped) for a reply with code
+// "internal": the store failed for a reason the caller cannot act on.
+var ErrInternal = errors.New("store: internal error")
+
+// Error codes on the wire, one per sentinel error.
+const (
+	CodeNotFound      = "not_found"
+	CodeUsernameTaken = "username_taken"
+	CodeInvalid       = "invalid"
+	CodeUnavailable   = "unavailable"
+	CodeTooMany       = "too_many"
+	CodeInternal      = "internal"
+)
+
+// SignupRequest creates an account. A zero Account.ID is assigned by the
+// service; a zero CreatedAt is set to now. ErrUsernameTaken if the (lower
+// cased) username exists.
+type SignupRequest struct {
+	Account Account `json:"account"`
+}
+
+// SignupResponse carries the created user.
+type SignupResponse struct {
+	User User `json:"user"`
+}
+
+// AccountRequest looks an account up by username (folded to lower case).
+type AccountRequest struct {
+	Username string `json:"username"`
+}
+
+// AccountResponse carries the account, password hash included.
+type AccountResponse struct {
+	Account Account `json:"account"`
+}
+
+// UsersRequest asks for users by ID.
+type UsersRequest struct {
+	IDs []ID `json:"ids"`
+}
+
+// UsersResponse carries the users that exist, in the order asked.
+type UsersResponse struct {
+	Users []User `json:"users"`
+}
+
+// SearchRequest asks for users whose username starts with Prefix.
+type SearchRequest struct {
+	Prefix string `json:"prefix"`
+	Limit  int    `json:"limit"`
+}
+
+// SearchResponse carries the users found, ordered by username.
+type SearchResponse struct {
+	Users []User `json:"users"`
+}
+
+// DirectRequest asks for the direct conversation of A and B, created when
+// missing (ID DirectID(A, B)).
+type DirectRequest struct {
+	A ID `json:"a"`
+	B ID `json:"b"`
+}
+
+// DirectResponse carries the conversation and whether this call created it.
+type DirectResponse struct {
+	Conversation Conversation `json:"conversation"`
+	Created      bool         `json:"created"`
+}
+
+// GroupRequest creates a group conversation; Creator becomes a member.
+type GroupRequest struct {
+	Title   string `json:"title"`
+	Creator ID     `json:"creator"`
+	Members []ID   `json:"members"`
+}
+
+// GroupResponse carries the new conversation.
+type GroupResponse struct {
+	Conversation Conversation `json:"conversation"`
+}
+
+// AddMembersRequest adds Users to a group; By must be a member.
+type AddMembersRequest struct {
+	Conversation string `json:"conversation"`
+	By           ID     `json:"by"`
+	Users        []ID   `json:"users"`
+}
+
+// AddMembersResponse carries the conversation after the change and the
+// users that were not members before.
+type AddMembersResponse struct {
+	Conversation Conversation `json:"conversation"`
+	Added        []ID         `json:"added"`
+}
+
+// ConversationRequest asks for one conversation with its members.
+type ConversationRequest struct {
+	ID string `json:"id"`
+}
+
+// ConversationResponse carries the conversation.
+type ConversationResponse struct {
+	Conversation Conversation `json:"conversation"`
+}
+
+// ConversationsRequest asks for a user's conversation list.
+type ConversationsRequest struct {
+	User  ID  `json:"user"`
+	Limit int `json:"limit"`
+}
+
+// ConversationsResponse carries the list, most recent activity first.
+type ConversationsResponse struct {
+	Summaries []Summary `json:"summaries"`
+}
+
+// HistoryRequest asks for one page of history (see Page). Zero IDs mean
+// "not set".
+type HistoryRequest struct {
+	Conversation string `json:"conversation"`
+	Before       ID     `json:"before"`
+	After        ID     `json:"after"`
+	Limit        int    `json:"limit"`
+}
+
+// HistoryResponse carries the page and whether more messages lie beyond it.
+type HistoryResponse struct {
+	Messages []Message `json:"messages"`
+	More     bool      `json:"more"`
+}
+
+// ReadRequest moves User's read mark in Conversation forward to MessageID.
+type ReadRequest struct {
+	Conversation string `json:"conversation"`
+	User         ID     `json:"user"`
+	MessageID    ID     `json:"message_id"`
+}
+
+// ReadResponse carries the mark after the call and whether it moved.
+type ReadResponse struct {
+	Mark  ID   `json:"mark"`
+	Moved bool `json:"moved"`
+}
+
+// ErrorReply is the reply to a request that failed.
+type ErrorReply struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody names the failure: Code is one of the Code* constants.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// UserEvent is published on chat.user.<id> to every member of a
+// conversation that was created or whose members changed. Type is
+// "conversation".
+type UserEvent struct {
+	Type         string        `json:"type"`
+	Conversation *Conversation `json:"conversation,omitempty"`
+}
+
+// UserSubject is the core NATS subject of a user's events.
+func UserSubject(user ID) string { return UserSubjectPrefix + user.String() }
+
+// RemoteError is an error the store service answered with. It unwraps to the
+// sentinel of its code, so errors.Is(err, ErrNotFound) works across the wire.
+type RemoteError struct {
+	Code    string
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	if e.Message == "" {
+		return "store: remote error " + e.Code
+	}
+	return e.Message
+}
+
+// Unwrap returns the sentinel error of the code.
+func (e *RemoteError) Unwrap() error { return sentinelOf(e.Code) }
+
+// ErrorCode returns the wire code of err: the code of the first sentinel
+// error err wraps, CodeInternal for anything else.
+func ErrorCode(err error) string {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return CodeNotFound
+	case errors.Is(err, ErrUsernameTaken):
+		return CodeUsernameTaken
+	case errors.Is(err, ErrInvalid):
+		return CodeInvalid
+	case errors.Is(err, ErrUnavailable):
+		return CodeUnavailable
+	case errors.Is(err, ErrTooMany):
+		return CodeTooMany
+	default:
+		return CodeInternal
+	}
+}
+
+func sentinelOf(code string) error {
+	switch code {
+	case CodeNotFound:
+		return ErrNotFound
+	case CodeUsernameTaken:
+		return ErrUsernameTaken
+	case CodeInvalid:
+		return ErrInvalid
+	case CodeUnavailable:
+		return ErrUnavailable
+	case CodeTooMany:
+		return ErrTooMany
+	default:
+		return ErrInternal
+	}
+}
+
+// errorPrefix is how every ErrorReply begins (encoding/json keeps field
+// order), so a Client tells an error from a response without decoding the
+// body twice. No response type has a field named "error".
+const errorPrefix = `{"error":`
+
+// encodeError renders err as an ErrorReply body.
+// The text of an internal error stays in the service's log: it may name
+// hosts or queries that callers have no business seeing.
+func encodeError(err error) []byte {
+	code := ErrorCode(err)
+	msg := err.Error()
+	if code == CodeInternal {
+		msg = ErrInternal.Error()
+	}
+	b, mErr := json.Marshal(ErrorReply{Error: ErrorBody{Code: code, Message: msg}})
+	if mErr != nil {
+		// Marshalling two strings cannot fail; keep a valid reply regardless.
+		return []byte(`{"error":{"code":"internal","message":"store: encoding error"}}`)
+	}
+	return b
+}
+
+// decodeReply decodes a reply body into resp or returns the RemoteError it
+// carries.
+func decodeReply(data []byte, resp any) error {
+	if len(data) >= len(errorPrefix) && string(data[:len(errorPrefix)]) == errorPrefix {
+		var er ErrorReply
+		if err := json.Unmarshal(data, &er); err != nil {
+			return fmt.Errorf("%w: bad error reply: %v", ErrInternal, err)
+		}
+		return &RemoteError{Code: er.Error.Code, Message: er.Error.Message}
+	}
+	if err := json.Unmarshal(data, resp); err != nil {
+		return fmt.Errorf("%w: bad reply: %v", ErrInternal, err)
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultClientTimeout bounds a Client call whose ctx has no earlier
+// deadline. It exceeds DefaultHistoryWait so that a history request that
+// waits for the store to catch up gets its answer.
+const DefaultClientTimeout = 5 * time.Second
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// Timeout bounds each call (default DefaultClientTimeout).
+	Timeout time.Duration
+}
+
+// Client calls a store Service over NATS request/reply. It holds no state
+// besides the connection and is safe for concurrent use.
+//
+// Errors the service answered with unwrap to the sentinel errors of this
+// package (ErrNotFound, ErrUsernameTaken, ErrInvalid, ErrUnavailable,
+// ErrTooMany, ErrInternal). No responder, a timeout or a lost connection is
+// ErrUnavailable.
+type Client struct {
+	nc      *nats.Conn
+	timeout time.Duration
+}
+
+// NewClient returns a Client that sends its requests over nc.
+func NewClient(nc *nats.Conn, cfg ClientConfig) *Client {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultClientTimeout
+	}
+	return &Client{nc: nc, timeout: cfg.Timeout}
+}
+
+// call sends req to op and decodes the reply into resp.
+func (c *Client) call(ctx context.Context, op string, req, resp any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("%w: encode %s request: %v", ErrInvalid, op, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	msg, err := c.nc.RequestWithContext(ctx, APISubjectPrefix+op, body)
+	if err != nil {
+		// Every transport failure means "no store answered": the caller may
+		// retry; %w twice keeps context.Canceled visible too.
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+	}
+	if err := decodeReply(msg.Data, resp); err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) {
+			return err
+		}
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// Signup creates an account and returns its user. The service assigns the
+// ID when a.ID is zero. ErrUsernameTaken, ErrInvalid.
+func (c *Client) Signup(ctx context.Context, a Account) (User, error) {
+	var resp SignupResponse
+	if err := c.call(ctx, OpSignup, SignupRequest{Account: a}, &resp); err != nil {
+		return User{}, err
+	}
+	return resp.User, nil
+}
+
+// Account returns the account of a username, password hash included.
+// ErrNotFound.
+func (c *Client) Account(ctx context.Context, username string) (Account, error) {
+	var resp AccountResponse
+	if err := c.call(ctx, OpAccount, AccountRequest{Username: username}, &resp); err != nil {
+		return Account{}, err
+	}
+	return resp.Account, nil
+}
+
+// Users returns the users with these IDs that exist, in the order asked.
+func (c *Client) Users(ctx context.Context, ids []ID) ([]User, error) {
+	var resp UsersResponse
+	if err := c.call(ctx, OpUsers, UsersRequest{IDs: ids}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Users, nil
+}
+
+// Search returns up to limit users whose username starts with prefix.
+func (c *Client) Search(ctx context.Context, prefix string, limit int) ([]User, error) {
+	var resp SearchResponse
+	if err := c.call(ctx, OpSearch, SearchRequest{Prefix: prefix, Limit: limit}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Users, nil
+}
+
+// Direct returns the direct conversation of a and b, creating it when
+// missing, and whether this call created it. ErrNotFound for an unknown
+// user, ErrInvalid when a == b.
+func (c *Client) Direct(ctx context.Context, a, b ID) (Conversation, bool, error) {
+	var resp DirectResponse
+	if err := c.call(ctx, OpDirect, DirectRequest{A: a, B: b}, &resp); err != nil {
+		return Conversation{}, false, err
+	}
+	return resp.Conversation, resp.Created, nil
+}
+
+// Group creates a group conversation of creator and members. ErrNotFound
+// for an unknown member, ErrTooMany above the service's member limit.
+func (c *Client) Group(ctx context.Context, title string, creator ID, members []ID) (Conversation, error) {
+	var resp GroupResponse
+	if err := c.call(ctx, OpGroup, GroupRequest{Title: title, Creator: creator, Members: members}, &resp); err != nil {
+		return Conversation{}, err
+	}
+	return resp.Conversation, nil
+}
+
+// AddMembers adds users to a group on behalf of member by and returns the
+// conversation after the change and the users newly added. ErrNotFound
+// unless by is a member or for an unknown user.
+func (c *Client) AddMembers(ctx context.Context, conversation string, by ID, users []ID) (Conversation, []ID, error) {
+	var resp AddMembersResponse
+	if err := c.call(ctx, OpAddMembers, AddMembersRequest{Conversation: conversation, By: by, Users: users}, &resp); err != nil {
+		return Conversation{}, nil, err
+	}
+	return resp.Conversation, resp.Added, nil
+}
+
+// Conversation returns a conversation with its members. ErrNotFound.
+func (c *Client) Conversation(ctx context.Context, id string) (Conversation, error) {
+	var resp ConversationResponse
+	if err := c.call(ctx, OpConversation, ConversationRequest{ID: id}, &resp); err != nil {
+		return Conversation{}, err
+	}
+	return resp.Conversation, nil
+}
+
+// Conversations lists up to limit of a user's conversations, the most recent
+// activity first.
+func (c *Client) Conversations(ctx context.Context, user ID, limit int) ([]Summary, error) {
+	var resp ConversationsResponse
+	if err := c.call(ctx, OpConversations, ConversationsRequest{User: user, Limit: limit}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Summaries, nil
+}
+
+// History returns one page of a conversation's history and whether more
+// messages lie beyond it. The page holds every message published to the
+// stream before the call; ErrUnavailable when the store could not catch up
+// in time.
+func (c *Client) History(ctx context.Context, conversation string, p Page) ([]Message, bool, error) {
+	var resp HistoryResponse
+	req := HistoryRequest{Conversation: conversation, Before: p.Before, After: p.After, Limit: p.Limit}
+	if err := c.call(ctx, OpHistory, req, &resp); err != nil {
+		return nil, false, err
+	}
+	return resp.Messages, resp.More, nil
+}
+
+// MarkRead moves user's read mark forward to msg and returns the mark after
+// the call and whether it moved. ErrNotFound unless user is a member.
+func (c *Client) MarkRead(ctx context.Context, conversation string, user ID, msg ID) (ID, bool, error) {
+	var resp ReadResponse
+	if err := c.call(ctx, OpRead, ReadRequest{Conversation: conversation, User: user, MessageID: msg}, &resp); err != nil {
+		return 0, false, err
+	}
+	return resp.Mark, resp.Moved, nil
+}
