@@ -121,6 +121,22 @@ func (d *decoder) string() string {
 	return s
 }
 
+// appendString reads a string field into sb and returns where it is.
+func (d *decoder) appendString(sb *strings.Builder) [2]int {
+	if d.err != nil {
+		return [2]int{}
+	}
+	l, n := binary.Uvarint(d.b)
+	if n <= 0 || uint64(len(d.b)-n) < l {
+		d.err = errCorrupt
+		return [2]int{}
+	}
+	start := sb.Len()
+	sb.Write(d.b[n : n+int(l)])
+	d.b = d.b[n+int(l):]
+	return [2]int{start, sb.Len()}
+}
+
 // account: version, ID, username, display name, password hash, created at.
 func encodeAccount(a store.Account) []byte {
 	b := make([]byte, 0, 1+8+len(a.Username)+len(a.DisplayName)+len(a.PasswordHash)+16)
@@ -218,6 +234,39 @@ func decodeMessage(conv string, k, v []byte) (store.Message, error) {
 	m.ClientID = d.string()
 	m.Body = d.string()
 	return m, d.err
+}
+
+// decodeMessages decodes stored (key, value) pairs of conversation conv,
+// with every client ID and body carved out of one string.
+func decodeMessages(conv string, raws [][2][]byte) ([]store.Message, error) {
+	size := 0
+	for _, r := range raws {
+		size += len(r[1])
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	type span struct{ client, body [2]int }
+	spans := make([]span, len(raws))
+	out := make([]store.Message, len(raws))
+	for i, r := range raws {
+		d := newDecoder(r[1])
+		m := &out[i]
+		m.ID = keyID(r[0])
+		m.Conversation = conv
+		m.Sender = d.id()
+		m.SentAt = d.time()
+		spans[i].client = d.appendString(&sb)
+		spans[i].body = d.appendString(&sb)
+		if d.err != nil {
+			return nil, fmt.Errorf("message %x: %w", r[0], d.err)
+		}
+	}
+	all := sb.String()
+	for i := range out {
+		out[i].ClientID = all[spans[i].client[0]:spans[i].client[1]]
+		out[i].Body = all[spans[i].body[0]:spans[i].body[1]]
+	}
+	return out, nil
 }
 
 // messageSender reads only the sender of a stored message.

@@ -2,8 +2,8 @@ package bolt
 
 import (
 	"bytes"
-	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -105,8 +105,10 @@ func addMembers(tx *bbolt.Tx, conv string, users []store.ID, at time.Time) ([]st
 	return added, nil
 }
 
+// sortedUnique returns ids ascending without duplicates, never nil (as
+// readConv returns members).
 func sortedUnique(ids []store.ID) []store.ID {
-	s := slices.Clone(ids)
+	s := append(make([]store.ID, 0, len(ids)), ids...)
 	slices.Sort(s)
 	return slices.Compact(s)
 }
@@ -145,19 +147,22 @@ func readConv(tx *bbolt.Tx, id string, v []byte) (store.Conversation, error) {
 	return c, nil
 }
 
-// entry is one of a user's conversations while the list is sorted.
+// entry is one of a user's conversations while the list is sorted. Its
+// byte slices point into the memory map: valid until the read transaction
+// ends, and not copied for the conversations that do not make the list.
 type entry struct {
-	conv     string
+	conv     []byte
 	m        membership
 	activity time.Time
 	lastKey  []byte // the key of the last message, nil when none
+	lastVal  []byte
 }
 
 // Conversations lists up to limit of a user's conversations, the most recent
 // activity first (ties by conversation ID). It reads each of the user's
-// conversations' membership and last message key (a few B-tree lookups
-// each, no message scans), sorts, and only for the first limit reads
-// members, the last message and the bounded unread count.
+// conversations' membership and last message (a few B-tree lookups each,
+// no message scans, no allocation), sorts, and only for the first limit
+// reads members, decodes the last message and counts unread (bounded).
 func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) ([]store.Summary, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -168,10 +173,14 @@ func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) (
 		msgs := tx.Bucket(bucketMessages).Cursor()
 		prefix := idKey(user)
 		cur := tx.Bucket(bucketUserConvs).Cursor()
-		var entries []entry
+		var (
+			entries []entry
+			key     []byte // scratch
+		)
 		for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
-			e := entry{conv: string(k[len(prefix):])}
-			mv := members.Get(convKey(e.conv, user))
+			e := entry{conv: k[len(prefix):]}
+			key = binary.BigEndian.AppendUint64(append(append(key[:0], e.conv...), 0), uint64(user))
+			mv := members.Get(key)
 			if mv == nil {
 				return fmt.Errorf("user %d: conversation %s without membership: %w", user, e.conv, errCorrupt)
 			}
@@ -180,11 +189,10 @@ func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) (
 				return err
 			}
 			e.activity = e.m.joinedAt
-			if lk, lv := lastMessage(msgs, e.conv); lk != nil {
-				if e.activity, err = messageTime(lv); err != nil {
+			if e.lastKey, e.lastVal = lastMessage(msgs, e.conv, &key); e.lastKey != nil {
+				if e.activity, err = messageTime(e.lastVal); err != nil {
 					return err
 				}
-				e.lastKey = slices.Clone(lk)
 			}
 			entries = append(entries, e)
 		}
@@ -192,30 +200,30 @@ func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) (
 			if c := b.activity.Compare(a.activity); c != 0 {
 				return c
 			}
-			return cmp.Compare(a.conv, b.conv)
+			return bytes.Compare(a.conv, b.conv)
 		})
 		entries = entries[:min(limit, len(entries))]
 
 		convs := tx.Bucket(bucketConvs)
 		out = make([]store.Summary, 0, len(entries))
 		for _, e := range entries {
-			cv := convs.Get([]byte(e.conv))
+			id := string(e.conv)
+			cv := convs.Get(e.conv)
 			if cv == nil {
-				return fmt.Errorf("conversation %s: members without a conversation: %w", e.conv, errCorrupt)
+				return fmt.Errorf("conversation %s: members without a conversation: %w", id, errCorrupt)
 			}
-			c, err := readConv(tx, e.conv, cv)
+			c, err := readConv(tx, id, cv)
 			if err != nil {
 				return err
 			}
 			s := store.Summary{Conversation: c, LastRead: e.m.lastRead, Activity: e.activity}
 			if e.lastKey != nil {
-				k, v := msgs.Seek(e.lastKey)
-				m, err := decodeMessage(e.conv, k, v)
+				m, err := decodeMessage(id, e.lastKey, e.lastVal)
 				if err != nil {
 					return err
 				}
 				s.LastMessage = &m
-				s.Unread = unread(msgs, e.conv, user, e.m.lastRead)
+				s.Unread = unread(msgs, e.conv, user, e.m.lastRead, &key)
 			}
 			out = append(out, s)
 		}
@@ -225,16 +233,17 @@ func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) (
 }
 
 // lastMessage positions cur on conv's newest message and returns it, or
-// nil when conv has none.
-func lastMessage(cur *bbolt.Cursor, conv string) ([]byte, []byte) {
-	end := convEnd(conv)
+// nil when conv has none. scratch is reused for the seek key.
+func lastMessage(cur *bbolt.Cursor, conv []byte, scratch *[]byte) ([]byte, []byte) {
+	end := append(append((*scratch)[:0], conv...), 1) // the first key after conv's
+	*scratch = end
 	k, v := cur.Seek(end)
 	if k == nil {
 		k, v = cur.Last()
 	} else {
 		k, v = cur.Prev()
 	}
-	if k == nil || len(k) != len(conv)+1+8 || !bytes.HasPrefix(k, end[:len(end)-1]) || k[len(conv)] != 0 {
+	if k == nil || len(k) != len(conv)+1+8 || !bytes.HasPrefix(k, conv) || k[len(conv)] != 0 {
 		return nil, nil
 	}
 	return k, v
@@ -243,12 +252,11 @@ func lastMessage(cur *bbolt.Cursor, conv string) ([]byte, []byte) {
 // unread counts conv's messages newer than mark from others than user,
 // newest first, stopping at store.UnreadCap (or after maxUnreadScan
 // messages).
-func unread(cur *bbolt.Cursor, conv string, user, mark store.ID) int {
-	prefix := convPrefix(conv)
+func unread(cur *bbolt.Cursor, conv []byte, user, mark store.ID, scratch *[]byte) int {
 	n := 0
-	k, v := lastMessage(cur, conv)
-	for scanned := 0; k != nil && bytes.HasPrefix(k, prefix) && n < store.UnreadCap && scanned < maxUnreadScan; scanned++ {
-		if keyID(k) <= mark {
+	k, v := lastMessage(cur, conv, scratch)
+	for scanned := 0; k != nil && n < store.UnreadCap && scanned < maxUnreadScan; scanned++ {
+		if len(k) != len(conv)+1+8 || !bytes.HasPrefix(k, conv) || k[len(conv)] != 0 || keyID(k) <= mark {
 			break
 		}
 		if sender, ok := messageSender(v); ok && sender != user {

@@ -110,21 +110,26 @@ func (b *Backend) Messages(ctx context.Context, conversation string, p store.Pag
 			}
 			step = cur.Prev
 		}
+		// Collect the page's raw values first (they stay valid until the
+		// transaction ends), then decode all of them with their strings in
+		// one allocation: a page is 4 allocations, not 2 per message.
+		var raws [][2][]byte
 		for ; inConv(k); k, v = step() {
-			if len(out) == p.Limit {
+			if len(raws) == p.Limit {
 				more = true
 				break
 			}
-			if out == nil {
-				out = make([]store.Message, 0, min(p.Limit, 64))
+			if raws == nil {
+				raws = make([][2][]byte, 0, min(p.Limit, 64))
 			}
-			m, err := decodeMessage(conversation, k, v)
-			if err != nil {
-				return fmt.Errorf("message %x: %w", k, err)
-			}
-			out = append(out, m)
+			raws = append(raws, [2][]byte{k, v})
 		}
-		return nil
+		if len(raws) == 0 {
+			return nil
+		}
+		var err error
+		out, err = decodeMessages(conversation, raws)
+		return err
 	})
 	if err != nil {
 		return nil, false, err

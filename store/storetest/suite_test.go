@@ -1,0 +1,300 @@
+package storetest_test
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat/store/bolt"
+	"github.com/chatcluster/chat/store/storetest"
+)
+
+// The suite is checked by mutation: each mutant below breaks one rule of the
+// store.Backend contract on top of the bbolt backend, and the suite must
+// fail it. A suite that passes a mutant has a hole.
+
+const mutantEnv = "STORETEST_MUTANT"
+
+// mutants names each mutant and the subtests expected to catch it.
+var mutants = map[string]string{
+	"":                     "", // the control: the unbroken backend passes everything
+	"more-when-full":       "MessagesPagingBoundaries",
+	"more-never":           "MessagesPagingWalk",
+	"inclusive-cursor":     "MessagesPagingBoundaries",
+	"after-newest-first":   "MessagesPagingWalk",
+	"hole-after-cursor":    "MessagesPagingWalk|MessagesBucketBoundaries",
+	"unknown-conv-error":   "MessagesEmptyConversation",
+	"list-reversed":        "ConversationsActivityOrder",
+	"list-ignores-limit":   "ConversationsLimit",
+	"unread-counts-own":    "ConversationsUnread",
+	"unread-uncapped":      "ConversationsUnreadCap",
+	"unread-off-by-one":    "ConversationsUnread",
+	"last-message-oldest":  "ConversationsLastMessage|SaveMessagesOutOfOrder",
+	"mark-read-backward":   "MarkRead",
+	"mark-read-moved-lies": "MarkRead",
+	"created-always":       "CreateConversationIdempotent|CreateConversationConcurrent",
+	"added-all":            "AddMembers",
+	"members-unsorted":     "CreateConversation",
+	"not-found-nil":        "ConversationNotFound",
+	"taken-swallowed":      "UsernameTaken|UsernameTakenConcurrent",
+	"users-sorted":         "Users",
+	"search-extra":         "SearchUsers",
+	"times-to-seconds":     "SaveMessagesRoundTrip",
+	"invalid-page-ok":      "MessagesInvalidPage",
+	"close-twice-error":    "CloseTwice",
+	"save-drops-dups":      "SaveMessagesIdempotent|SaveMessagesManyConversations",
+}
+
+func openBolt(t *testing.T) *bolt.Backend {
+	t.Helper()
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), bolt.Options{})
+	if err != nil {
+		t.Fatalf("bolt.Open: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// TestMutantHelper runs the suite against the mutant named in the
+// environment; it is a child process of TestSuiteCatchesMutants.
+func TestMutantHelper(t *testing.T) {
+	mode, ok := os.LookupEnv(mutantEnv)
+	if !ok {
+		t.Skip("run by TestSuiteCatchesMutants")
+	}
+	storetest.Run(t, func(t *testing.T) store.Backend { return &mutant{Backend: openBolt(t), mode: mode} })
+}
+
+func TestSuiteCatchesMutants(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the suite in child processes")
+	}
+	names := make([]string, 0, len(mutants))
+	for name := range mutants {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		t.Run("mutant="+name, func(t *testing.T) {
+			t.Parallel()
+			run := "^TestMutantHelper$"
+			if sub := mutants[name]; sub != "" {
+				run += "/^(" + sub + ")$"
+			}
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run="+run, "-test.count=1", "-test.v")
+			cmd.Env = append(os.Environ(), mutantEnv+"="+name)
+			out, err := cmd.CombinedOutput()
+			if name == "" {
+				if err != nil {
+					t.Fatalf("the suite fails the unbroken backend: %v\n%s", err, out)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("the suite passed mutant %q (subtests %s):\n%s", name, mutants[name], out)
+			}
+			if !strings.Contains(string(out), "--- FAIL: TestMutantHelper/") {
+				t.Fatalf("mutant %q: the child failed without a failing subtest: %v\n%s", name, err, out)
+			}
+		})
+	}
+}
+
+// mutant is the bbolt backend with one rule broken, chosen by mode.
+type mutant struct {
+	store.Backend
+	mode   string
+	closed bool
+}
+
+func (m *mutant) Messages(ctx context.Context, conv string, p store.Page) ([]store.Message, bool, error) {
+	switch m.mode {
+	case "inclusive-cursor":
+		if p.Before != 0 {
+			p.Before++
+		}
+		if p.After > 1 {
+			p.After--
+		}
+	case "hole-after-cursor":
+		// Skips the first message after a cursor, as a bucket walk that
+		// loses a boundary would.
+		if p.Before != 0 || p.After != 0 {
+			msgs, more, err := m.Backend.Messages(ctx, conv, store.Page{Before: p.Before, After: p.After, Limit: p.Limit + 1})
+			if len(msgs) > 0 {
+				msgs = msgs[1:]
+			}
+			return msgs, more, err
+		}
+	case "unknown-conv-error":
+		if _, err := m.Backend.Conversation(ctx, conv); err != nil {
+			return nil, false, errors.New("boom")
+		}
+	case "invalid-page-ok":
+		if p.Limit < 1 {
+			p.Limit = 1
+		}
+		if p.Before != 0 && p.After != 0 {
+			p.After = 0
+		}
+	}
+	msgs, more, err := m.Backend.Messages(ctx, conv, p)
+	switch m.mode {
+	case "more-when-full":
+		more = len(msgs) == p.Limit
+	case "more-never":
+		more = false
+	case "after-newest-first":
+		if p.After != 0 {
+			slices.Reverse(msgs)
+		}
+	case "times-to-seconds":
+		for i := range msgs {
+			msgs[i].SentAt = msgs[i].SentAt.Truncate(time.Second)
+		}
+	}
+	return msgs, more, err
+}
+
+func (m *mutant) Conversations(ctx context.Context, user store.ID, limit int) ([]store.Summary, error) {
+	if m.mode == "list-ignores-limit" {
+		limit++
+	}
+	s, err := m.Backend.Conversations(ctx, user, limit)
+	if err != nil {
+		return s, err
+	}
+	switch m.mode {
+	case "list-reversed":
+		slices.Reverse(s)
+	case "unread-counts-own", "unread-uncapped", "unread-off-by-one":
+		for i := range s {
+			all, _, err := m.Backend.Messages(ctx, s[i].ID, store.Page{After: max(s[i].LastRead, 1), Limit: 10 * store.UnreadCap})
+			if err != nil {
+				return nil, err
+			}
+			n := 0
+			for _, msg := range all {
+				if msg.Sender != user || m.mode == "unread-counts-own" {
+					n++
+				}
+			}
+			if m.mode == "unread-off-by-one" && n > 0 && s[i].LastRead != 0 {
+				n-- // as if the mark's own message were excluded twice
+			}
+			if m.mode != "unread-uncapped" {
+				n = min(n, store.UnreadCap)
+			}
+			s[i].Unread = n
+		}
+	case "last-message-oldest":
+		for i := range s {
+			if s[i].LastMessage != nil {
+				first, _, err := m.Backend.Messages(ctx, s[i].ID, store.Page{After: 1, Limit: 1})
+				if err != nil {
+					return nil, err
+				}
+				s[i].LastMessage = &first[0]
+			}
+		}
+	}
+	return s, nil
+}
+
+func (m *mutant) MarkRead(ctx context.Context, conv string, user, msg store.ID) (store.ID, bool, error) {
+	mark, moved, err := m.Backend.MarkRead(ctx, conv, user, msg)
+	switch m.mode {
+	case "mark-read-backward":
+		return msg, true, err
+	case "mark-read-moved-lies":
+		return mark, true, err
+	}
+	return mark, moved, err
+}
+
+func (m *mutant) CreateConversation(ctx context.Context, c store.Conversation) (store.Conversation, bool, error) {
+	got, created, err := m.Backend.CreateConversation(ctx, c)
+	if m.mode == "created-always" {
+		created = true
+	}
+	return got, created, err
+}
+
+func (m *mutant) AddMembers(ctx context.Context, conv string, users []store.ID, at time.Time) (store.Conversation, []store.ID, error) {
+	c, added, err := m.Backend.AddMembers(ctx, conv, users, at)
+	if m.mode == "added-all" {
+		added = users
+	}
+	return c, added, err
+}
+
+func (m *mutant) Conversation(ctx context.Context, id string) (store.Conversation, error) {
+	c, err := m.Backend.Conversation(ctx, id)
+	switch m.mode {
+	case "members-unsorted":
+		slices.Reverse(c.Members)
+	case "not-found-nil":
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Conversation{ID: id}, nil
+		}
+	}
+	return c, err
+}
+
+func (m *mutant) CreateAccount(ctx context.Context, a store.Account) error {
+	err := m.Backend.CreateAccount(ctx, a)
+	if m.mode == "taken-swallowed" && errors.Is(err, store.ErrUsernameTaken) {
+		return nil
+	}
+	return err
+}
+
+func (m *mutant) Users(ctx context.Context, ids []store.ID) ([]store.User, error) {
+	u, err := m.Backend.Users(ctx, ids)
+	if m.mode == "users-sorted" {
+		slices.SortFunc(u, func(a, b store.User) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	return u, err
+}
+
+func (m *mutant) SearchUsers(ctx context.Context, prefix string, limit int) ([]store.User, error) {
+	if m.mode == "search-extra" {
+		limit++
+	}
+	return m.Backend.SearchUsers(ctx, prefix, limit)
+}
+
+func (m *mutant) SaveMessages(ctx context.Context, msgs []store.Message) error {
+	if m.mode == "save-drops-dups" && len(msgs) > 1 {
+		// Keeps only the first message of each conversation in a batch.
+		seen := map[string]bool{}
+		var keep []store.Message
+		for _, msg := range msgs {
+			if !seen[msg.Conversation] {
+				seen[msg.Conversation] = true
+				keep = append(keep, msg)
+			}
+		}
+		msgs = keep
+	}
+	return m.Backend.SaveMessages(ctx, msgs)
+}
+
+func (m *mutant) Close() error {
+	err := m.Backend.Close()
+	if m.mode == "close-twice-error" {
+		if m.closed {
+			return errors.New("already closed")
+		}
+		m.closed = true
+	}
+	return err
+}
