@@ -1,0 +1,293 @@
+//go:build linux && !netpollfallback
+
+package netpoll
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Desc is one watched connection. It is dead after Remove.
+type Desc struct {
+	// id is what the kernel hands back with each event. Ids are never
+	// reused, so an event queued for a removed conn whose fd number now
+	// belongs to a new conn resolves to nothing instead of the new conn.
+	id    uint64
+	rc    syscall.RawConn
+	cb    func(Event)
+	state atomic.Uint32
+
+	// rearm is built once so that Resume does not allocate a closure; only
+	// the goroutine that owns d calls Resume, so rearmErr needs no lock.
+	rearm    func(fd uintptr)
+	rearmErr error
+}
+
+// Desc states. Armed -> fired happens on the poller goroutine right before
+// cb; fired -> armed in Resume; anything -> removed in Remove. The CAS on
+// armed -> fired is what keeps cb from starting after Remove.
+const (
+	stateArmed uint32 = iota
+	stateFired
+	stateRemoved
+)
+
+// wakeID marks the eventfd that Close writes to; Desc ids start at 1.
+const wakeID = 0
+
+const watchEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+type epoll struct {
+	cfg  Config
+	epfd int
+	evfd int
+
+	// mu guards closed. Every epoll_ctl holds it for reading, so Close
+	// (which takes it for writing) never closes epfd under a ctl call: a
+	// closed epfd's number could be reused by an unrelated file.
+	mu     sync.RWMutex
+	closed bool
+
+	tabMu  sync.Mutex
+	descs  map[uint64]*Desc
+	nextID uint64
+
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Poller = (*epoll)(nil)
+
+func newPoller(cfg Config) (Poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("netpoll: epoll_create1: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("netpoll: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setID(&ev, wakeID)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		_ = unix.Close(evfd)
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("netpoll: epoll_ctl add eventfd: %w", err)
+	}
+	p := &epoll{
+		cfg:   cfg,
+		epfd:  epfd,
+		evfd:  evfd,
+		descs: make(map[uint64]*Desc),
+		done:  make(chan struct{}),
+	}
+	go p.loop()
+	return p, nil
+}
+
+// The epoll data field is 64 bits everywhere; x/sys splits it into Fd and
+// Pad (after an alignment word on some architectures).
+func setID(ev *unix.EpollEvent, id uint64) {
+	ev.Fd = int32(uint32(id))
+	ev.Pad = int32(uint32(id >> 32))
+}
+
+func getID(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
+func toEvent(e uint32) Event {
+	var ev Event
+	if e&(unix.EPOLLIN|unix.EPOLLPRI) != 0 {
+		ev |= EventRead
+	}
+	if e&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		ev |= EventHup
+	}
+	return ev
+}
+
+type ready struct {
+	d  *Desc
+	ev Event
+}
+
+func (p *epoll) loop() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, p.cfg.Batch)
+	batch := make([]ready, 0, p.cfg.Batch)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.cfg.OnError(fmt.Errorf("netpoll: epoll_wait: %w", err))
+			return
+		}
+		stop := false
+		p.tabMu.Lock()
+		for i := range events[:n] {
+			id := getID(&events[i])
+			if id == wakeID {
+				stop = true
+				continue
+			}
+			if d := p.descs[id]; d != nil {
+				batch = append(batch, ready{d: d, ev: toEvent(events[i].Events)})
+			}
+		}
+		p.tabMu.Unlock()
+		if stop {
+			return
+		}
+		// Callbacks run without any lock held: they may call Remove.
+		for i := range batch {
+			if batch[i].d.state.CompareAndSwap(stateArmed, stateFired) {
+				batch[i].d.cb(batch[i].ev)
+			}
+			batch[i] = ready{}
+		}
+		batch = batch[:0]
+	}
+}
+
+// control runs op with the conn's fd while the poller is open. Go holds a
+// reference on the fd during Control, so the number cannot be closed and
+// reused by another conn while op runs; on a closed conn op is not run.
+func (p *epoll) control(rc syscall.RawConn, op func(fd uintptr)) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	return rc.Control(op)
+}
+
+func (p *epoll) ctl(op, fd int, id uint64) error {
+	ev := unix.EpollEvent{Events: watchEvents}
+	setID(&ev, id)
+	return unix.EpollCtl(p.epfd, op, fd, &ev)
+}
+
+// Add implements Poller.
+func (p *epoll) Add(conn net.Conn, cb func(Event)) (*Desc, error) {
+	if cb == nil {
+		return nil, errors.New("netpoll: nil callback")
+	}
+	rc, err := rawConn(conn)
+	if err != nil {
+		return nil, err
+	}
+	d := &Desc{rc: rc, cb: cb}
+	d.rearm = func(fd uintptr) { d.rearmErr = p.ctl(unix.EPOLL_CTL_MOD, int(fd), d.id) }
+
+	// Into the table before the kernel knows: it may report at once.
+	p.tabMu.Lock()
+	p.nextID++
+	d.id = p.nextID
+	p.descs[d.id] = d
+	p.tabMu.Unlock()
+
+	var ctlErr error
+	err = p.control(rc, func(fd uintptr) { ctlErr = p.ctl(unix.EPOLL_CTL_ADD, int(fd), d.id) })
+	if err == nil && ctlErr != nil {
+		err = fmt.Errorf("netpoll: epoll_ctl add: %w", ctlErr)
+	}
+	if err != nil {
+		d.state.Store(stateRemoved)
+		p.tabMu.Lock()
+		delete(p.descs, d.id)
+		p.tabMu.Unlock()
+		if errors.Is(err, ErrClosed) {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("netpoll: add: %w", err)
+	}
+	return d, nil
+}
+
+// Resume implements Poller.
+func (p *epoll) Resume(d *Desc) error {
+	if !d.state.CompareAndSwap(stateFired, stateArmed) {
+		if d.state.Load() == stateRemoved {
+			return ErrRemoved
+		}
+		return nil // already armed
+	}
+	if err := p.control(d.rc, d.rearm); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return ErrClosed
+		}
+		return fmt.Errorf("netpoll: resume: %w", err)
+	}
+	if err := d.rearmErr; err != nil {
+		d.rearmErr = nil
+		if errors.Is(err, unix.ENOENT) {
+			return ErrRemoved // a concurrent Remove deleted it first
+		}
+		return fmt.Errorf("netpoll: epoll_ctl mod: %w", err)
+	}
+	return nil
+}
+
+// Remove implements Poller.
+func (p *epoll) Remove(d *Desc) error {
+	if d == nil || d.state.Swap(stateRemoved) == stateRemoved {
+		return nil
+	}
+	p.tabMu.Lock()
+	delete(p.descs, d.id)
+	p.tabMu.Unlock()
+
+	var ctlErr error
+	err := p.control(d.rc, func(fd uintptr) {
+		ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+	})
+	if err != nil {
+		// Poller closed, or conn already closed: the kernel drops a
+		// socket's registrations when the socket goes away, and the
+		// table entry is gone, so nothing is left to undo.
+		return nil
+	}
+	if ctlErr != nil && !errors.Is(ctlErr, unix.ENOENT) {
+		return fmt.Errorf("netpoll: epoll_ctl del: %w", ctlErr)
+	}
+	return nil
+}
+
+// Close implements Poller.
+func (p *epoll) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		if _, err := unix.Write(p.evfd, one[:]); err != nil {
+			p.closeErr = fmt.Errorf("netpoll: wake poller: %w", err)
+		}
+		<-p.done
+
+		p.tabMu.Lock()
+		clear(p.descs)
+		p.tabMu.Unlock()
+		if err := unix.Close(p.epfd); err != nil && p.closeErr == nil {
+			p.closeErr = fmt.Errorf("netpoll: close epoll: %w", err)
+		}
+		if err := unix.Close(p.evfd); err != nil && p.closeErr == nil {
+			p.closeErr = fmt.Errorf("netpoll: close eventfd: %w", err)
+		}
+	})
+	return p.closeErr
+}
