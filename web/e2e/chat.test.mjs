@@ -354,6 +354,9 @@ test('a phone-sized screen shows one pane at a time', async () => {
   assert.equal(await convNav(phone).isVisible(), false);
   await messageBox(phone).waitFor();
   await shot(phone, '07-phone-conversation');
+  await phone.emulateMedia({ colorScheme: 'dark' });
+  await shot(phone, '09-phone-dark');
+  await phone.emulateMedia({ colorScheme: 'light' });
   await phone.getByRole('link', { name: 'Back to conversations' }).click();
   await convNav(phone).waitFor();
   await phone.close();

@@ -644,7 +644,8 @@ function renderList() {
     const rec = st.conv(id);
     if (!rec) continue;
     const title = st.title(id);
-    const online = rec.kind === 'direct' ? !!st.peer(id)?.online : st.anyoneOnline(id);
+    // Presence is unknown while disconnected: show no one as online.
+    const online = st.connected && (rec.kind === 'direct' ? !!st.peer(id)?.online : st.anyoneOnline(id));
     const typing = st.typingUsers(id);
     const last = rec.lastMessage;
     let pre = '';
@@ -716,7 +717,12 @@ function renderPane() {
   const typing = st.typingUsers(id);
   let status;
   let statusClass = '';
-  if (rec.kind === 'direct') {
+  if (!st.connected) {
+    status = 'connecting…';
+    paintAvatar(els.convAvatar, id, title);
+    els.convAvatar.classList.remove('is-online');
+    els.convAvatar.classList.toggle('group', rec.kind === 'group');
+  } else if (rec.kind === 'direct') {
     const p = st.peer(id);
     if (typing.length) {
       status = 'typing…';
