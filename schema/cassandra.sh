@@ -84,9 +84,9 @@ resolve_jars() {
 	log "resolving Cassandra jars from Maven Central into $lib"
 	rm -rf "$lib"
 	mkdir -p "$lib"
-	# The parent pom's unresolved ${jmc5.path} makes Maven print an [ERROR]
-	# line that does not fail the build; -q keeps the rest quiet.
-	mvn -B -q -f "$here/cassandra-pom.xml" dependency:copy-dependencies \
+	# Maven 3.8 warns that three sjk-* parser POMs are invalid (they point at
+	# a ${jmc5.path} system path); harmless, and -q hides it.
+	mvn -B -q -Dstyle.color=never -f "$here/cassandra-pom.xml" dependency:copy-dependencies \
 		-DincludeScope=runtime -DoutputDirectory="$lib" >&2 ||
 		die "mvn dependency:copy-dependencies failed"
 	ls "$lib"/cassandra-all-*.jar >/dev/null 2>&1 || die "no cassandra-all jar in $lib"
