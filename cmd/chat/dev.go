@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chatcluster/chat/gateway"
+	"github.com/chatcluster/chat/router"
+	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat/store/bolt"
+	"github.com/chatcluster/chat/web"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+)
+
+// devOptions are chat dev's flags.
+type devOptions struct {
+	Addr      string        // where the gateway listens; default 127.0.0.1:8080
+	Data      string        // NATS, store and secret live here; default ./chat-data
+	JWTSecret string        // default: made once and kept in Data
+	LogLevel  string        // debug, info, warn, error; default info
+	Drain     time.Duration // SIGTERM's drain period; default 10s
+}
+
+func runDev(ctx context.Context, args []string) error {
+	var o devOptions
+	fs := flag.NewFlagSet("chat dev", flag.ContinueOnError)
+	fs.StringVar(&o.Addr, "addr", "127.0.0.1:8080", "address to serve HTTP and WebSocket on")
+	fs.StringVar(&o.Data, "data", "chat-data", "directory for NATS JetStream, the store and the JWT secret")
+	fs.StringVar(&o.JWTSecret, "jwt-secret", "", "secret that signs tokens (default: generated and kept in --data)")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "how long SIGTERM takes to close all connections")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(o.LogLevel, true)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // stderr
+	d, err := startDev(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("chat dev: open %s\n", d.URL)
+	<-ctx.Done()
+	log.Info("draining", zap.Duration("drain", o.Drain))
+	dctx, cancel := context.WithTimeout(context.Background(), o.Drain+5*time.Second)
+	defer cancel()
+	if err := d.gw.Drain(dctx); err != nil {
+		log.Warn("drain incomplete", zap.Error(err))
+	}
+	return d.Close(dctx)
+}
+
+// devServer is the whole system in one process.
+type devServer struct {
+	URL string
+
+	ns      *server.Server
+	nc      *nats.Conn
+	backend *bolt.Backend
+	svc     *store.Service
+	gw      *gateway.Server
+	ln      net.Listener
+	leases  []*router.Lease
+	log     *zap.Logger
+
+	wg   sync.WaitGroup
+	once sync.Once
+	err  error
+}
+
+func startDev(ctx context.Context, o devOptions, log *zap.Logger) (d *devServer, err error) {
+	if err := os.MkdirAll(o.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	secret, err := devSecret(o)
+	if err != nil {
+		return nil, err
+	}
+	d = &devServer{log: log}
+	defer func() {
+		if err != nil {
+			_ = d.Close(context.Background())
+		}
+	}()
+
+	// NATS with JetStream, in process: no port to collide with.
+	d.ns, err = server.NewServer(&server.Options{
+		ServerName: "chat-dev", DontListen: true, JetStream: true,
+		StoreDir: filepath.Join(o.Data, "nats"), NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	d.ns.Start()
+	if !d.ns.ReadyForConnections(30 * time.Second) {
+		return nil, errors.New("nats: not ready in 30s")
+	}
+	d.nc, err = nats.Connect("", nats.InProcessServer(d.ns), nats.Name("chat-dev"), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("nats connect: %w", err)
+	}
+	js, err := jetstream.New(d.nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	stream, err := router.EnsureStream(ctx, js, router.StreamConfig{Replicas: 1})
+	if err != nil {
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// The store: embedded backend, served over NATS exactly as in the cluster.
+	d.backend, err = bolt.Open(filepath.Join(o.Data, "store.db"), bolt.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	storeLease, err := router.AcquireNodeID(ctx, js, router.LeaseConfig{Log: log})
+	if err != nil {
+		return nil, err
+	}
+	d.leases = append(d.leases, storeLease)
+	d.svc, err = store.NewService(store.ServiceConfig{Stream: router.StreamName, Durable: router.StoreDurable},
+		d.backend, d.nc, js, storeLease.Node, reg, log.Named("store"))
+	if err != nil {
+		return nil, err
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.svc.Run(context.Background()); err != nil && !errors.Is(err, store.ErrClosed) && !errors.Is(err, context.Canceled) {
+			log.Error("store stopped", zap.Error(err))
+		}
+	}()
+
+	gwLease, err := router.AcquireNodeID(ctx, js, router.LeaseConfig{Log: log})
+	if err != nil {
+		return nil, err
+	}
+	d.leases = append(d.leases, gwLease)
+	ids, err := store.NewGenerator(gwLease.Node)
+	if err != nil {
+		return nil, err
+	}
+	d.gw, err = gateway.New(ctx, gateway.Config{
+		JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.svc.Ready,
+	}, gateway.Deps{
+		NATS: d.nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
+		Store: store.NewClient(d.nc, store.ClientConfig{}), Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.ln, err = net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	d.URL = "http://" + displayAddr(d.ln.Addr()) + "/"
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.gw.Serve(d.ln); err != nil && !errors.Is(err, gateway.ErrServerClosed) {
+			log.Error("serve", zap.Error(err))
+		}
+	}()
+	return d, nil
+}
+
+// displayAddr is an address a browser can open (0.0.0.0 is not one).
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// devSecret is the flag's secret, or one made once and kept under Data so
+// that tokens survive a restart.
+func devSecret(o devOptions) ([]byte, error) {
+	if o.JWTSecret != "" {
+		return []byte(o.JWTSecret), nil
+	}
+	path := filepath.Join(o.Data, "jwt-secret")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	secret := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("jwt secret: %w", err)
+	}
+	return []byte(secret), nil
+}
+
+// Close stops everything, last started first. Safe twice.
+func (d *devServer) Close(ctx context.Context) error {
+	d.once.Do(func() {
+		if d.gw != nil {
+			d.err = d.gw.Shutdown(ctx)
+		}
+		if d.ln != nil {
+			_ = d.ln.Close()
+		}
+		if d.svc != nil {
+			if err := d.svc.Shutdown(ctx); err != nil && d.err == nil {
+				d.err = err
+			}
+		}
+		d.wg.Wait()
+		for _, l := range d.leases {
+			l.Release(ctx)
+		}
+		if d.backend != nil {
+			_ = d.backend.Close()
+		}
+		if d.nc != nil {
+			d.nc.Close()
+		}
+		if d.ns != nil {
+			d.ns.Shutdown()
+			d.ns.WaitForShutdown()
+		}
+	})
+	return d.err
+}

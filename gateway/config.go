@@ -1,0 +1,109 @@
+// Package gateway holds the clients' connections: the HTTP API and the
+// WebSocket endpoint of PROTOCOL.md on one port. Connections are driven by
+// epoll (gateway/netpoll) and a bounded worker pool (gateway/workers): an
+// idle connection holds no goroutine and no buffer. The gateway knows
+// nothing of the database; everything it needs it asks of NATS, through the
+// router (messages, events, presence) and the store's client (queries).
+package gateway
+
+import (
+	"net/http"
+	"runtime"
+	"time"
+)
+
+// Config configures a Server. Zero values take the documented defaults.
+type Config struct {
+	// JWTSecret signs and checks tokens (HS256). Required.
+	JWTSecret []byte
+	// JWTIssuer and JWTAudience are written into and required of tokens.
+	// Defaults "chat" and "chat-clients".
+	JWTIssuer, JWTAudience string
+	// TokenTTL is how long a token lasts. Default 7 days.
+	TokenTTL time.Duration
+
+	// Drain is how long SIGTERM takes to close every connection (with
+	// 4002), spread out so clients do not reconnect all at once. Default 10s.
+	Drain time.Duration
+	// HandshakeTimeout bounds reading a request or WebSocket handshake
+	// (slowloris). Default 10s.
+	HandshakeTimeout time.Duration
+	// ReadTimeout bounds reading the rest of a frame once its first bytes
+	// arrived. Default 10s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds one write to a client. Default 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how long a connection may be silent before the server
+	// pings it; PongTimeout how long it then has to answer with anything.
+	// Defaults 30s and 30s.
+	PingInterval, PongTimeout time.Duration
+	// MaxMessage is the largest client message after reassembly; larger
+	// ones close the connection with 1009. Default 65536.
+	MaxMessage int
+	// WriteQueue is how many frames may wait for one connection, and
+	// WriteQueueBytes how many bytes; beyond either the client is too slow
+	// and is closed with 1013. Defaults 512 and 4 MiB.
+	WriteQueue, WriteQueueBytes int
+	// SendRate is how many requests per second one connection may make,
+	// with bursts of SendBurst; beyond it they are answered rate_limited.
+	// Defaults 20 and 50.
+	SendRate  float64
+	SendBurst int
+	// Workers bounds the goroutines that serve readable connections and
+	// handshakes; Queue the tasks that may wait for one. When both are
+	// full, accepting new connections pauses. Defaults 64*GOMAXPROCS and 4096.
+	Workers, Queue int
+	// MaxHashes bounds concurrent password hashes (argon2id takes 19 MiB
+	// and tens of milliseconds each). Default GOMAXPROCS.
+	MaxHashes int
+	// HelloConversations is how many conversations hello lists. Default 1000.
+	HelloConversations int
+	// MaxMembers bounds a group's size at creation. Default 1000.
+	MaxMembers int
+	// Web serves the browser client at every path the API does not take;
+	// nil serves none.
+	Web http.Handler
+	// ReadyCheck, when set, must also pass for /readyz to answer 200 (in
+	// dev mode: the embedded store).
+	ReadyCheck func() bool
+	// Version is reported by /healthz.
+	Version string
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.JWTIssuer == "" {
+		c.JWTIssuer = "chat"
+	}
+	if c.JWTAudience == "" {
+		c.JWTAudience = "chat-clients"
+	}
+	def(&c.TokenTTL, 7*24*time.Hour)
+	def(&c.Drain, 10*time.Second)
+	def(&c.HandshakeTimeout, 10*time.Second)
+	def(&c.ReadTimeout, 10*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.PingInterval, 30*time.Second)
+	def(&c.PongTimeout, 30*time.Second)
+	defInt(&c.MaxMessage, 65536)
+	defInt(&c.WriteQueue, 512)
+	defInt(&c.WriteQueueBytes, 4<<20)
+	if c.SendRate <= 0 {
+		c.SendRate = 20
+	}
+	defInt(&c.SendBurst, 50)
+	defInt(&c.Workers, 64*runtime.GOMAXPROCS(0))
+	defInt(&c.Queue, 4096)
+	defInt(&c.MaxHashes, runtime.GOMAXPROCS(0))
+	defInt(&c.HelloConversations, 1000)
+	defInt(&c.MaxMembers, 1000)
+}

@@ -1,0 +1,331 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/chatcluster/chat/gateway/netpoll"
+	"github.com/chatcluster/chat/router"
+	"github.com/chatcluster/chat/store"
+	"github.com/gobwas/ws"
+	"golang.org/x/time/rate"
+)
+
+// Conn is one client's WebSocket connection. While idle it holds no
+// goroutine and no buffer: the poller wakes a worker when bytes arrive, and
+// frames to send wait in a queue that is nil when empty.
+type Conn struct {
+	s       *Server
+	id      uint64
+	raw     net.Conn
+	desc    *netpoll.Desc
+	user    store.ID
+	name    string
+	expires time.Time
+	limiter *rate.Limiter
+
+	lastRead atomic.Int64 // unix nanos of the last bytes read
+	pingAt   atomic.Int64 // when an unanswered ping was sent, 0 if none
+
+	// Read state, owned by the one worker reading at a time.
+	frag     []byte // a fragmented message being reassembled
+	fragging bool
+
+	mu          sync.Mutex
+	queue       [][]byte
+	queuedBytes int
+	flushing    bool
+	closing     bool   // no more frames are queued
+	closeFrame  []byte // written after the queue, then the socket closes
+	convs       map[string]struct{}
+	closeReason string
+
+	closed atomic.Bool
+}
+
+// Close codes of our own (PROTOCOL.md): 1013 is RFC 6455's "try again
+// later", which gobwas/ws does not name.
+const (
+	statusTryAgainLater ws.StatusCode = 1013
+	statusTokenExpired  ws.StatusCode = 4001
+	statusDraining      ws.StatusCode = 4002
+)
+
+// readerPool lends a buffered reader to a worker while it reads a
+// connection; idle connections keep none.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// errClose carries the close code and reason a read error ends the
+// connection with.
+type errClose struct {
+	code   ws.StatusCode
+	reason string
+	text   string
+}
+
+func (e *errClose) Error() string { return e.text }
+
+// onReadable runs on a worker when the poller says the socket has data.
+func (c *Conn) onReadable(ev netpoll.Event) {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(c.raw)
+	defer func() {
+		br.Reset(nil)
+		readerPool.Put(br)
+	}()
+	_ = c.raw.SetReadDeadline(time.Now().Add(c.s.cfg.ReadTimeout))
+	for {
+		err := c.readFrame(br)
+		if err != nil {
+			var ec *errClose
+			switch {
+			case errors.As(err, &ec):
+				c.closeWith(ec.code, ec.reason, ec.text)
+			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+				c.teardown(reasonClientClose)
+			default:
+				c.teardown(reasonReadError)
+			}
+			return
+		}
+		if c.closed.Load() {
+			return
+		}
+		if br.Buffered() == 0 {
+			break
+		}
+	}
+	_ = c.raw.SetReadDeadline(time.Time{})
+	if err := c.s.poller.Resume(c.desc); err != nil {
+		c.teardown(reasonReadError)
+	}
+}
+
+// readFrame reads one frame and acts on it: a complete text message is
+// handled, control frames answered, fragments collected.
+func (c *Conn) readFrame(br *bufio.Reader) error {
+	h, err := ws.ReadHeader(br)
+	if err != nil {
+		if errors.Is(err, ws.ErrHeaderLengthUnexpected) || errors.Is(err, ws.ErrHeaderLengthMSB) {
+			return &errClose{ws.StatusProtocolError, reasonProtocolError, "bad frame header"}
+		}
+		return err
+	}
+	now := time.Now()
+	c.lastRead.Store(now.UnixNano())
+	c.pingAt.Store(0) // any traffic proves the client alive
+	if !h.Masked || h.Rsv != 0 {
+		return &errClose{ws.StatusProtocolError, reasonProtocolError, "client frames must be masked, with no extensions"}
+	}
+	if h.OpCode.IsControl() {
+		if h.Length > 125 || !h.Fin {
+			return &errClose{ws.StatusProtocolError, reasonProtocolError, "bad control frame"}
+		}
+	} else if h.OpCode == ws.OpBinary {
+		return &errClose{ws.StatusUnsupportedData, reasonProtocolError, "binary frames are not accepted"}
+	}
+	size := int64(len(c.frag)) + h.Length
+	if size > int64(c.s.cfg.MaxMessage) {
+		return &errClose{ws.StatusMessageTooBig, reasonTooLarge, "message over 65536 bytes"}
+	}
+	payload := make([]byte, h.Length)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		return err
+	}
+	ws.Cipher(payload, h.Mask, 0)
+	c.s.m.bytesIn.Add(float64(len(payload)))
+
+	switch h.OpCode {
+	case ws.OpPing:
+		c.sendControl(ws.OpPong, payload)
+		return nil
+	case ws.OpPong:
+		return nil
+	case ws.OpClose:
+		code, _ := ws.ParseCloseFrameData(payload)
+		if code == 0 {
+			code = ws.StatusNormalClosure
+		}
+		c.closeWith(code, reasonClientClose, "")
+		return nil
+	case ws.OpText:
+		if c.fragging {
+			return &errClose{ws.StatusProtocolError, reasonProtocolError, "new message inside a fragmented one"}
+		}
+		if !h.Fin {
+			c.fragging, c.frag = true, payload
+			return nil
+		}
+	case ws.OpContinuation:
+		if !c.fragging {
+			return &errClose{ws.StatusProtocolError, reasonProtocolError, "continuation without a message"}
+		}
+		c.frag = append(c.frag, payload...)
+		if !h.Fin {
+			return nil
+		}
+		payload, c.frag, c.fragging = c.frag, nil, false
+	default:
+		return &errClose{ws.StatusProtocolError, reasonProtocolError, "unknown opcode"}
+	}
+	if !utf8.Valid(payload) {
+		return &errClose{ws.StatusInvalidFramePayloadData, reasonProtocolError, "text frame is not valid UTF-8"}
+	}
+	c.s.handleMessage(c, payload, now)
+	return nil
+}
+
+// Deliver queues a fan-out frame (router.Subscriber).
+func (c *Conn) Deliver(d *router.Delivery) {
+	if d.Kind == router.KindTyping && d.User == c.user {
+		return // typing goes to the other members only
+	}
+	c.send(d.Frame, kindName(d.Kind))
+}
+
+func kindName(k router.Kind) string {
+	switch k {
+	case router.KindMessage:
+		return "message"
+	case router.KindTyping:
+		return "typing"
+	case router.KindRead:
+		return "read"
+	}
+	return "event"
+}
+
+// send queues a complete frame. A client whose queue is full is too slow:
+// it is closed (1013) rather than slowing the sender or anyone else.
+func (c *Conn) send(frame []byte, typ string) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.s.cfg.WriteQueue || c.queuedBytes+len(frame) > c.s.cfg.WriteQueueBytes {
+		c.mu.Unlock()
+		c.s.m.slowConsumers.Inc()
+		c.closeWith(statusTryAgainLater, reasonSlowConsumer, "too slow to read")
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.queuedBytes += len(frame)
+	start := !c.flushing
+	c.flushing = true
+	c.mu.Unlock()
+	c.s.m.framesOut.WithLabelValues(typ).Inc()
+	if start {
+		c.s.scheduleWrite(c.flush)
+	}
+	return true
+}
+
+func (c *Conn) sendControl(op ws.OpCode, payload []byte) {
+	f := make([]byte, 0, 2+len(payload))
+	f = append(f, 0x80|byte(op), byte(len(payload)))
+	f = append(f, payload...)
+	c.send(f, "control")
+}
+
+// flush writes everything queued in as few system calls as possible (one
+// writev per round), until the queue is empty.
+func (c *Conn) flush() {
+	for {
+		c.mu.Lock()
+		q := c.queue
+		c.queue, c.queuedBytes = nil, 0
+		closeFrame := c.closeFrame
+		if len(q) == 0 {
+			if c.closing {
+				c.closeFrame = nil
+				reason := c.closeReason
+				c.mu.Unlock()
+				if closeFrame != nil {
+					_ = c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+					_, _ = c.raw.Write(closeFrame)
+				}
+				c.teardown(reason)
+				return
+			}
+			c.flushing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		_ = c.raw.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		bufs := net.Buffers(q)
+		n, err := bufs.WriteTo(c.raw)
+		c.s.m.bytesOut.Add(float64(n))
+		if err != nil {
+			c.mu.Lock()
+			c.closing, c.flushing, c.queue = true, false, nil
+			c.mu.Unlock()
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.s.m.slowConsumers.Inc()
+				c.teardown(reasonSlowConsumer)
+			} else {
+				c.teardown(reasonReadError)
+			}
+			return
+		}
+	}
+}
+
+// closeWith sends a close frame after what is queued (dropping the queue
+// of a slow consumer), then closes the socket.
+func (c *Conn) closeWith(code ws.StatusCode, reason, text string) {
+	frame := ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, text)))
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.closeReason = reason
+	c.closeFrame = frame
+	if reason == reasonSlowConsumer {
+		c.queue, c.queuedBytes = nil, 0
+	}
+	start := !c.flushing
+	c.flushing = true
+	c.mu.Unlock()
+	if start {
+		c.s.scheduleWrite(c.flush)
+	}
+}
+
+// teardown releases everything the connection holds. Runs once.
+func (c *Conn) teardown(reason string) {
+	if !c.closed.CompareAndSwap(false, true) {
+		return
+	}
+	c.mu.Lock()
+	c.closing = true
+	c.queue = nil
+	convs := c.convs
+	c.convs = nil
+	c.mu.Unlock()
+	if c.desc != nil {
+		_ = c.s.poller.Remove(c.desc)
+	}
+	_ = c.raw.Close()
+	c.s.hub.remove(c, convs)
+	c.s.m.disconnects.WithLabelValues(reason).Inc()
+	c.s.m.connections.Dec()
+}
+
+// member reports whether the connection is subscribed to conv.
+func (c *Conn) member(conv string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.convs[conv]
+	return ok
+}

@@ -1,0 +1,368 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/chatcluster/chat/router"
+	"github.com/chatcluster/chat/store"
+	"go.uber.org/zap"
+)
+
+// Error codes of error frames (PROTOCOL.md).
+const (
+	codeInvalidMessage = "invalid_message"
+	codeNotFound       = "not_found"
+	codeRateLimited    = "rate_limited"
+	codeBadRequest     = "bad_request"
+	codeUnavailable    = "unavailable"
+	codeInternal       = "internal"
+)
+
+// request is any client frame; each type uses the fields it needs.
+type request struct {
+	Type         string          `json:"type"`
+	ID           json.RawMessage `json:"id"`
+	Conversation *string         `json:"conversation"`
+	ClientID     *string         `json:"client_id"`
+	Body         *string         `json:"body"`
+	Before       *flexID         `json:"before"`
+	After        *flexID         `json:"after"`
+	Limit        *int            `json:"limit"`
+	MessageID    *flexID         `json:"message_id"`
+}
+
+// flexID accepts an ID as a decimal string (the protocol's form) or a JSON
+// number, and remembers whether it was valid so the handler can say so.
+type flexID struct {
+	id store.ID
+	ok bool
+}
+
+func (f *flexID) UnmarshalJSON(b []byte) error {
+	s := string(bytes.Trim(b, `"`))
+	id, err := store.ParseID(s)
+	f.id, f.ok = id, err == nil
+	return nil
+}
+
+// knownTypes are the client frame types, for bounded metric labels.
+var knownTypes = map[string]bool{"send": true, "history": true, "read": true, "typing": true, "ping": true}
+
+// handleMessage acts on one complete text message from c.
+func (s *Server) handleMessage(c *Conn, payload []byte, at time.Time) {
+	var req request
+	if err := json.Unmarshal(payload, &req); err != nil {
+		s.m.framesIn.WithLabelValues("invalid").Inc()
+		c.sendError(nil, codeBadRequest, "frame is not a JSON object")
+		return
+	}
+	if !knownTypes[req.Type] {
+		s.m.framesIn.WithLabelValues("invalid").Inc()
+		if req.Type == "" {
+			c.sendError(req.ID, codeBadRequest, "frame has no type")
+		} else {
+			c.sendError(req.ID, codeBadRequest, "unknown frame type")
+		}
+		return
+	}
+	s.m.framesIn.WithLabelValues(req.Type).Inc()
+	if !c.limiter.AllowN(at, 1) {
+		s.m.rateLimited.Inc()
+		c.sendError(req.ID, codeRateLimited, "too many requests, slow down")
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	switch req.Type {
+	case "ping":
+		c.sendJSON("pong", struct {
+			Type string          `json:"type"`
+			ID   json.RawMessage `json:"id,omitempty"`
+		}{"pong", req.ID})
+	case "send":
+		s.onSend(ctx, c, &req, at)
+	case "history":
+		s.onHistory(ctx, c, &req)
+	case "read":
+		s.onRead(ctx, c, &req)
+	case "typing":
+		s.onTyping(ctx, c, &req)
+	}
+}
+
+// conversationOf checks the frame names a conversation c's user is in.
+func (s *Server) conversationOf(ctx context.Context, c *Conn, req *request) (string, bool) {
+	if req.Conversation == nil || *req.Conversation == "" {
+		c.sendError(req.ID, codeBadRequest, "conversation is required")
+		return "", false
+	}
+	conv := *req.Conversation
+	ok, err := s.isMember(ctx, c, conv)
+	if err != nil {
+		c.sendError(req.ID, codeUnavailable, "try again")
+		return "", false
+	}
+	if !ok {
+		c.sendError(req.ID, codeNotFound, "no such conversation")
+		return "", false
+	}
+	return conv, true
+}
+
+// isMember answers from the connection's subscriptions, else asks the
+// store (and subscribes the connection on success: members are never
+// removed, so a yes stays true).
+func (s *Server) isMember(ctx context.Context, c *Conn, conv string) (bool, error) {
+	if c.member(conv) {
+		return true, nil
+	}
+	if !store.ValidConversationID(conv) {
+		return false, nil
+	}
+	if a, b, ok := store.DirectMembers(conv); ok && a != c.user && b != c.user {
+		return false, nil
+	}
+	cv, err := s.store.Conversation(ctx, conv)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, m := range cv.Members {
+		if m == c.user {
+			s.hub.join(c, conv, cv.Members)
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// validClientID: 1-64 printable ASCII characters.
+func validClientID(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// validBody: 1-4096 code points, not only white space.
+func validBody(s string) bool {
+	n := utf8.RuneCountInString(s)
+	if n < 1 || n > 4096 || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsSpace(r) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time) {
+	if req.ClientID == nil || !validClientID(*req.ClientID) {
+		c.sendError(req.ID, codeInvalidMessage, "client_id must be 1-64 printable ASCII characters")
+		return
+	}
+	if req.Body == nil || !validBody(*req.Body) {
+		c.sendError(req.ID, codeInvalidMessage, "body must be 1-4096 characters, not only white space")
+		return
+	}
+	conv, ok := s.conversationOf(ctx, c, req)
+	if !ok {
+		return
+	}
+	start := time.Now()
+	m, _, err := s.pub.Publish(ctx, store.Message{Conversation: conv, Sender: c.user, Body: *req.Body, ClientID: *req.ClientID})
+	s.m.publishLatency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.log.Warn("publish failed", zap.String("conversation", conv), zap.Error(err))
+		c.sendError(req.ID, codeUnavailable, "message not stored, retry with the same client_id")
+		return
+	}
+	b := make([]byte, 0, 200+len(m.Body))
+	b = append(b, `{"type":"ack",`...)
+	if len(req.ID) > 0 {
+		b = append(b, `"id":`...)
+		b = append(b, req.ID...)
+		b = append(b, ',')
+	}
+	b = append(b, `"message":`...)
+	b = m.AppendJSON(b)
+	b = append(b, '}')
+	c.send(textFrame(b), "ack")
+	s.m.ackLatency.Observe(time.Since(at).Seconds())
+}
+
+func (s *Server) onHistory(ctx context.Context, c *Conn, req *request) {
+	p, msg := parsePage(req.Before, req.After, req.Limit)
+	if msg != "" {
+		c.sendError(req.ID, codeBadRequest, msg)
+		return
+	}
+	conv, ok := s.conversationOf(ctx, c, req)
+	if !ok {
+		return
+	}
+	page, err := s.historyPage(ctx, conv, p)
+	if err != nil {
+		c.sendError(req.ID, codeUnavailable, "history is not available right now, retry")
+		return
+	}
+	b, _ := json.Marshal(page.withFrame(req.ID))
+	c.send(textFrame(b), "history")
+}
+
+// parsePage validates history parameters: one cursor at most, limit
+// defaulting to 50, clamped to 200, under 1 refused.
+func parsePage(before, after *flexID, limit *int) (store.Page, string) {
+	p := store.Page{Limit: 50}
+	if before != nil && after != nil {
+		return p, "give before or after, not both"
+	}
+	if before != nil {
+		if !before.ok {
+			return p, "before must be a message ID"
+		}
+		p.Before = before.id
+	}
+	if after != nil {
+		if !after.ok {
+			return p, "after must be a message ID"
+		}
+		p.After = after.id
+	}
+	if limit != nil {
+		if *limit < 1 {
+			return p, "limit must be at least 1"
+		}
+		p.Limit = min(*limit, 200)
+	}
+	return p, ""
+}
+
+// historyPage is a page of history in the protocol's shape.
+type historyPage struct {
+	Messages []store.Message
+	Next     *store.ID
+	After    bool // the page went forward: the cursor is next_after
+}
+
+func (s *Server) historyPage(ctx context.Context, conv string, p store.Page) (historyPage, error) {
+	msgs, more, err := s.store.History(ctx, conv, p)
+	if err != nil {
+		return historyPage{}, err
+	}
+	if msgs == nil {
+		msgs = []store.Message{}
+	}
+	hp := historyPage{Messages: msgs, After: p.After != 0}
+	if more && len(msgs) > 0 {
+		id := msgs[len(msgs)-1].ID
+		hp.Next = &id
+	}
+	return hp, nil
+}
+
+// withFrame renders the page as a history frame (id set) or HTTP body.
+func (hp historyPage) withFrame(id json.RawMessage) any {
+	type beforePage struct {
+		Type       string          `json:"type,omitempty"`
+		ID         json.RawMessage `json:"id,omitempty"`
+		Messages   []store.Message `json:"messages"`
+		NextBefore *store.ID       `json:"next_before"`
+	}
+	type afterPage struct {
+		Type      string          `json:"type,omitempty"`
+		ID        json.RawMessage `json:"id,omitempty"`
+		Messages  []store.Message `json:"messages"`
+		NextAfter *store.ID       `json:"next_after"`
+	}
+	typ := ""
+	if id != nil {
+		typ = "history"
+	}
+	if hp.After {
+		return afterPage{typ, id, hp.Messages, hp.Next}
+	}
+	return beforePage{typ, id, hp.Messages, hp.Next}
+}
+
+func (s *Server) onRead(ctx context.Context, c *Conn, req *request) {
+	if req.MessageID == nil || !req.MessageID.ok || req.MessageID.id == 0 {
+		c.sendError(req.ID, codeBadRequest, "message_id must be a message ID")
+		return
+	}
+	conv, ok := s.conversationOf(ctx, c, req)
+	if !ok {
+		return
+	}
+	mark, moved, err := s.store.MarkRead(ctx, conv, c.user, req.MessageID.id)
+	if err != nil {
+		c.sendError(req.ID, codeUnavailable, "read mark not saved, retry")
+		return
+	}
+	if !moved {
+		return
+	}
+	b, _ := json.Marshal(struct {
+		Type         string   `json:"type"`
+		Conversation string   `json:"conversation"`
+		User         store.ID `json:"user"`
+		MessageID    store.ID `json:"message_id"`
+	}{"read", conv, c.user, mark})
+	if err := router.PublishRead(s.nc, conv, c.user, b); err != nil {
+		c.sendError(req.ID, codeUnavailable, "read mark saved but not broadcast")
+	}
+}
+
+func (s *Server) onTyping(ctx context.Context, c *Conn, req *request) {
+	conv, ok := s.conversationOf(ctx, c, req)
+	if !ok {
+		return
+	}
+	b, _ := json.Marshal(struct {
+		Type         string   `json:"type"`
+		Conversation string   `json:"conversation"`
+		User         store.ID `json:"user"`
+	}{"typing", conv, c.user})
+	if err := router.PublishTyping(s.nc, conv, c.user, b); err != nil {
+		c.sendError(req.ID, codeUnavailable, "typing not sent")
+	}
+}
+
+// sendError answers a request with an error frame.
+func (c *Conn) sendError(id json.RawMessage, code, msg string) {
+	c.sendJSON("error", struct {
+		Type    string          `json:"type"`
+		ID      json.RawMessage `json:"id,omitempty"`
+		Code    string          `json:"code"`
+		Message string          `json:"message"`
+	}{"error", id, code, msg})
+}
+
+func (c *Conn) sendJSON(typ string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	c.send(textFrame(b), typ)
+}
+
+func textFrame(payload []byte) []byte { return router.TextFrame(payload) }
+
+// formatID is for places that build JSON by hand.
+func formatID(id store.ID) string { return strconv.FormatUint(uint64(id), 10) }

@@ -1,0 +1,448 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/chatcluster/chat/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// routes is the HTTP side of PROTOCOL.md.
+func (s *Server) routes(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/signup", s.signup)
+	mux.HandleFunc("POST /api/v1/login", s.login)
+	mux.HandleFunc("GET /api/v1/me", s.authed(s.me))
+	mux.HandleFunc("GET /api/v1/users", s.authed(s.searchUsers))
+	mux.HandleFunc("GET /api/v1/conversations", s.authed(s.listConversations))
+	mux.HandleFunc("POST /api/v1/conversations/direct", s.authed(s.direct))
+	mux.HandleFunc("POST /api/v1/conversations", s.authed(s.createGroup))
+	mux.HandleFunc("POST /api/v1/conversations/{id}/members", s.authed(s.addMember))
+	mux.HandleFunc("GET /api/v1/conversations/{id}/messages", s.authed(s.messages))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if !s.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"status":"unavailable"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ready"}`)
+	})
+	if g != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("GET /ws", s.serveHTTPUpgrade)
+	if s.cfg.Web != nil {
+		mux.Handle("/", s.cfg.Web)
+	}
+	return mux
+}
+
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var e apiError
+	e.Error.Code, e.Error.Message = code, msg
+	writeJSON(w, status, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// storeError answers a failed store call with the fitting status.
+func (s *Server) storeError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "not found")
+	case errors.Is(err, store.ErrUsernameTaken):
+		writeError(w, http.StatusConflict, "username_taken", "that username is taken")
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrTooMany):
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	case errors.Is(err, ErrBusy), errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "try again shortly")
+	default:
+		s.log.Error("request failed", zap.Error(err))
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "try again shortly")
+	}
+}
+
+// decode reads a small JSON body into v.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "body must be a JSON object")
+		return false
+	}
+	return true
+}
+
+var (
+	usernameRE = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
+	prefixRE   = regexp.MustCompile(`^[a-z0-9_.-]+$`)
+)
+
+// foldUsername lower-cases a username and reports whether it is valid.
+func foldUsername(u string) (string, bool) {
+	u = strings.ToLower(u)
+	return u, usernameRE.MatchString(u)
+}
+
+func validPassword(p string) bool {
+	n := utf8.RuneCountInString(p)
+	return utf8.ValidString(p) && n >= 8 && n <= 256
+}
+
+type credentials struct {
+	Username    string `json:"username"`
+	Password    string `json:"password"`
+	DisplayName string `json:"display_name"`
+}
+
+type authResponse struct {
+	User  store.User `json:"user"`
+	Token string     `json:"token"`
+}
+
+func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
+	var req credentials
+	if !decode(w, r, &req) {
+		return
+	}
+	name, ok := foldUsername(req.Username)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "invalid_request", "username must be 3-32 characters of a-z, 0-9, _ . -")
+		return
+	}
+	if !validPassword(req.Password) {
+		writeError(w, http.StatusBadRequest, "invalid_request", "password must be 8-256 characters")
+		return
+	}
+	display := strings.TrimSpace(req.DisplayName)
+	if display == "" {
+		display = name
+	}
+	if n := utf8.RuneCountInString(display); n > 64 || !utf8.ValidString(display) {
+		writeError(w, http.StatusBadRequest, "invalid_request", "display_name must be at most 64 characters")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	hash, err := s.auth.hash(ctx, req.Password)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	u, err := s.store.Signup(ctx, store.Account{User: store.User{Username: name, DisplayName: display}, PasswordHash: hash, CreatedAt: time.Now().UTC()})
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	s.respondToken(w, http.StatusCreated, u)
+}
+
+func (s *Server) respondToken(w http.ResponseWriter, status int, u store.User) {
+	tok, err := s.auth.issue(u, time.Now())
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	writeJSON(w, status, authResponse{User: u, Token: tok})
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var req credentials
+	if !decode(w, r, &req) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	fail := func() {
+		s.m.authFailures.WithLabelValues("login").Inc()
+		writeError(w, http.StatusUnauthorized, "unauthorized", "wrong username or password")
+	}
+	name, ok := foldUsername(req.Username)
+	var acct store.Account
+	var err error
+	if ok && validPassword(req.Password) {
+		acct, err = s.store.Account(ctx, name)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.storeError(w, err)
+			return
+		}
+	}
+	// Unknown users are checked against a dummy hash: same time, same answer.
+	if err := s.auth.check(ctx, acct.PasswordHash, req.Password); err != nil {
+		if errors.Is(err, ErrBusy) {
+			s.storeError(w, err)
+			return
+		}
+		fail()
+		return
+	}
+	if acct.ID == 0 {
+		fail()
+		return
+	}
+	s.respondToken(w, http.StatusOK, acct.User)
+}
+
+// authed wraps a handler that needs a valid bearer token.
+func (s *Server) authed(h func(http.ResponseWriter, *http.Request, identity)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := bearer(r.Header.Get("Authorization"))
+		id, err := s.auth.verify(tok)
+		if tok == "" || err != nil {
+			s.m.authFailures.WithLabelValues("token").Inc()
+			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or invalid token")
+			return
+		}
+		h(w, r, id)
+	}
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request, id identity) {
+	u, err := s.users.one(r.Context(), id.User)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request, id identity) {
+	prefix := strings.ToLower(r.URL.Query().Get("prefix"))
+	if prefix == "" || len(prefix) > 32 || !prefixRE.MatchString(prefix) {
+		writeError(w, http.StatusBadRequest, "invalid_request", "prefix must be 1-32 characters of a-z, 0-9, _ . -")
+		return
+	}
+	users, err := s.store.Search(r.Context(), prefix, 20)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	if users == nil {
+		users = []store.User{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": users})
+}
+
+func (s *Server) listConversations(w http.ResponseWriter, r *http.Request, id identity) {
+	limit := s.cfg.HelloConversations
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a positive number")
+			return
+		}
+		limit = min(n, limit)
+	}
+	sums, err := s.store.Conversations(r.Context(), id.User, limit)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	convs, err := s.render(r.Context(), id.User, sums)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conversations": convs})
+}
+
+func (s *Server) direct(w http.ResponseWriter, r *http.Request, id identity) {
+	var req struct {
+		Username string `json:"username"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	name, ok := foldUsername(req.Username)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", "no such user")
+		return
+	}
+	other, err := s.store.Account(r.Context(), name)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	if other.ID == id.User {
+		writeError(w, http.StatusBadRequest, "invalid_request", "a direct conversation needs another user")
+		return
+	}
+	cv, _, err := s.store.Direct(r.Context(), id.User, other.ID)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	s.respondConversation(w, r, id, http.StatusOK, cv)
+}
+
+func (s *Server) respondConversation(w http.ResponseWriter, r *http.Request, id identity, status int, cv store.Conversation) {
+	ac, err := s.renderOne(r.Context(), id.User, cv)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	writeJSON(w, status, ac)
+}
+
+// resolve turns usernames into user IDs; 404 for any unknown one.
+func (s *Server) resolve(ctx context.Context, names []string) ([]store.ID, error) {
+	ids := make([]store.ID, 0, len(names))
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		name, ok := foldUsername(n)
+		if !ok {
+			return nil, store.ErrNotFound
+		}
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		a, err := s.store.Account(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, a.ID)
+	}
+	return ids, nil
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, id identity) {
+	var req struct {
+		Title   string   `json:"title"`
+		Members []string `json:"members"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	title := strings.TrimSpace(req.Title)
+	if n := utf8.RuneCountInString(title); n < 1 || n > 128 {
+		writeError(w, http.StatusBadRequest, "invalid_request", "title must be 1-128 characters")
+		return
+	}
+	if len(req.Members)+1 > s.cfg.MaxMembers {
+		writeError(w, http.StatusBadRequest, "invalid_request", "too many members")
+		return
+	}
+	ids, err := s.resolve(r.Context(), req.Members)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	cv, err := s.store.Group(r.Context(), title, id.User, ids)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	s.respondConversation(w, r, id, http.StatusCreated, cv)
+}
+
+func (s *Server) addMember(w http.ResponseWriter, r *http.Request, id identity) {
+	conv := r.PathValue("id")
+	var req struct {
+		Username string `json:"username"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	if !s.memberHTTP(w, r, id, conv) {
+		return
+	}
+	ids, err := s.resolve(r.Context(), []string{req.Username})
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	cv, _, err := s.store.AddMembers(r.Context(), conv, id.User, ids)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	s.respondConversation(w, r, id, http.StatusOK, cv)
+}
+
+// memberHTTP answers 404 unless the caller is in the conversation (its
+// existence is not disclosed to others).
+func (s *Server) memberHTTP(w http.ResponseWriter, r *http.Request, id identity, conv string) bool {
+	if !store.ValidConversationID(conv) {
+		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+		return false
+	}
+	cv, err := s.store.Conversation(r.Context(), conv)
+	if err != nil {
+		s.storeError(w, err)
+		return false
+	}
+	for _, m := range cv.Members {
+		if m == id.User {
+			return true
+		}
+	}
+	writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+	return false
+}
+
+func (s *Server) messages(w http.ResponseWriter, r *http.Request, id identity) {
+	conv := r.PathValue("id")
+	q := r.URL.Query()
+	var before, after *flexID
+	if q.Has("before") {
+		before = &flexID{}
+		_ = before.UnmarshalJSON([]byte(q.Get("before")))
+	}
+	if q.Has("after") {
+		after = &flexID{}
+		_ = after.UnmarshalJSON([]byte(q.Get("after")))
+	}
+	var limit *int
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a number")
+			return
+		}
+		limit = &n
+	}
+	p, msg := parsePage(before, after, limit)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", msg)
+		return
+	}
+	if !s.memberHTTP(w, r, id, conv) {
+		return
+	}
+	page, err := s.historyPage(r.Context(), conv, p)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page.withFrame(nil))
+}

@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/chatcluster/chat/store"
+	"go.uber.org/zap"
+)
+
+// apiUser is PROTOCOL.md's User, with presence where it is known.
+type apiUser struct {
+	ID          store.ID `json:"id"`
+	Username    string   `json:"username"`
+	DisplayName string   `json:"display_name"`
+	Online      *bool    `json:"online,omitempty"`
+}
+
+// apiConversation is PROTOCOL.md's Conversation as one reader sees it.
+type apiConversation struct {
+	ID          string         `json:"id"`
+	Kind        store.Kind     `json:"kind"`
+	Title       string         `json:"title"`
+	Members     []apiUser      `json:"members"`
+	LastMessage *store.Message `json:"last_message"`
+	Unread      int            `json:"unread"`
+}
+
+// userCache keeps users by ID. Users never change once created, so entries
+// need no invalidation; the cache is only bounded.
+type userCache struct {
+	st  *store.Client
+	max int
+
+	mu    sync.Mutex
+	users map[store.ID]store.User
+}
+
+func newUserCache(st *store.Client, max int) *userCache {
+	return &userCache{st: st, max: max, users: make(map[store.ID]store.User)}
+}
+
+// get returns the users with these IDs that exist, asking the store once
+// for all that are not cached.
+func (uc *userCache) get(ctx context.Context, ids []store.ID) (map[store.ID]store.User, error) {
+	out := make(map[store.ID]store.User, len(ids))
+	var missing []store.ID
+	uc.mu.Lock()
+	for _, id := range ids {
+		if u, ok := uc.users[id]; ok {
+			out[id] = u
+		} else if _, dup := out[id]; !dup {
+			missing = append(missing, id)
+			out[id] = store.User{} // placeholder, replaced or removed below
+		}
+	}
+	uc.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	found, err := uc.st.Users(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range missing {
+		delete(out, id)
+	}
+	uc.mu.Lock()
+	if len(uc.users)+len(found) > uc.max {
+		clear(uc.users) // crude, but bounded; the working set refills fast
+	}
+	for _, u := range found {
+		uc.users[u.ID] = u
+		out[u.ID] = u
+	}
+	uc.mu.Unlock()
+	return out, nil
+}
+
+func (uc *userCache) one(ctx context.Context, id store.ID) (store.User, error) {
+	m, err := uc.get(ctx, []store.ID{id})
+	if err != nil {
+		return store.User{}, err
+	}
+	u, ok := m[id]
+	if !ok {
+		return store.User{}, store.ErrNotFound
+	}
+	return u, nil
+}
+
+// render turns stored conversations into what reader sees: member users,
+// a direct conversation's title being the other member's display name.
+func (s *Server) render(ctx context.Context, reader store.ID, sums []store.Summary) ([]apiConversation, error) {
+	var ids []store.ID
+	for i := range sums {
+		ids = append(ids, sums[i].Members...)
+	}
+	users, err := s.users.get(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apiConversation, 0, len(sums))
+	for i := range sums {
+		sm := &sums[i]
+		ac := apiConversation{ID: sm.ID, Kind: sm.Kind, Title: sm.Title, LastMessage: sm.LastMessage, Unread: sm.Unread,
+			Members: make([]apiUser, 0, len(sm.Members))}
+		for _, id := range sm.Members {
+			u, ok := users[id]
+			if !ok {
+				u = store.User{ID: id}
+			}
+			online := s.presence.Online(id)
+			ac.Members = append(ac.Members, apiUser{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Online: &online})
+			if sm.Kind == store.Direct && id != reader {
+				ac.Title = u.DisplayName
+			}
+		}
+		out = append(out, ac)
+	}
+	return out, nil
+}
+
+func (s *Server) renderOne(ctx context.Context, reader store.ID, c store.Conversation) (apiConversation, error) {
+	r, err := s.render(ctx, reader, []store.Summary{{Conversation: c}})
+	if err != nil {
+		return apiConversation{}, err
+	}
+	return r[0], nil
+}
+
+// hello builds a connection's first frame and returns the conversations
+// it should be subscribed to.
+func (s *Server) hello(ctx context.Context, c *Conn) ([]byte, []store.Conversation, error) {
+	me, err := s.users.one(ctx, c.user)
+	if err != nil {
+		return nil, nil, err
+	}
+	sums, err := s.store.Conversations(ctx, c.user, s.cfg.HelloConversations)
+	if err != nil {
+		return nil, nil, err
+	}
+	convs, err := s.render(ctx, c.user, sums)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := json.Marshal(struct {
+		Type          string            `json:"type"`
+		User          store.User        `json:"user"`
+		Conversations []apiConversation `json:"conversations"`
+	}{"hello", me, convs})
+	if err != nil {
+		return nil, nil, err
+	}
+	raw := make([]store.Conversation, len(sums))
+	for i := range sums {
+		raw[i] = sums[i].Conversation
+	}
+	return textFrame(b), raw, nil
+}
+
+// onUserEvent handles an event the store sent to a local user: a
+// conversation they are in was created or changed. Their connections
+// subscribe to it and are told. Runs off the dispatcher.
+func (s *Server) onUserEvent(user store.ID, data []byte) {
+	var ev struct {
+		Type         string             `json:"type"`
+		Conversation store.Conversation `json:"conversation"`
+	}
+	if err := json.Unmarshal(data, &ev); err != nil || ev.Type != "conversation" || !store.ValidConversationID(ev.Conversation.ID) {
+		return
+	}
+	task := func() {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		defer cancel()
+		ac, err := s.renderOne(ctx, user, ev.Conversation)
+		if err != nil {
+			s.log.Warn("conversation event", zap.Error(err))
+			return
+		}
+		b, _ := json.Marshal(struct {
+			Type         string          `json:"type"`
+			Conversation apiConversation `json:"conversation"`
+		}{"conversation", ac})
+		frame := textFrame(b)
+		for _, c := range s.hub.userConns(user) {
+			s.hub.join(c, ev.Conversation.ID, ev.Conversation.Members)
+			c.send(frame, "conversation")
+		}
+	}
+	if err := s.pool.Schedule(task); err != nil {
+		go task()
+	}
+}
+
+// onPresence tells local connections that share a conversation with user.
+func (s *Server) onPresence(user store.ID, online bool) {
+	b, _ := json.Marshal(struct {
+		Type   string   `json:"type"`
+		User   store.ID `json:"user"`
+		Online bool     `json:"online"`
+	}{"presence", user, online})
+	frame := textFrame(b)
+	for _, c := range s.hub.coMembers(user) {
+		if c.user != user {
+			c.send(frame, "presence")
+		}
+	}
+}

@@ -1,0 +1,541 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatcluster/chat/gateway/netpoll"
+	"github.com/chatcluster/chat/gateway/workers"
+	"github.com/chatcluster/chat/router"
+	"github.com/chatcluster/chat/store"
+	"github.com/gobwas/ws"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("gateway: server closed")
+
+// Deps are what a gateway talks to.
+type Deps struct {
+	NATS      *nats.Conn
+	Stream    jetstream.Stream // the message stream, for filling gaps
+	Publisher *router.Publisher
+	Store     *store.Client
+	// Registry takes the gateway's metrics; Gatherer serves /metrics.
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer
+	Log      *zap.Logger
+}
+
+// Server is a gateway: it serves PROTOCOL.md on one listener.
+type Server struct {
+	cfg      Config
+	nc       *nats.Conn
+	store    *store.Client
+	pub      *router.Publisher
+	interest *router.Interest
+	presence *router.Presence
+	poller   netpoll.Poller
+	pool     *workers.Pool // reads and handshakes
+	writers  *workers.Pool // flushes of write queues
+	auth     *authenticator
+	hub      *hub
+	users    *userCache
+	m        *metrics
+	log      *zap.Logger
+	http     *http.Server
+	httpLn   *chanListener
+	handler  http.Handler
+
+	nextID   atomic.Uint64
+	draining atomic.Bool
+
+	mu        sync.Mutex
+	listeners []net.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New builds a gateway. It joins presence, which asks the other gateways
+// who is online, so it takes ctx.
+func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
+	cfg.setDefaults()
+	if len(cfg.JWTSecret) < 16 {
+		return nil, fmt.Errorf("gateway: JWT secret must be at least 16 bytes")
+	}
+	if d.Log == nil {
+		d.Log = zap.NewNop()
+	}
+	if d.Registry == nil {
+		d.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, nc: d.NATS, store: d.Store, pub: d.Publisher, log: d.Log, m: newMetrics(d.Registry)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.auth = newAuthenticator(&s.cfg)
+	s.hub = newHub(s)
+	s.users = newUserCache(d.Store, 100_000)
+	var err error
+	if s.poller, err = netpoll.New(netpoll.Config{OnError: func(err error) { s.log.Error("poller", zap.Error(err)) }}); err != nil {
+		return nil, fmt.Errorf("gateway: poller: %w", err)
+	}
+	s.pool = workers.New(workers.Config{Size: cfg.Workers, Queue: cfg.Queue})
+	s.writers = workers.New(workers.Config{Size: cfg.Workers, Queue: 65536})
+	s.interest = router.NewInterest(d.NATS, router.InterestConfig{
+		Stream: d.Stream, Publisher: d.Publisher, Log: d.Log.Named("interest"),
+		OnUserEvent: s.onUserEvent,
+		OnDelivered: func(dl *router.Delivery, n int) {
+			if dl.Kind == router.KindMessage {
+				s.m.fanoutLatency.Observe(time.Since(dl.Received).Seconds())
+			}
+		},
+	})
+	s.presence, err = router.NewPresence(ctx, d.NATS, router.PresenceConfig{Log: d.Log.Named("presence"), OnChange: s.onPresence})
+	if err != nil {
+		s.interest.Close()
+		s.pool.Close()
+		s.writers.Close()
+		s.poller.Close()
+		return nil, err
+	}
+	s.handler = s.routes(d.Gatherer)
+	s.httpLn = newChanListener()
+	s.http = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: cfg.HandshakeTimeout,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		_ = s.http.Serve(s.httpLn)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.keepalive()
+	}()
+	s.updateReady()
+	return s, nil
+}
+
+// Handler is the HTTP side (API, health, metrics, web client, and /ws by
+// hijacking), for tests and for embedding behind another listener.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Ready reports whether the gateway can serve: NATS connected, not draining.
+func (s *Server) Ready() bool {
+	return !s.draining.Load() && s.nc.IsConnected() && (s.cfg.ReadyCheck == nil || s.cfg.ReadyCheck())
+}
+
+func (s *Server) updateReady() {
+	if s.Ready() {
+		s.m.ready.Set(1)
+	} else {
+		s.m.ready.Set(0)
+	}
+}
+
+// Serve accepts connections on ln until Drain or Shutdown. WebSocket
+// upgrades to /ws are read straight off the socket (no net/http buffers
+// kept per connection); everything else goes to the HTTP server.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.ctx.Err() != nil || s.draining.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return ErrServerClosed
+			}
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept", zap.Error(err), zap.Duration("retry_in", backoff))
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		// When every worker is busy, this waits: accepting slows down
+		// instead of piling up handshakes.
+		if err := s.pool.ScheduleCtx(s.ctx, func() { s.handshake(raw) }); err != nil {
+			s.m.upgradeFailures.WithLabelValues(failOverloaded).Inc()
+			_ = raw.Close()
+		}
+	}
+}
+
+// wsPrefixes are how a WebSocket request to /ws starts.
+var wsPrefixes = [][]byte{[]byte("GET /ws?"), []byte("GET /ws ")}
+
+func (s *Server) handshake(raw net.Conn) {
+	_ = raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	var head [8]byte
+	n, err := io.ReadFull(raw, head[:])
+	if err != nil {
+		if n == 0 {
+			_ = raw.Close()
+			return
+		}
+	}
+	prefix := head[:n]
+	isWS := false
+	for _, p := range wsPrefixes {
+		if bytes.Equal(prefix, p) {
+			isWS = true
+		}
+	}
+	if !isWS {
+		_ = raw.SetDeadline(time.Time{})
+		if !s.httpLn.push(&prefixConn{Conn: raw, prefix: prefix}) {
+			_ = raw.Close()
+		}
+		return
+	}
+	var (
+		query string
+		authz string
+		id    identity
+	)
+	u := ws.Upgrader{
+		OnRequest: func(uri []byte) error {
+			if i := bytes.IndexByte(uri, '?'); i >= 0 {
+				query = string(uri[i+1:])
+			}
+			return nil
+		},
+		OnHeader: func(key, value []byte) error {
+			if bytes.EqualFold(key, []byte("Authorization")) {
+				authz = string(value)
+			}
+			return nil
+		},
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			var err error
+			id, err = s.authenticate(query, authz)
+			if err != nil {
+				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusUnauthorized), ws.RejectionReason("unauthorized"))
+			}
+			return nil, nil
+		},
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{io.MultiReader(bytes.NewReader(prefix), raw), raw}
+	if _, err := u.Upgrade(rw); err != nil {
+		reason := failBadRequest
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			reason = failHandshakeTimeout
+		case id.User == 0 && (query != "" || authz != ""), id.User == 0 && isRejection(err):
+			reason = failUnauthorized
+		}
+		s.m.upgradeFailures.WithLabelValues(reason).Inc()
+		_ = raw.Close()
+		return
+	}
+	_ = raw.SetDeadline(time.Time{})
+	s.open(raw, id)
+}
+
+func isRejection(err error) bool {
+	var rej *ws.ConnectionRejectedError
+	return errors.As(err, &rej)
+}
+
+// authenticate checks the token of a WebSocket request: ?token= or an
+// Authorization: Bearer header.
+func (s *Server) authenticate(query, authz string) (identity, error) {
+	token := ""
+	if q, err := url.ParseQuery(query); err == nil {
+		token = q.Get("token")
+	}
+	if token == "" {
+		token = bearer(authz)
+	}
+	if token == "" {
+		s.m.authFailures.WithLabelValues("token").Inc()
+		return identity{}, ErrBadToken
+	}
+	id, err := s.auth.verify(token)
+	if err != nil {
+		s.m.authFailures.WithLabelValues("token").Inc()
+		return identity{}, err
+	}
+	return id, nil
+}
+
+// serveHTTPUpgrade upgrades a /ws request that arrived through net/http
+// (a kept-alive connection, or a proxy that sent something first).
+func (s *Server) serveHTTPUpgrade(w http.ResponseWriter, r *http.Request) {
+	id, err := s.authenticate(r.URL.RawQuery, r.Header.Get("Authorization"))
+	if err != nil {
+		s.m.upgradeFailures.WithLabelValues(failUnauthorized).Inc()
+		writeError(w, http.StatusUnauthorized, "unauthorized", "missing or invalid token")
+		return
+	}
+	if s.draining.Load() {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "draining")
+		return
+	}
+	raw, rw, _, err := ws.UpgradeHTTP(r, w)
+	if err != nil {
+		s.m.upgradeFailures.WithLabelValues(failBadRequest).Inc()
+		return
+	}
+	if rw != nil && rw.Reader.Buffered() > 0 {
+		// The client sent frames before our 101: not something browsers do.
+		_ = raw.Close()
+		return
+	}
+	// The handler goroutine ends here; the connection lives on the poller.
+	s.open(raw, id)
+}
+
+// open turns an upgraded socket into a Conn: hello first, then the poller.
+func (s *Server) open(raw net.Conn, id identity) {
+	c := &Conn{
+		s: s, id: s.nextID.Add(1), raw: raw, user: id.User, name: id.Name, expires: id.Expires,
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
+	}
+	c.lastRead.Store(time.Now().UnixNano())
+	s.m.connects.Inc()
+	s.m.connections.Inc()
+	s.hub.add(c)
+	if s.draining.Load() {
+		c.closeWith(statusDraining, reasonDrain, "server draining")
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	hello, convs, err := s.hello(ctx, c)
+	cancel()
+	if err != nil {
+		s.log.Warn("hello failed", zap.Uint64("user", uint64(c.user)), zap.Error(err))
+		c.closeWith(ws.StatusInternalServerError, reasonShutdown, "unavailable")
+		return
+	}
+	c.send(hello, "hello")
+	for _, cv := range convs {
+		s.hub.join(c, cv.ID, cv.Members)
+	}
+	desc, err := s.poller.Add(raw, func(ev netpoll.Event) {
+		if err := s.pool.Schedule(func() { c.onReadable(ev) }); err != nil {
+			// Every worker busy and the queue full: read it on a goroutine
+			// of its own rather than stall the poller or drop the client.
+			go c.onReadable(ev)
+		}
+	})
+	if err != nil {
+		c.teardown(reasonReadError)
+		return
+	}
+	c.mu.Lock()
+	c.desc = desc
+	c.mu.Unlock()
+	if c.closed.Load() {
+		_ = s.poller.Remove(desc)
+	}
+}
+
+// scheduleWrite runs a connection's flush on the writer pool.
+func (s *Server) scheduleWrite(fn func()) {
+	if err := s.writers.Schedule(fn); err != nil {
+		go fn()
+	}
+}
+
+// keepalive pings silent connections, closes those that do not answer and
+// those whose token expired. One goroutine for all connections.
+func (s *Server) keepalive() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	ping := ws.MustCompileFrame(ws.NewPingFrame(nil))
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tick.C:
+			s.updateReady()
+			var pingConns, dead, expired []*Conn
+			nowNS := now.UnixNano()
+			s.hub.each(func(c *Conn) {
+				switch {
+				case !c.expires.IsZero() && now.After(c.expires):
+					expired = append(expired, c)
+				case c.pingAt.Load() != 0:
+					if nowNS-c.pingAt.Load() > int64(s.cfg.PongTimeout) {
+						dead = append(dead, c)
+					}
+				case nowNS-c.lastRead.Load() > int64(s.cfg.PingInterval):
+					c.pingAt.Store(nowNS)
+					pingConns = append(pingConns, c)
+				}
+			})
+			for _, c := range pingConns {
+				c.send(ping, "ping")
+			}
+			for _, c := range dead {
+				c.closeWith(ws.StatusGoingAway, reasonPingTimeout, "ping timeout")
+			}
+			for _, c := range expired {
+				c.closeWith(statusTokenExpired, reasonTokenExpired, "token expired")
+			}
+		}
+	}
+}
+
+// Drain makes the gateway unready, stops accepting, and closes every
+// connection with 4002 spread over cfg.Drain so that clients reconnect
+// elsewhere gradually. It returns when all are closed or ctx ends.
+func (s *Server) Drain(ctx context.Context) error {
+	if !s.draining.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.m.draining.Set(1)
+	s.updateReady()
+	s.mu.Lock()
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	s.mu.Unlock()
+	conns := s.hub.snapshot()
+	const step = 50 * time.Millisecond
+	steps := int(s.cfg.Drain / step)
+	if steps < 1 {
+		steps = 1
+	}
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	for i := 0; i < steps && len(conns) > 0; i++ {
+		batch := (len(conns) + (steps - i) - 1) / (steps - i)
+		for _, c := range conns[:batch] {
+			c.closeWith(statusDraining, reasonDrain, "server draining")
+		}
+		conns = conns[batch:]
+		if len(conns) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	// Wait for the close frames to go out.
+	for s.hub.count() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// Shutdown closes everything at once and waits for the gateway's
+// goroutines. Safe to call twice; call Drain first for a graceful stop.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		s.draining.Store(true)
+		s.m.ready.Set(0)
+		s.mu.Lock()
+		for _, ln := range s.listeners {
+			_ = ln.Close()
+		}
+		s.mu.Unlock()
+		s.cancel()
+		s.httpLn.Close()
+		err = s.http.Shutdown(ctx)
+		for _, c := range s.hub.snapshot() {
+			c.teardown(reasonShutdown)
+		}
+		s.presence.Close()
+		s.interest.Close()
+		s.pool.Close()
+		s.writers.Close()
+		_ = s.poller.Close()
+		s.wg.Wait()
+	})
+	return err
+}
+
+// prefixConn replays bytes already read from a connection.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// chanListener hands connections the gateway accepted to net/http.
+type chanListener struct {
+	ch     chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	closed atomic.Bool
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
