@@ -47,9 +47,9 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 17)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "chat_gateway_connections", Help: "Open WebSocket connections."}),
-		connects:    prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_connects_total", Help: "Successful WebSocket upgrades."}),
-		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_disconnects_total", Help: "Closed WebSocket connections by reason."}, []string{"reason"}),
+		connections:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "chat_gateway_connections", Help: "Open WebSocket connections."}),
+		connects:        prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_connects_total", Help: "Successful WebSocket upgrades."}),
+		disconnects:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_disconnects_total", Help: "Closed WebSocket connections by reason."}, []string{"reason"}),
 		upgradeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_upgrade_failures_total", Help: "Refused or failed WebSocket upgrades by reason."}, []string{"reason"}),
 		authFailures:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_auth_failures_total", Help: "Failed logins and rejected tokens."}, []string{"kind"}),
 		framesIn:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_frames_in_total", Help: "Client frames received by type."}, []string{"type"}),

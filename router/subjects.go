@@ -49,7 +49,6 @@ func UserSubject(user store.ID) string { return userPrefix + user.String() }
 
 func heartbeatSubject(instance string) string { return "chat.gw." + instance + ".hb" }
 
-
 // MsgIDHeader is the Nats-Msg-Id of a send: the same sender resending the
 // same client_id into the same conversation is deduplicated by JetStream.
 func MsgIDHeader(conversation string, sender store.ID, clientID string) string {

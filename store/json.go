@@ -31,7 +31,9 @@ func (m *Message) AppendJSON(b []byte) []byte {
 }
 
 // MarshalJSON keeps every encoding of a Message identical to AppendJSON.
-func (m Message) MarshalJSON() ([]byte, error) { return m.AppendJSON(make([]byte, 0, 128+len(m.Body))), nil }
+func (m Message) MarshalJSON() ([]byte, error) {
+	return m.AppendJSON(make([]byte, 0, 128+len(m.Body))), nil
+}
 
 // appendString appends s as a JSON string. encoding/json's own escaping
 // (HTML-safe, U+2028/2029 escaped) is used for anything unusual so that the
