@@ -41,6 +41,15 @@ func CPUTime() (user, sys time.Duration) {
 	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
+// MaxRSS returns this process's peak resident memory in bytes.
+func MaxRSS() uint64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil || ru.Maxrss < 0 {
+		return 0
+	}
+	return maxrssBytes(ru.Maxrss)
+}
+
 // ErrNoRSS is returned when a process's resident memory cannot be read.
 var ErrNoRSS = errors.New("resident memory not available")
 

@@ -460,7 +460,7 @@ func usageSince(role, phase string, cpu0 time.Duration, wall0 time.Time) ProcUsa
 	cpu1, wall1 := cpuNow()
 	wall := wall1.Sub(wall0).Seconds()
 	cpu := (cpu1 - cpu0).Seconds()
-	u := ProcUsage{Role: role, Phase: phase, WallS: round3(wall), CPUS: round3(cpu)}
+	u := ProcUsage{Role: role, Phase: phase, WallS: round3(wall), CPUS: round3(cpu), MaxRSSMB: round3(float64(MaxRSS()) / (1 << 20))}
 	if wall > 0 {
 		u.Cores = round3(cpu / wall)
 	}
