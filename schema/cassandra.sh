@@ -57,6 +57,23 @@ find_java() {
 	return 1
 }
 
+# install_deps installs what a fresh Debian machine lacks (a JDK 17, Maven)
+# when running as root with apt-get, as CI does; elsewhere it only says what
+# is missing. CASSANDRA_NO_INSTALL=1 turns it off.
+install_deps() {
+	local pkgs=()
+	find_java >/dev/null || pkgs+=(openjdk-17-jdk-headless)
+	jars_complete || command -v mvn >/dev/null || pkgs+=(maven)
+	((${#pkgs[@]})) || return 0
+	if [[ $(id -u) != 0 || -n ${CASSANDRA_NO_INSTALL:-} ]] || ! command -v apt-get >/dev/null; then
+		die "missing: ${pkgs[*]} (install them, or set JAVA_HOME to a JDK 11 or 17)"
+	fi
+	log "installing ${pkgs[*]} with apt-get"
+	DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2 ||
+		die "apt-get install ${pkgs[*]} failed"
+}
+
 # port_open tells whether something accepts TCP connections on host:port.
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -72,15 +89,16 @@ running() {
 	printf '%s\n' "$pid"
 }
 
+# jars_complete tells whether $lib holds a complete copy: a stamp holding
+# the pom's checksum is written after a successful copy.
+jars_complete() {
+	[[ -f $lib/.complete && $(<"$lib/.complete") == "$(sha256sum "$here/cassandra-pom.xml" | cut -d' ' -f1)" ]]
+}
+
 # resolve_jars copies cassandra-all and its runtime dependencies into $lib,
-# once: a stamp holding the pom's checksum marks a complete copy.
+# once.
 resolve_jars() {
-	local sum
-	sum=$(sha256sum "$here/cassandra-pom.xml" | cut -d' ' -f1)
-	if [[ -f $lib/.complete && $(<"$lib/.complete") == "$sum" ]]; then
-		return 0
-	fi
-	command -v mvn >/dev/null || die "mvn not found (apt-get install maven)"
+	jars_complete && return 0
 	log "resolving Cassandra jars from Maven Central into $lib"
 	rm -rf "$lib"
 	mkdir -p "$lib"
@@ -91,7 +109,7 @@ resolve_jars() {
 		die "mvn dependency:copy-dependencies failed"
 	ls "$lib"/cassandra-all-*.jar >/dev/null 2>&1 || die "no cassandra-all jar in $lib"
 	ls "$lib"/jamm-*.jar >/dev/null 2>&1 || die "no jamm jar in $lib"
-	printf '%s\n' "$sum" >"$lib/.complete"
+	sha256sum "$here/cassandra-pom.xml" | cut -d' ' -f1 >"$lib/.complete"
 }
 
 write_config() {
@@ -110,6 +128,7 @@ start() {
 	fi
 	t0=$(date +%s.%N)
 	port_open "$addr" "$port" && die "$addr:$port is already in use by another process"
+	install_deps
 	java=$(find_java) || die "no JDK 11 or 17 found (Cassandra 5.0 runs on no other); set JAVA_HOME"
 	resolve_jars
 	write_config
@@ -154,9 +173,11 @@ start() {
 	# setsid: the daemon must outlive this script and the shell (or CI step)
 	# that ran it. The inner shell records its own pid, then becomes java.
 	# shellcheck disable=SC2016
-	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
+	rm -f "$pidfile"
+	setsid bash -c 'echo $$ >"$1.tmp" && mv "$1.tmp" "$1" && shift && exec "$@"' _ "$pidfile" \
 		"$java" "${opts[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon \
 		</dev/null >"$logs/stdout.log" 2>&1 &
+	pid=
 
 	while :; do
 		now=$(date +%s.%N)
@@ -165,8 +186,10 @@ start() {
 			log "CQL answers on $addr:$port after ${elapsed}s"
 			return 0
 		fi
-		if [[ -f $pidfile ]] && ! running >/dev/null; then
+		[[ -z $pid && -f $pidfile ]] && pid=$(<"$pidfile")
+		if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
 			tail -n 40 "$logs/stdout.log" >&2 || true
+			rm -f "$pidfile"
 			die "Cassandra exited during start (see $logs)"
 		fi
 		if awk -v e="$elapsed" -v t="$timeout" 'BEGIN { exit !(e > t) }'; then
