@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 )
@@ -59,7 +60,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		fs.Float64Var(&o.Rate, "rate", 100, "total messages per second over all senders")
 	case "broadcast":
 		fs.IntVar(&o.Conns, "members", 1000, "members of the one group, all connected")
-		fs.IntVar(&o.Senders, "senders", 10, "sending members")
+		fs.IntVar(&o.Senders, "senders", 0, "sending members (default: max(10, rate/10))")
 		fs.Float64Var(&o.Rate, "rate", 10, "total messages per second over all senders")
 		fs.IntVar(&o.CreateBatch, "create-batch", 999, "members named in the create call; the rest are added one by one")
 	}
@@ -76,6 +77,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	fs.IntVar(&o.MaxInflight, "max-inflight", 1000, "unacked sends per connection before sends are skipped")
 	fs.BoolVar(&o.NoSpread, "no-spread", false, "do not spread source addresses over 127.0.0.2-254")
 	fs.StringVar(&o.Prefix, "prefix", "", "username prefix (default random)")
+	fs.StringVar(&o.UsersFile, "users-file", "", "reuse users and tokens saved in this file by earlier runs against the same server; new users are added to it")
 	fs.StringVar(&o.Password, "password", "", "password of the users (default a fixed one)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -89,7 +91,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return 2
 	}
 	if o.Scenario == "chat" && o.Senders == 0 && o.Group > 0 {
-		o.Senders = max(1, o.Conns/o.Group)
+		// One sender per conversation, and enough senders that each stays
+		// well under the gateway's default per-connection rate (20/s).
+		o.Senders = min(o.Conns, max(1, o.Conns/o.Group, int(math.Ceil(o.Rate/SenderRateHint))))
+	}
+	if o.Scenario == "broadcast" && o.Senders == 0 {
+		o.Senders = min(o.Conns, max(10, int(math.Ceil(o.Rate/SenderRateHint))))
 	}
 	if !*quiet {
 		o.Progress = stderr

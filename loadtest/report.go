@@ -16,6 +16,13 @@ import (
 // process may itself be the bottleneck of what it measures.
 const BottleneckCores = 0.70
 
+// SenderRateHint is the per-sender rate the defaults aim at; the gateway
+// allows 20 requests per second per connection by default (burst 50).
+const SenderRateHint = 10.0
+
+// gatewaySendRate is the gateway's default per-connection request rate.
+const gatewaySendRate = 20.0
+
 // Report is the outcome of a run: what the human summary prints and what
 // --json writes. Rates and percentiles are derived from Raw, which keeps
 // the mergeable counters and histograms.
@@ -167,6 +174,10 @@ func (r *Report) fill(res Result, gw *gatewayProbe) {
 	if r.Scenario != "idle" && m.Expected > 0 && m.DeliveryRatio < 0.999 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("only %.1f%% of expected deliveries arrived", 100*m.DeliveryRatio))
 	}
+	if r.Scenario != "idle" && r.Senders > 0 && r.Rate/float64(r.Senders) > gatewaySendRate {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%.1f msg/s per sender exceeds the gateway's default per-connection limit (%.0f/s): expect rate_limited; raise --senders",
+			r.Rate/float64(r.Senders), gatewaySendRate))
+	}
 	if res.Unacked > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%d sends got neither ack nor error by the end of the run", res.Unacked))
 	}
@@ -219,8 +230,8 @@ func latLine(l LatencySummary) string {
 func (r *Report) WriteSummary(w io.Writer) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	p("chatload %s against %s (%d conns, %d procs, %gs)", r.Scenario, r.URL, r.Conns, r.Procs, r.DurationS)
-	p("  setup:     %d users signed up in %.1fs (%.0f/s), %d failed; %d groups (%d failed) in %.1fs",
-		r.Setup.SignupOK, r.Setup.SignupSeconds, r.Setup.SignupPerSec, r.Setup.SignupFailed, r.Setup.Groups, r.Setup.GroupFailed, r.Setup.GroupSeconds)
+	p("  setup:     %d users reused, %d signed up in %.1fs (%.1f/s), %d failed; %d groups (%d failed) in %.1fs",
+		r.Setup.Reused, r.Setup.SignupOK, r.Setup.SignupSeconds, r.Setup.SignupPerSec, r.Setup.SignupFailed, r.Setup.Groups, r.Setup.GroupFailed, r.Setup.GroupSeconds)
 	if len(r.Setup.Errors) > 0 {
 		p("             errors: %s", sortedCounts(r.Setup.Errors))
 	}

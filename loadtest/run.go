@@ -56,6 +56,8 @@ type Options struct {
 	Exe        string // binary for --procs children (default os.Executable)
 	GatewayPID int    // read the gateway's VmRSS and CPU from /proc
 
+	UsersFile string // reuse users (and tokens) saved here by earlier runs; save new ones
+
 	JSONPath string    // also write the JSON report here
 	Progress io.Writer // progress lines (nil: quiet)
 }
@@ -138,6 +140,35 @@ func (o *Options) Validate() error {
 	return nil
 }
 
+// progressEvery calls f every d until the returned stop is called (which
+// waits for the ticker goroutine). Without a Progress writer it does nothing.
+func (o *Options) progressEvery(d time.Duration, f func()) (stop func()) {
+	if o.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		wg.Wait()
+	}
+}
+
 func (o *Options) logf(format string, a ...any) {
 	if o.Progress != nil {
 		fmt.Fprintf(o.Progress, "chatload: "+format+"\n", a...)
@@ -182,7 +213,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep.Senders = plan.Senders
 	parentUsage := []ProcUsage{usageSince("parent", "setup", cpu0, wall0)}
-	o.logf("setup done: %d users in %.1fs, %d groups; connecting %d", setup.SignupOK, setup.SignupSeconds, setup.Groups, len(plan.Conns))
+	o.logf("setup done: %d users reused, %d signed up in %.1fs, %d groups; connecting %d", setup.Reused, setup.SignupOK, setup.SignupSeconds, setup.Groups, len(plan.Conns))
 
 	gw := newGatewayProbe(ctx, o.GatewayPID, api, tg.HTTP)
 	gw.before(ctx)

@@ -142,6 +142,26 @@ func TestRepeatedPrefixLogsIn(t *testing.T) {
 	}
 }
 
+func TestUsersFileReuse(t *testing.T) {
+	srv := fakechat.New(fakechat.Options{})
+	t.Cleanup(srv.Close)
+	path := filepath.Join(t.TempDir(), "users.json")
+	want := []struct{ conns, reused, signedUp int }{{4, 0, 4}, {6, 4, 2}, {3, 3, 0}}
+	for run, w := range want {
+		rep, err := Run(context.Background(), Options{Scenario: "idle", URL: srv.URL(), Conns: w.conns, UsersFile: path, Duration: 50 * time.Millisecond})
+		if err != nil || rep.Connect.OK != int64(w.conns) {
+			t.Fatalf("run %d: %v, connect %+v", run, err, rep.Connect)
+		}
+		if rep.Setup.Reused != w.reused || rep.Setup.SignupOK != int64(w.signedUp) {
+			t.Fatalf("run %d: reused %d signed up %d, want %d and %d", run, rep.Setup.Reused, rep.Setup.SignupOK, w.reused, w.signedUp)
+		}
+	}
+	users, err := loadUsers(path)
+	if err != nil || len(users) != 6 {
+		t.Fatalf("users file holds %d users (%v), want 6", len(users), err)
+	}
+}
+
 func TestResultMerge(t *testing.T) {
 	var h1, h2 Histogram
 	h1.Record(time.Millisecond)

@@ -3,9 +3,11 @@ package loadtest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,7 @@ import (
 // SetupStats describes the HTTP set-up phase (sign-ups, conversations).
 type SetupStats struct {
 	Users         int              `json:"users"`
+	Reused        int              `json:"reused"` // taken from --users-file, not signed up
 	SignupOK      int64            `json:"signup_ok"`
 	SignupFailed  int64            `json:"signup_failed"`
 	SignupSeconds float64          `json:"signup_seconds"`
@@ -84,9 +87,21 @@ func buildPlan(ctx context.Context, o *Options, tg Target, api *API) (*Plan, Set
 	}
 	p.Users = make([]PlanUser, nusers)
 	ok := make([]bool, nusers)
+	cached, err := loadUsers(o.UsersFile)
+	if err != nil {
+		return nil, st, err
+	}
+	for i := 0; i < nusers && i < len(cached); i++ {
+		p.Users[i], ok[i] = cached[i], true
+		st.Reused++
+	}
 	t0 := time.Now()
 	var signupOK, signupFailed atomic.Int64
-	parallel(ctx, nusers, o.SignupConcurrency, func(i int) {
+	stopProgress := o.progressEvery(10*time.Second, func() {
+		o.logf("signed up %d of %d users", signupOK.Load(), nusers-st.Reused)
+	})
+	parallel(ctx, nusers-st.Reused, o.SignupConcurrency, func(j int) {
+		i := st.Reused + j
 		name := fmt.Sprintf("%s_%d", prefix, i)
 		err := withRetry(ctx, 5, func() error {
 			u, tok, err := api.Signup(ctx, name, o.Password)
@@ -107,10 +122,19 @@ func buildPlan(ctx context.Context, o *Options, tg Target, api *API) (*Plan, Set
 		}
 		ok[i] = true
 		signupOK.Add(1)
-		if o.Progress != nil && (i+1)%5000 == 0 {
-			o.logf("signed up %d users", signupOK.Load())
-		}
 	})
+	stopProgress()
+	if o.UsersFile != "" && signupOK.Load() > 0 {
+		all := append([]PlanUser(nil), cached...)
+		for i := len(cached); i < nusers; i++ {
+			if ok[i] {
+				all = append(all, p.Users[i])
+			}
+		}
+		if err := saveUsers(o.UsersFile, all); err != nil {
+			fail("users_file", err)
+		}
+	}
 	st.Users = nusers
 	st.SignupOK, st.SignupFailed = signupOK.Load(), signupFailed.Load()
 	st.SignupSeconds = round3(time.Since(t0).Seconds())
@@ -120,7 +144,7 @@ func buildPlan(ctx context.Context, o *Options, tg Target, api *API) (*Plan, Set
 	if err := ctx.Err(); err != nil {
 		return nil, st, err
 	}
-	if st.SignupOK == 0 {
+	if st.SignupOK == 0 && st.Reused == 0 {
 		return nil, st, fmt.Errorf("no user could sign up (%v)", st.Errors)
 	}
 
@@ -236,4 +260,38 @@ func buildPlan(ctx context.Context, o *Options, tg Target, api *API) (*Plan, Set
 		st.Errors = nil
 	}
 	return p, st, ctx.Err()
+}
+
+// loadUsers reads a --users-file; a missing file is an empty list.
+func loadUsers(path string) ([]PlanUser, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		Users []PlanUser `json:"users"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("users file %s: %w", path, err)
+	}
+	return f.Users, nil
+}
+
+// saveUsers writes the users (with their tokens) for later runs.
+func saveUsers(path string, users []PlanUser) error {
+	b, err := json.Marshal(map[string]any{"users": users})
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
