@@ -32,6 +32,12 @@ func (b *Backend) CreateAccount(ctx context.Context, a store.Account) error {
 	if !applied && toInt64(prev["user_id"]) != int64(a.ID) {
 		return fmt.Errorf("%w: %q", store.ErrUsernameTaken, a.Username)
 	}
+	if !applied {
+		// A replay: complete the secondary rows from the stored account,
+		// so they agree with it even if the replay carries other values.
+		a.DisplayName = toString(prev["display_name"])
+		a.CreatedAt = toTime(prev["created_at"])
+	}
 	initial := firstRune(a.Username)
 	stmts := []func(ctx context.Context) error{
 		func(ctx context.Context) error {
