@@ -27,6 +27,7 @@ const (
 	DefaultMaxAckPending  = 20000
 	DefaultBatchSize      = 500
 	DefaultBatchLinger    = 20 * time.Millisecond
+	DefaultBatchIdle      = time.Millisecond
 	DefaultPrefetch       = 1000
 	DefaultSaveAttempts   = 5
 	DefaultSaveTimeout    = 5 * time.Second
@@ -35,7 +36,7 @@ const (
 	DefaultConcurrency    = 64
 	DefaultRequestTimeout = 5 * time.Second
 	DefaultHistoryWait    = 3 * time.Second
-	DefaultHistoryPoll    = 5 * time.Millisecond
+	DefaultHistoryPoll    = 2 * time.Millisecond
 	DefaultInfoInterval   = 5 * time.Second
 	DefaultSetupRetry     = time.Second
 	DefaultMaxMembers     = 1000
@@ -84,9 +85,13 @@ type ServiceConfig struct {
 	MaxAckPending int
 	// BatchSize caps the messages of one backend write (DefaultBatchSize).
 	BatchSize int
-	// BatchLinger is how long a batch collects messages after its first
+	// BatchLinger is the longest a batch collects messages after its first
 	// (DefaultBatchLinger).
 	BatchLinger time.Duration
+	// BatchIdle ends a batch early when no message came for that long
+	// (DefaultBatchIdle): a quiet stream is written at once, a busy one
+	// fills its batches while the previous write runs.
+	BatchIdle time.Duration
 	// Prefetch is how many messages the consumer buffers ahead
 	// (DefaultPrefetch).
 	Prefetch int
@@ -153,6 +158,7 @@ func (c *ServiceConfig) setDefaults() {
 	defInt(&c.MaxAckPending, DefaultMaxAckPending)
 	defInt(&c.BatchSize, DefaultBatchSize)
 	def(&c.BatchLinger, DefaultBatchLinger)
+	def(&c.BatchIdle, DefaultBatchIdle)
 	defInt(&c.Prefetch, DefaultPrefetch)
 	defInt(&c.SaveAttempts, DefaultSaveAttempts)
 	def(&c.SaveTimeout, DefaultSaveTimeout)
@@ -372,10 +378,10 @@ func (s *Service) Run(ctx context.Context) error {
 	case runErr = <-fatal:
 	}
 	s.log.Info("store service stopping")
-	cancelStop()
 	s.subscribed.Store(false)
 	// Drain answers the requests NATS already handed us; a hard stop cuts
-	// it short.
+	// it short. The consumer keeps writing meanwhile, so that history
+	// requests among them can still see their messages stored.
 	if err := sub.Drain(); err != nil {
 		_ = sub.Unsubscribe()
 	}
@@ -386,6 +392,7 @@ func (s *Service) Run(ctx context.Context) error {
 		<-subDone
 	}
 	handlers.Wait()
+	cancelStop()
 	consumer.Wait()
 	cancelPoll()
 	cancelWork()
@@ -462,6 +469,10 @@ func (s *Service) handle(ctx context.Context, m *nats.Msg) {
 	}
 }
 
+// now is the time of new rows: UTC, at the millisecond precision every time
+// of the protocol has, so a row reads back as it was answered.
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
 func decode(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("%w: request: %v", ErrInvalid, err)
@@ -509,7 +520,7 @@ func (s *Service) signup(ctx context.Context, data []byte) (any, error) {
 		a.ID = s.gen.Next()
 	}
 	if a.CreatedAt.IsZero() {
-		a.CreatedAt = time.Now().UTC()
+		a.CreatedAt = now()
 	}
 	if err := s.b.CreateAccount(ctx, a); err != nil {
 		return nil, err
@@ -624,7 +635,7 @@ func (s *Service) direct(ctx context.Context, data []byte) (any, error) {
 	}
 	lo, hi := min(a, b), max(a, b)
 	c, created, err := s.b.CreateConversation(ctx, Conversation{
-		ID: id, Kind: Direct, CreatedBy: a, CreatedAt: time.Now().UTC(), Members: []ID{lo, hi},
+		ID: id, Kind: Direct, CreatedBy: a, CreatedAt: now(), Members: []ID{lo, hi},
 	})
 	if err != nil {
 		return nil, err
@@ -673,7 +684,7 @@ func (s *Service) group(ctx context.Context, data []byte) (any, error) {
 	}
 	c, _, err := s.b.CreateConversation(ctx, Conversation{
 		ID: s.gen.Next().String(), Kind: Group, Title: req.Title, CreatedBy: req.Creator,
-		CreatedAt: time.Now().UTC(), Members: members,
+		CreatedAt: now(), Members: members,
 	})
 	if err != nil {
 		return nil, err
@@ -741,7 +752,7 @@ func (s *Service) addMembers(ctx context.Context, data []byte) (any, error) {
 	if err := s.checkUsers(ctx, users); err != nil {
 		return nil, err
 	}
-	c, added, err := s.b.AddMembers(ctx, c.ID, users, time.Now().UTC())
+	c, added, err := s.b.AddMembers(ctx, c.ID, users, now())
 	if err != nil {
 		return nil, err
 	}
@@ -1142,7 +1153,7 @@ func (s *Service) consume(stop, work context.Context) error {
 		batch = append(batch[:0], m)
 		linger := time.Now().Add(s.cfg.BatchLinger)
 		for len(batch) < s.cfg.BatchSize {
-			d := time.Until(linger)
+			d := min(time.Until(linger), s.cfg.BatchIdle)
 			if d <= 0 {
 				break
 			}

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 
 // waitFor polls cond every few milliseconds until it returns nil or the
 // deadline passes.
-func waitFor(t *testing.T, d time.Duration, cond func() error) {
+func waitFor(t testing.TB, d time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -43,7 +43,7 @@ func waitFor(t *testing.T, d time.Duration, cond func() error) {
 }
 
 // runNATS starts an embedded NATS server with JetStream on a free port.
-func runNATS(t *testing.T) *server.Server {
+func runNATS(t testing.TB) *server.Server {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{
 		Host:      "127.0.0.1",
@@ -67,7 +67,7 @@ func runNATS(t *testing.T) *server.Server {
 	return ns
 }
 
-func connect(t *testing.T, ns *server.Server) (*nats.Conn, jetstream.JetStream) {
+func connect(t testing.TB, ns *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(0))
 	if err != nil {
@@ -83,7 +83,7 @@ func connect(t *testing.T, ns *server.Server) (*nats.Conn, jetstream.JetStream) 
 
 // createStream creates the message stream as CONTRACT.md describes it (the
 // router package owns it in production).
-func createStream(t *testing.T, js jetstream.JetStream) jetstream.Stream {
+func createStream(t testing.TB, js jetstream.JetStream) jetstream.Stream {
 	t.Helper()
 	st, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
 		Name:        store.DefaultStream,
@@ -104,7 +104,7 @@ func createStream(t *testing.T, js jetstream.JetStream) jetstream.Stream {
 	return st
 }
 
-func openBolt(t *testing.T) *bolt.Backend {
+func openBolt(t testing.TB) *bolt.Backend {
 	t.Helper()
 	b, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), bolt.Options{})
 	if err != nil {
@@ -122,7 +122,7 @@ type env struct {
 	st jetstream.Stream
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	ns := runNATS(t)
 	nc, js := connect(t, ns)
 	return &env{ns: ns, nc: nc, js: js, st: createStream(t, js)}
@@ -147,7 +147,7 @@ type started struct {
 
 // startService runs a Service on its own connection and stops it at the
 // end of the test, checking that Run returned nil.
-func startService(t *testing.T, e *env, b store.Backend, cfg store.ServiceConfig, node int) *started {
+func startService(t testing.TB, e *env, b store.Backend, cfg store.ServiceConfig, node int) *started {
 	t.Helper()
 	nc, js := connect(t, e.ns)
 	reg := prometheus.NewRegistry()
@@ -170,7 +170,7 @@ func startService(t *testing.T, e *env, b store.Backend, cfg store.ServiceConfig
 	return s
 }
 
-func waitReady(t *testing.T, svc *store.Service) {
+func waitReady(t testing.TB, svc *store.Service) {
 	t.Helper()
 	waitFor(t, 10*time.Second, func() error {
 		if !svc.Ready() {
@@ -182,13 +182,13 @@ func waitReady(t *testing.T, svc *store.Service) {
 
 // publisher publishes valid messages the way the router does.
 type publisher struct {
-	t   *testing.T
+	t   testing.TB
 	js  jetstream.JetStream
 	gen *store.Generator
 	n   atomic.Int64
 }
 
-func newPublisher(t *testing.T, js jetstream.JetStream) *publisher {
+func newPublisher(t testing.TB, js jetstream.JetStream) *publisher {
 	gen, err := store.NewGenerator(900)
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +244,7 @@ func storedCount(ctx context.Context, b store.Backend, conv string) (int, error)
 	}
 }
 
-func consumerInfo(t *testing.T, e *env) *jetstream.ConsumerInfo {
+func consumerInfo(t testing.TB, e *env) *jetstream.ConsumerInfo {
 	t.Helper()
 	c, err := e.js.Consumer(t.Context(), store.DefaultStream, store.DefaultDurable)
 	if err != nil {
@@ -258,7 +258,7 @@ func consumerInfo(t *testing.T, e *env) *jetstream.ConsumerInfo {
 }
 
 // waitAcked waits until the consumer acked everything up to seq.
-func waitAcked(t *testing.T, e *env, seq uint64) {
+func waitAcked(t testing.TB, e *env, seq uint64) {
 	t.Helper()
 	waitFor(t, 10*time.Second, func() error {
 		info := consumerInfo(t, e)
@@ -816,5 +816,59 @@ func TestNewServiceRejects(t *testing.T) {
 	}
 	if _, err := store.NewService(store.ServiceConfig{}, b, e.nc, e.js, 2, reg, nil); err == nil {
 		t.Error("second service on one registry: no error")
+	}
+}
+
+// BenchmarkConsume measures how fast one Service writes the stream into the
+// bolt backend (fsync per batch): messages published ahead, then consumed.
+func BenchmarkConsume(b *testing.B) {
+	e := newEnv(b)
+	s := startService(b, e, openBolt(b), store.ServiceConfig{}, 1)
+	waitReady(b, s.svc)
+	gen, _ := store.NewGenerator(901)
+	var last uint64
+	futures := make([]jetstream.PubAckFuture, 0, 1000)
+	flush := func() {
+		for _, f := range futures {
+			select {
+			case ack := <-f.Ok():
+				last = max(last, ack.Sequence)
+			case err := <-f.Err():
+				b.Fatal(err)
+			}
+		}
+		futures = futures[:0]
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		m := store.Message{ID: gen.Next(), Conversation: fmt.Sprint(i % 100), Sender: 1, Body: "benchmark message body", SentAt: time.Now(), ClientID: fmt.Sprint(i)}
+		f, err := e.js.PublishAsync("chat.msg."+m.Conversation, m.AppendJSON(nil))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if futures = append(futures, f); len(futures) == cap(futures) {
+			flush()
+		}
+	}
+	flush()
+	waitAcked(b, e, last)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkSendThenHistory measures read-your-writes: one publish, then a
+// history request that must include it.
+func BenchmarkSendThenHistory(b *testing.B) {
+	e := newEnv(b)
+	s := startService(b, e, openBolt(b), store.ServiceConfig{}, 1)
+	waitReady(b, s.svc)
+	c := store.NewClient(e.nc, store.ClientConfig{})
+	p := newPublisher(b, e.js)
+	b.ResetTimer()
+	for range b.N {
+		m, _ := p.publish("1", 1)
+		got, _, err := c.History(b.Context(), "1", store.Page{Limit: 1})
+		if err != nil || len(got) != 1 || got[0].ID != m.ID {
+			b.Fatalf("history: %v %v", got, err)
+		}
 	}
 }
