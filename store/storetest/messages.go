@@ -1,11 +1,13 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,10 +156,20 @@ func testSaveMessagesConcurrent(t *testing.T, b store.Backend) {
 		all = append(all, msg(c.ID, idAt(at(time.Duration(i)*time.Hour), 0), me))
 		all2 = append(all2, msg(c2.ID, idAt(at(time.Duration(i)*time.Hour), 1), me))
 	}
-	errs := make([]error, writers)
-	runConcurrently(writers, func(w int) {
-		// Writer w saves every writers-th message, newest first, one at a
-		// time in c and in batches mixed with c2, and repeats a few.
+	const readers = 2
+	errs := make([]error, writers+readers)
+	var writing atomic.Int32
+	writing.Store(writers)
+	runConcurrently(writers+readers, func(w int) {
+		if w >= writers {
+			// Readers page while the writers write: every page they see
+			// must be well formed, whatever it holds yet.
+			errs[w] = readWhileWriting(ctx, b, c.ID, me, &writing)
+			return
+		}
+		defer writing.Add(-1)
+		// Writer w saves every writers-th message, newest first, each once
+		// alone and once in a batch with a message of c2.
 		for i := writers*each - 1 - w; i >= 0; i -= writers {
 			if err := b.SaveMessages(ctx, []store.Message{all[i]}); err != nil {
 				errs[w] = err
@@ -171,7 +183,7 @@ func testSaveMessagesConcurrent(t *testing.T, b store.Backend) {
 	})
 	for w, err := range errs {
 		if err != nil {
-			t.Fatalf("writer %d: %v", w, err)
+			t.Fatalf("goroutine %d: %v", w, err)
 		}
 	}
 	checkMessages(t, c.ID, walkBackward(t, b, c.ID, 50), reversed(all))
@@ -185,6 +197,32 @@ func testSaveMessagesConcurrent(t *testing.T, b store.Backend) {
 			t.Errorf("%s: last message %+v, want ID %d", e.ID, e.LastMessage, want)
 		}
 	}
+}
+
+// readWhileWriting reads conv's history and user's list a few times while
+// writing is above zero, checking the shape of each answer. The count is
+// bounded so that readers do not starve the writers on a small machine.
+func readWhileWriting(ctx context.Context, b store.Backend, conv string, user store.ID, writing *atomic.Int32) error {
+	for i := 0; i < 5 && (writing.Load() > 0 || i < 2); i++ {
+		for _, p := range []store.Page{{Limit: 20}, {After: 1, Limit: 20}} {
+			msgs, more, err := b.Messages(ctx, conv, p)
+			if err != nil {
+				return fmt.Errorf("Messages during writes: %w", err)
+			}
+			if len(msgs) > p.Limit || (more && len(msgs) < p.Limit) {
+				return fmt.Errorf("Messages(%+v) during writes: %d messages, more %v", p, len(msgs), more)
+			}
+			for k := 1; k < len(msgs); k++ {
+				if (p.After == 0) != (msgs[k].ID < msgs[k-1].ID) || msgs[k].ID == msgs[k-1].ID {
+					return fmt.Errorf("Messages(%+v) during writes: out of order: %v", p, msgIDs(msgs))
+				}
+			}
+		}
+		if _, err := b.Conversations(ctx, user, 10); err != nil {
+			return fmt.Errorf("Conversations during writes: %w", err)
+		}
+	}
+	return nil
 }
 
 func testMessagesEmptyConversation(t *testing.T, b store.Backend) {

@@ -17,8 +17,16 @@
 //     and backends return them unchanged (compared with time.Equal).
 //   - Messages with a Page that sets both Before and After, or a Limit under
 //     1, fails with store.ErrInvalid.
+//   - Messages of an unknown conversation is an empty page or ErrNotFound.
 //   - A failed CreateAccount stores nothing (the loser of a username race
-//     leaves no account behind).
+//     leaves no account behind); replaying a successful CreateAccount may
+//     answer nil or ErrUsernameTaken but changes nothing.
+//   - Members of a new conversation joined at its CreatedAt.
+//   - Activity is the newest message's SentAt even when that is older than
+//     the user's joining (store.go: "the newest message's time, else when
+//     the user joined").
+//   - After: 1 means "from the very beginning" (After: 0 means no cursor);
+//     no fixture uses ID 1.
 package storetest
 
 import (
