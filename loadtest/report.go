@@ -178,6 +178,9 @@ func (r *Report) fill(res Result, gw *gatewayProbe) {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%.1f msg/s per sender exceeds the gateway's default per-connection limit (%.0f/s): expect rate_limited; raise --senders",
 			r.Rate/float64(r.Senders), gatewaySendRate))
 	}
+	if gw != nil && r.Gateway.Source != "" && r.Gateway.BytesPerConn <= 0 && res.ConnectOK > 0 {
+		r.Warnings = append(r.Warnings, "the gateway's RSS did not grow while connecting (garbage collection returned memory): bytes per connection is not meaningful at this size; measure with more connections")
+	}
 	if res.Unacked > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%d sends got neither ack nor error by the end of the run", res.Unacked))
 	}

@@ -205,7 +205,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer api.Close()
 
 	cpu0, wall0 := cpuNow()
-	o.logf("setting up %s: %d users", o.Scenario, o.Conns)
+	o.logf("setting up %s: %d connections", o.Scenario, o.Conns)
 	plan, setup, err := buildPlan(ctx, &o, tg, api)
 	rep.Setup = setup
 	if err != nil {

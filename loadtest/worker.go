@@ -372,11 +372,6 @@ func (w *worker) closeAll() {
 		}
 	}
 	w.res.HeldAtEnd = held
-	for _, c := range w.conns {
-		if c != nil {
-			w.res.Unacked += max(0, c.inflight.Load())
-		}
-	}
 	ch := make(chan *wsConn)
 	var wg sync.WaitGroup
 	for range max(1, min(w.plan.ConnectConcurrency, len(w.conns))) {
@@ -396,6 +391,13 @@ func (w *worker) closeAll() {
 	close(ch)
 	wg.Wait()
 	w.readWG.Wait()
+	// Counted once no reader runs, so that acked + errors + unacked = sent
+	// (acks that arrive while closing still count as acks).
+	for _, c := range w.conns {
+		if c != nil {
+			w.res.Unacked += max(0, c.inflight.Load())
+		}
+	}
 }
 
 // result collects the worker's measurements; call after closeAll.

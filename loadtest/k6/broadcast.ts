@@ -7,8 +7,9 @@ import type { Options } from "k6/options";
 import { member, signupMany, createGroup, addMember, accountOfVU, envNum, prefix, type SetupData } from "./lib/chat.ts";
 
 const members = Math.max(2, envNum("CHAT_MEMBERS", 200));
-const senders = Math.max(1, envNum("CHAT_SENDERS", 5));
 const rate = envNum("CHAT_RATE", 10);
+// At most 10 msg/s per sender by default (the gateway allows 20/s per connection).
+const senders = Math.max(1, envNum("CHAT_SENDERS", Math.max(5, Math.ceil(rate / 10))));
 const rampS = envNum("CHAT_RAMP", 20);
 const holdS = envNum("CHAT_HOLD", 60);
 const bodySize = envNum("CHAT_BODY_SIZE", 64);

@@ -8,8 +8,10 @@ import { member, signupMany, createGroup, accountOfVU, envNum, prefix, type Setu
 
 const conns = envNum("CHAT_CONNS", 100);
 const groupSize = Math.max(2, envNum("CHAT_GROUP", 10));
-const senders = envNum("CHAT_SENDERS", Math.max(1, Math.floor(conns / groupSize)));
 const rate = envNum("CHAT_RATE", 100);
+// Default: one sender per group, and enough senders that each sends at most
+// 10 msg/s (the gateway allows 20 requests/s per connection by default).
+const senders = envNum("CHAT_SENDERS", Math.min(conns, Math.max(1, Math.floor(conns / groupSize), Math.ceil(rate / 10))));
 const rampS = envNum("CHAT_RAMP", 20);
 const holdS = envNum("CHAT_HOLD", 60);
 const bodySize = envNum("CHAT_BODY_SIZE", 64);
