@@ -1,0 +1,86 @@
+package k8s
+
+// knownMetrics is the list of Prometheus metrics that the chat binary
+// registers, copied from notes/CONTRACT.md ("Prometheus metric names"). The
+// dashboard and the alert rules may name only these (plus up, go_* and
+// process_*, see allowedOther).
+//
+// The root module has a test that compares this table with what the code
+// actually registers, so a renamed metric fails there instead of silently
+// emptying a dashboard panel or disabling an alert.
+//
+// labels maps each label of the metric to its allowed values (nil: any
+// value, the contract names none).
+var knownMetrics = map[string]metricInfo{
+	// Gateway.
+	"chat_gateway_connections":    {kind: gauge},
+	"chat_gateway_connects_total": {kind: counter},
+	"chat_gateway_disconnects_total": {kind: counter, labels: map[string][]string{
+		"reason": {"client_close", "read_error", "ping_timeout", "slow_consumer", "too_large", "protocol_error", "drain", "shutdown"},
+	}},
+	"chat_gateway_upgrade_failures_total": {kind: counter, labels: map[string][]string{
+		"reason": {"unauthorized", "bad_request", "handshake_timeout", "overloaded"},
+	}},
+	"chat_gateway_auth_failures_total": {kind: counter, labels: map[string][]string{
+		"kind": {"login", "token"},
+	}},
+	// Client frame types (PROTOCOL.md) plus "invalid".
+	"chat_gateway_frames_in_total": {kind: counter, labels: map[string][]string{
+		"type": {"send", "history", "read", "typing", "ping", "invalid"},
+	}},
+	// Server frame types (PROTOCOL.md).
+	"chat_gateway_frames_out_total": {kind: counter, labels: map[string][]string{
+		"type": {"hello", "ack", "message", "history", "read", "typing", "presence", "conversation", "error", "pong"},
+	}},
+	"chat_gateway_received_bytes_total":         {kind: counter},
+	"chat_gateway_sent_bytes_total":             {kind: counter},
+	"chat_gateway_slow_consumers_total":         {kind: counter},
+	"chat_gateway_rate_limited_total":           {kind: counter},
+	"chat_gateway_ack_latency_seconds":          {kind: histogram},
+	"chat_gateway_fanout_latency_seconds":       {kind: histogram},
+	"chat_gateway_nats_publish_latency_seconds": {kind: histogram},
+	"chat_gateway_ready":                        {kind: gauge},
+	"chat_gateway_draining":                     {kind: gauge},
+
+	// Store.
+	"chat_store_messages_consumed_total": {kind: counter},
+	"chat_store_messages_written_total":  {kind: counter},
+	"chat_store_write_batch_messages":    {kind: histogram},
+	"chat_store_backend_latency_seconds": {kind: histogram, labels: map[string][]string{
+		"op": storeOps,
+	}},
+	"chat_store_backend_errors_total": {kind: counter, labels: map[string][]string{
+		"op": storeOps,
+	}},
+	"chat_store_requests_total": {kind: counter, labels: map[string][]string{
+		"op":     nil,
+		"result": nil,
+	}},
+	"chat_store_consumer_pending_messages":     {kind: gauge},
+	"chat_store_consumer_ack_pending_messages": {kind: gauge},
+	"chat_store_consumer_redelivered_messages": {kind: gauge},
+	"chat_store_ready":                         {kind: gauge},
+}
+
+// storeOps are the op label values of the store backend metrics.
+var storeOps = []string{"save_messages", "history", "conversations", "read", "account", "membership"}
+
+type metricKind int
+
+const (
+	gauge metricKind = iota
+	counter
+	histogram
+)
+
+type metricInfo struct {
+	kind   metricKind
+	labels map[string][]string
+}
+
+// targetLabels are added by Prometheus and the Prometheus Operator to every
+// scraped series, so any metric may be filtered or grouped by them.
+var targetLabels = map[string]bool{
+	"namespace": true, "pod": true, "job": true, "instance": true,
+	"service": true, "container": true, "endpoint": true,
+}
