@@ -169,7 +169,8 @@ func testSearchUsers(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	// Created out of order, with every character usernames may hold, so that
 	// the order can only come from the usernames (byte order).
-	names := []string{"bob", "bil_x", "billy", "bil", "bill", "bil.z", "bil-y", "bil9", "anna", "bzz", "b.aa", "carl", "bil0"}
+	// "bilz" and "bilzzz" catch an upper bound computed as prefix+"z".
+	names := []string{"bob", "bil_x", "billy", "bil", "bilzzz", "bill", "bil.z", "bil-y", "bil9", "anna", "bzz", "b.aa", "carl", "bil0", "bilz", "bim"}
 	byName := map[string]store.User{}
 	for i, name := range names {
 		byName[name] = mkUser(t, b, i+1, name)
@@ -179,17 +180,18 @@ func testSearchUsers(t *testing.T, b store.Backend) {
 		limit  int
 		want   []string
 	}{
-		{"bil", 20, []string{"bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy"}},
+		{"bil", 20, []string{"bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bilz", "bilzzz"}},
 		{"bil", 3, []string{"bil", "bil-y", "bil.z"}},
 		{"bil", 1, []string{"bil"}},
-		{"bi", 20, []string{"bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy"}},
+		{"bi", 20, []string{"bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bilz", "bilzzz", "bim"}},
+		{"bilz", 20, []string{"bilz", "bilzzz"}},
 		{"bill", 20, []string{"bill", "billy"}},
 		{"billy", 20, []string{"billy"}},
 		{"billyy", 20, nil},
 		{"bil-", 20, []string{"bil-y"}},
-		{"b", 20, []string{"b.aa", "bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bob", "bzz"}},
-		{"b", 11, []string{"b.aa", "bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bob", "bzz"}},
-		{"b", 10, []string{"b.aa", "bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bob"}},
+		{"b", 20, []string{"b.aa", "bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bilz", "bilzzz", "bim", "bob", "bzz"}},
+		{"b", 14, []string{"b.aa", "bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bilz", "bilzzz", "bim", "bob", "bzz"}},
+		{"b", 13, []string{"b.aa", "bil", "bil-y", "bil.z", "bil0", "bil9", "bil_x", "bill", "billy", "bilz", "bilzzz", "bim", "bob"}},
 		{"c", 20, []string{"carl"}},
 		{"d", 20, nil},
 		{"zzz", 20, nil},

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -253,6 +254,52 @@ func testAddMembersConcurrent(t *testing.T, b store.Backend) {
 	}
 	if got := getConv(t, b, c.ID); !slices.Equal(got.Members, want) {
 		t.Errorf("members after concurrent adds %v, want %v", got.Members, want)
+	}
+}
+
+// testLargeGroup creates a group of 1,000 members (the protocol's default
+// cap) in one call, adds 200 more in one call, and saves 1,000 messages in
+// one call: backends that split writes into batches must do so right.
+func testLargeGroup(t *testing.T, b store.Backend) {
+	ctx := t.Context()
+	const n, more = 1000, 200
+	order := rand.New(rand.NewPCG(5, 6)).Perm(n + more)
+	ids := make([]store.ID, len(order))
+	for i, k := range order {
+		ids[i] = userID(k)
+	}
+	g := group(groupID(1), ids[0], at(0), ids[:n]...)
+	got := mkConv(t, b, g)
+	want := sortedIDs(ids[:n])
+	if !slices.Equal(got.Members, want) {
+		t.Fatalf("CreateConversation returned %d members, want the %d given, ascending", len(got.Members), n)
+	}
+	c, added, err := b.AddMembers(ctx, g.ID, ids[n:], at(time.Hour))
+	if err != nil {
+		t.Fatalf("AddMembers(%d users): %v", more, err)
+	}
+	if !slices.Equal(sortedIDs(added), sortedIDs(ids[n:])) {
+		t.Errorf("AddMembers added %d users, want %d", len(added), more)
+	}
+	want = sortedIDs(ids)
+	if !slices.Equal(c.Members, want) {
+		t.Errorf("AddMembers returned %d members, want %d ascending", len(c.Members), len(want))
+	}
+	if c := getConv(t, b, g.ID); !slices.Equal(c.Members, want) {
+		t.Errorf("Conversation has %d members, want %d ascending", len(c.Members), len(want))
+	}
+	var msgs []store.Message
+	for i := range n {
+		msgs = append(msgs, msg(g.ID, idAt(at(time.Duration(i)*time.Minute), 0), ids[i%len(ids)]))
+	}
+	save(t, b, msgs...)
+	checkMessages(t, "1,000 messages saved in one call", walkBackward(t, b, g.ID, 200), reversed(msgs))
+	// A few members, from both calls, see the group with its last message.
+	for _, u := range []store.ID{ids[0], ids[n-1], ids[n], ids[n+more-1], want[0], want[len(want)-1]} {
+		e := summaryOf(t, list(t, b, u, 10), g.ID)
+		if e.LastMessage == nil || e.LastMessage.ID != msgs[n-1].ID || len(e.Members) != len(want) {
+			t.Errorf("user %d: last message %v, %d members", u, e.LastMessage, len(e.Members))
+		}
 	}
 }
 

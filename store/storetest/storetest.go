@@ -81,6 +81,7 @@ var tests = []test{
 	{"ConversationNotFound", testConversationNotFound},
 	{"AddMembers", testAddMembers},
 	{"AddMembersConcurrent", testAddMembersConcurrent},
+	{"LargeGroup", testLargeGroup},
 
 	// Conversation lists.
 	{"ConversationsEmpty", testConversationsEmpty},

@@ -55,6 +55,8 @@ var mutants = map[string]string{
 	"taken-swallowed":      "UsernameTaken|UsernameTakenConcurrent",
 	"users-sorted":         "Users",
 	"search-extra":         "SearchUsers",
+	"search-z-bound":       "SearchUsers",
+	"members-truncated":    "LargeGroup",
 	"times-to-seconds":     "SaveMessagesRoundTrip",
 	"invalid-page-ok":      "MessagesInvalidPage",
 	"close-twice-error":    "CloseTwice",
@@ -240,6 +242,8 @@ func (m *mutant) Conversation(ctx context.Context, id string) (store.Conversatio
 	switch m.mode {
 	case "members-unsorted":
 		slices.Reverse(c.Members)
+	case "members-truncated":
+		c.Members = c.Members[:min(len(c.Members), 1000)]
 	case "not-found-nil":
 		if errors.Is(err, store.ErrNotFound) {
 			return store.Conversation{ID: id}, nil
@@ -268,7 +272,12 @@ func (m *mutant) SearchUsers(ctx context.Context, prefix string, limit int) ([]s
 	if m.mode == "search-extra" {
 		limit++
 	}
-	return m.Backend.SearchUsers(ctx, prefix, limit)
+	u, err := m.Backend.SearchUsers(ctx, prefix, limit)
+	if m.mode == "search-z-bound" {
+		// As if the range ended at prefix+"z" exclusive.
+		u = slices.DeleteFunc(u, func(u store.User) bool { return u.Username >= prefix+"z" })
+	}
+	return u, err
 }
 
 func (m *mutant) SaveMessages(ctx context.Context, msgs []store.Message) error {
