@@ -72,12 +72,17 @@ export function initials(name) {
   return (first + (second || '')).toUpperCase();
 }
 
-/** A stable hue (0–359) for a user or conversation ID, for avatar colours. */
+/**
+ * A stable hue for a user or conversation ID, for avatar colours. Yellows
+ * and yellow-greens (45–100) are skipped: white initials on them are hard
+ * to read.
+ */
 export function hue(id) {
   let h = 0;
   const s = String(id || '');
   for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) >>> 0;
-  return h % 360;
+  const x = h % 305;
+  return x < 45 ? x : x + 55;
 }
 
 /** One line of a message body for the conversation list. */

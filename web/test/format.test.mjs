@@ -52,7 +52,10 @@ test('initials, hue, preview, typingText', () => {
   assert.equal(initials('😀 smile'), '😀S');
   assert.equal(initials(''), '?');
   assert.equal(hue('abc'), hue('abc'));
-  assert.ok(hue('abc') >= 0 && hue('abc') < 360);
+  for (let i = 0; i < 2000; i++) {
+    const x = hue(String(i * 7919));
+    assert.ok(x >= 0 && x < 360 && !(x >= 45 && x < 100), `hue ${x}`);
+  }
   assert.equal(preview('  a\n\nb  '), 'a b');
   assert.equal(preview('x'.repeat(100), 10), 'xxxxxxxxx…');
   assert.equal(typingText([]), '');
