@@ -39,3 +39,42 @@ func BenchmarkPollerWake(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGoroutineWake is the baseline PollerWake is measured against:
+// the same round with a goroutine parked in Read, as a
+// goroutine-per-connection server would have.
+func BenchmarkGoroutineWake(b *testing.B) {
+	l := newListener(b)
+	srv, cli := l.pair(b)
+	got := make(chan struct{}, 1)
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := srv.Read(buf); err != nil {
+				close(got)
+				return
+			}
+			got <- struct{}{}
+		}
+	}()
+	one := []byte{1}
+	timeout := time.NewTimer(time.Hour)
+	defer timeout.Stop()
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := cli.Write(one); err != nil {
+			b.Fatal(err)
+		}
+		timeout.Reset(wait)
+		select {
+		case <-got:
+		case <-timeout.C:
+			b.Fatal("no read")
+		}
+	}
+	b.StopTimer()
+	_ = srv.Close()
+	<-got // reader has exited
+}

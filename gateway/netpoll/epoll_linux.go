@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,12 +24,20 @@ type Desc struct {
 	rc    syscall.RawConn
 	cb    func(Event)
 	state atomic.Uint32
-
-	// rearm is built once so that Resume does not allocate a closure; only
-	// the goroutine that owns d calls Resume, so rearmErr needs no lock.
-	rearm    func(fd uintptr)
-	rearmErr error
 }
+
+// modOp carries one Resume's epoll_ctl through RawConn.Control. Ops are
+// pooled, each with its method value built once, so Resume allocates
+// nothing. The result cannot live in the Desc: the moment the MOD lands,
+// the next event may fire and another worker's Resume run on the same Desc.
+type modOp struct {
+	p   *epoll
+	id  uint64
+	err error
+	fn  func(fd uintptr)
+}
+
+func (o *modOp) run(fd uintptr) { o.err = o.p.ctl(unix.EPOLL_CTL_MOD, int(fd), o.id) }
 
 // Desc states. Armed -> fired happens on the poller goroutine right before
 // cb; fired -> armed in Resume; anything -> removed in Remove. The CAS on
@@ -48,6 +57,11 @@ type epoll struct {
 	cfg  Config
 	epfd int
 	evfd int
+	// file wraps epfd so that the loop parks in the Go runtime's poller
+	// (an epoll fd is itself pollable) rather than holding an OS thread in
+	// a blocking epoll_wait: a wake-up then costs a goroutine switch, not
+	// a thread hand-off.
+	file *os.File
 
 	// mu guards closed. Every epoll_ctl holds it for reading, so Close
 	// (which takes it for writing) never closes epfd under a ctl call: a
@@ -58,6 +72,8 @@ type epoll struct {
 	tabMu  sync.Mutex
 	descs  map[uint64]*Desc
 	nextID uint64
+
+	mods sync.Pool // of *modOp
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -83,12 +99,23 @@ func newPoller(cfg Config) (Poller, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("netpoll: epoll_ctl add eventfd: %w", err)
 	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(evfd)
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("netpoll: set epoll fd non-blocking: %w", err)
+	}
 	p := &epoll{
 		cfg:   cfg,
 		epfd:  epfd,
 		evfd:  evfd,
+		file:  os.NewFile(uintptr(epfd), "netpoll-epoll"),
 		descs: make(map[uint64]*Desc),
 		done:  make(chan struct{}),
+	}
+	p.mods.New = func() any {
+		o := &modOp{p: p}
+		o.fn = o.run
+		return o
 	}
 	go p.loop()
 	return p, nil
@@ -123,42 +150,71 @@ type ready struct {
 
 func (p *epoll) loop() {
 	defer close(p.done)
+	rc, err := p.file.SyscallConn()
+	if err != nil {
+		p.cfg.OnError(fmt.Errorf("netpoll: %w", err))
+		return
+	}
 	events := make([]unix.EpollEvent, p.cfg.Batch)
 	batch := make([]ready, 0, p.cfg.Batch)
-	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			p.cfg.OnError(fmt.Errorf("netpoll: epoll_wait: %w", err))
-			return
+	var (
+		n       int
+		waitErr error
+	)
+	// poll never blocks: when nothing is ready it returns false and the
+	// runtime parks the goroutine until epfd is readable. It polls after
+	// the runtime has reset its readiness flag, so no wake-up is lost.
+	poll := func(fd uintptr) bool {
+		n, waitErr = unix.EpollWait(int(fd), events, 0)
+		if errors.Is(waitErr, unix.EINTR) {
+			n, waitErr = 0, nil
 		}
-		stop := false
-		p.tabMu.Lock()
-		for i := range events[:n] {
-			id := getID(&events[i])
-			if id == wakeID {
-				stop = true
-				continue
-			}
-			if d := p.descs[id]; d != nil {
-				batch = append(batch, ready{d: d, ev: toEvent(events[i].Events)})
-			}
-		}
-		p.tabMu.Unlock()
-		if stop {
-			return
-		}
-		// Callbacks run without any lock held: they may call Remove.
-		for i := range batch {
-			if batch[i].d.state.CompareAndSwap(stateArmed, stateFired) {
-				batch[i].d.cb(batch[i].ev)
-			}
-			batch[i] = ready{}
-		}
-		batch = batch[:0]
+		return n > 0 || waitErr != nil
 	}
+	for {
+		if err := rc.Read(poll); err != nil {
+			p.cfg.OnError(fmt.Errorf("netpoll: wait: %w", err))
+			return
+		}
+		if waitErr != nil {
+			p.cfg.OnError(fmt.Errorf("netpoll: epoll_wait: %w", waitErr))
+			return
+		}
+		if batch = p.dispatch(events[:n], batch); batch == nil {
+			return
+		}
+	}
+}
+
+// dispatch runs the callbacks for one epoll_wait's events. It returns the
+// emptied batch for reuse, or nil when Close's wake-up was among them.
+func (p *epoll) dispatch(events []unix.EpollEvent, batch []ready) []ready {
+	stop := false
+	p.tabMu.Lock()
+	for i := range events {
+		id := getID(&events[i])
+		if id == wakeID {
+			stop = true
+			continue
+		}
+		// A removed conn's id is gone from the table, even if its fd
+		// number is already watched again for a new conn.
+		if d := p.descs[id]; d != nil {
+			batch = append(batch, ready{d: d, ev: toEvent(events[i].Events)})
+		}
+	}
+	p.tabMu.Unlock()
+	if stop {
+		return nil
+	}
+	// Callbacks run without any lock held: they may call Remove.
+	for i := range batch {
+		if batch[i].d.state.CompareAndSwap(stateArmed, stateFired) {
+			batch[i].d.cb(batch[i].ev)
+		}
+		batch[i] = ready{}
+	}
+	return batch[:0]
 }
 
 // control runs op with the conn's fd while the poller is open. Go holds a
@@ -189,7 +245,6 @@ func (p *epoll) Add(conn net.Conn, cb func(Event)) (*Desc, error) {
 		return nil, err
 	}
 	d := &Desc{rc: rc, cb: cb}
-	d.rearm = func(fd uintptr) { d.rearmErr = p.ctl(unix.EPOLL_CTL_MOD, int(fd), d.id) }
 
 	// Into the table before the kernel knows: it may report at once.
 	p.tabMu.Lock()
@@ -224,18 +279,23 @@ func (p *epoll) Resume(d *Desc) error {
 		}
 		return nil // already armed
 	}
-	if err := p.control(d.rc, d.rearm); err != nil {
+	o := p.mods.Get().(*modOp)
+	o.id = d.id
+	err := p.control(d.rc, o.fn)
+	ctlErr := o.err
+	o.err = nil
+	p.mods.Put(o)
+	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return ErrClosed
 		}
 		return fmt.Errorf("netpoll: resume: %w", err)
 	}
-	if err := d.rearmErr; err != nil {
-		d.rearmErr = nil
-		if errors.Is(err, unix.ENOENT) {
+	if ctlErr != nil {
+		if errors.Is(ctlErr, unix.ENOENT) {
 			return ErrRemoved // a concurrent Remove deleted it first
 		}
-		return fmt.Errorf("netpoll: epoll_ctl mod: %w", err)
+		return fmt.Errorf("netpoll: epoll_ctl mod: %w", ctlErr)
 	}
 	return nil
 }
@@ -282,7 +342,7 @@ func (p *epoll) Close() error {
 		p.tabMu.Lock()
 		clear(p.descs)
 		p.tabMu.Unlock()
-		if err := unix.Close(p.epfd); err != nil && p.closeErr == nil {
+		if err := p.file.Close(); err != nil && p.closeErr == nil {
 			p.closeErr = fmt.Errorf("netpoll: close epoll: %w", err)
 		}
 		if err := unix.Close(p.evfd); err != nil && p.closeErr == nil {

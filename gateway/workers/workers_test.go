@@ -332,6 +332,28 @@ func TestNoTaskStrandedByIdleExit(t *testing.T) {
 	eventually(t, "every task", func() bool { return ran.Load() == producers*each })
 }
 
+// The exit race at its sharpest: one task at a time, scheduled just as the
+// last worker's idle timer may fire. A worker that exits with a task queued
+// for it strands that task forever.
+func TestNoTaskStrandedAtIdleTimeout(t *testing.T) {
+	p := workers.New(workers.Config{Size: 2, Queue: 4, IdleTimeout: 20 * time.Microsecond, MinWorkers: -1})
+	defer p.Close()
+	for i := range 5000 {
+		done := make(chan struct{})
+		if err := p.Schedule(func() { close(done) }); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-done:
+		case <-time.After(wait):
+			t.Fatalf("round %d: task stranded", i)
+		}
+		// Vary the gap so that some Schedules meet a timer firing.
+		for start := time.Now(); time.Since(start) < time.Duration(i%40)*time.Microsecond; {
+		}
+	}
+}
+
 func TestOnPanic(t *testing.T) {
 	got := make(chan any, 1)
 	p := workers.New(workers.Config{Size: 1, OnPanic: func(v any) { got <- v }})
