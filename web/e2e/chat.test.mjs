@@ -526,3 +526,12 @@ test('log out returns to the login screen and forgets the session', async () => 
   await c.page.getByRole('button', { name: 'Log in' }).click();
   await convNav(c.page).getByRole('link', { name: /Weekend plans/ }).waitFor();
 });
+
+test('a token the server refuses sends you to the login screen', async () => {
+  const c = ctx.people.carl;
+  await c.page.evaluate(() => localStorage.setItem('chat.token', 'not-a-valid-token'));
+  await c.page.reload();
+  await c.page.getByRole('button', { name: 'Log in' }).waitFor();
+  await c.page.getByRole('alert').filter({ hasText: /expired/i }).waitFor();
+  assert.equal(await c.page.evaluate(() => localStorage.getItem('chat.token')), null);
+});
