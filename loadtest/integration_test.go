@@ -128,7 +128,10 @@ func TestIntegrationDevServer(t *testing.T) {
 	defer cancel()
 	var sum strings.Builder
 
-	idle, err := Run(ctx, Options{Scenario: "idle", URL: url, Conns: 50, Duration: 2 * time.Second, GatewayPID: pid})
+	// Sign-up hashes passwords (argon2id) and is slow: the users of the first
+	// run are reused by the others.
+	users := filepath.Join(t.TempDir(), "users.json")
+	idle, err := Run(ctx, Options{Scenario: "idle", URL: url, Conns: 50, Duration: 2 * time.Second, GatewayPID: pid, UsersFile: users})
 	if err != nil {
 		t.Fatalf("idle: %v", err)
 	}
@@ -140,12 +143,24 @@ func TestIntegrationDevServer(t *testing.T) {
 		t.Errorf("idle: gateway memory not measured: %+v", idle.Gateway)
 	}
 
-	chat, err := Run(ctx, Options{Scenario: "chat", URL: url, Conns: 50, Group: 5, Senders: 10, Rate: 100, Duration: 2 * time.Second})
+	chat, err := Run(ctx, Options{Scenario: "chat", URL: url, Conns: 50, Group: 5, Senders: 10, Rate: 100, Duration: 2 * time.Second, UsersFile: users})
 	if err != nil {
 		t.Fatalf("chat: %v", err)
 	}
 	chat.WriteSummary(&sum)
+	if chat.Setup.Reused != 50 {
+		t.Errorf("chat: %d users reused, want 50", chat.Setup.Reused)
+	}
+
+	bc, err := Run(ctx, Options{Scenario: "broadcast", URL: url, Conns: 20, Senders: 2, Rate: 10, Duration: 2 * time.Second, UsersFile: users})
+	if err != nil {
+		t.Fatalf("broadcast: %v", err)
+	}
+	bc.WriteSummary(&sum)
 	t.Log("\n" + sum.String())
+	if b := bc.Messages; bc.Connect.OK != 20 || b.Acked != 20 || b.Expected != 20*19 || b.Delivered != b.Expected {
+		t.Errorf("broadcast: connected %d acked %d delivered %d of %d", bc.Connect.OK, b.Acked, b.Delivered, b.Expected)
+	}
 	m := chat.Messages
 	if chat.Connect.OK != 50 || m.Sent != 200 || m.Acked != 200 || len(m.Errors) != 0 {
 		t.Errorf("chat: connected %d sent %d acked %d errors %v", chat.Connect.OK, m.Sent, m.Acked, m.Errors)
