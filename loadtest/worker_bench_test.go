@@ -62,4 +62,3 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Fatal("nothing delivered")
 	}
 }
-
