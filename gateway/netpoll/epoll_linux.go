@@ -22,7 +22,7 @@ type Desc struct {
 	// belongs to a new conn resolves to nothing instead of the new conn.
 	id    uint64
 	rc    syscall.RawConn
-	cb    func(Event)
+	cb    func(*Desc, Event)
 	state atomic.Uint32
 }
 
@@ -210,7 +210,7 @@ func (p *epoll) dispatch(events []unix.EpollEvent, batch []ready) []ready {
 	// Callbacks run without any lock held: they may call Remove.
 	for i := range batch {
 		if batch[i].d.state.CompareAndSwap(stateArmed, stateFired) {
-			batch[i].d.cb(batch[i].ev)
+			batch[i].d.cb(batch[i].d, batch[i].ev)
 		}
 		batch[i] = ready{}
 	}
@@ -237,6 +237,14 @@ func (p *epoll) ctl(op, fd int, id uint64) error {
 
 // Add implements Poller.
 func (p *epoll) Add(conn net.Conn, cb func(Event)) (*Desc, error) {
+	if cb == nil {
+		return nil, errors.New("netpoll: nil callback")
+	}
+	return p.Watch(conn, func(_ *Desc, ev Event) { cb(ev) })
+}
+
+// Watch implements Poller.
+func (p *epoll) Watch(conn net.Conn, cb func(*Desc, Event)) (*Desc, error) {
 	if cb == nil {
 		return nil, errors.New("netpoll: nil callback")
 	}

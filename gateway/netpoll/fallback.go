@@ -17,7 +17,7 @@ type Desc struct {
 	p    *fallback
 	conn net.Conn
 	rc   syscall.RawConn
-	cb   func(Event)
+	cb   func(*Desc, Event)
 
 	resume chan struct{} // wakes the watcher after Resume; capacity 1
 	stop   chan struct{} // closed by Remove
@@ -52,6 +52,14 @@ func newPoller(cfg Config) (Poller, error) {
 
 // Add implements Poller.
 func (p *fallback) Add(conn net.Conn, cb func(Event)) (*Desc, error) {
+	if cb == nil {
+		return nil, errors.New("netpoll: nil callback")
+	}
+	return p.Watch(conn, func(_ *Desc, ev Event) { cb(ev) })
+}
+
+// Watch implements Poller.
+func (p *fallback) Watch(conn net.Conn, cb func(*Desc, Event)) (*Desc, error) {
 	if cb == nil {
 		return nil, errors.New("netpoll: nil callback")
 	}
@@ -119,7 +127,7 @@ func (p *fallback) watch(d *Desc) {
 		}
 		d.fired = true
 		d.mu.Unlock()
-		d.cb(ev)
+		d.cb(d, ev)
 
 		select {
 		case <-d.resume:

@@ -9,16 +9,16 @@
 //
 // The intended use, as in gobwas/ws's chat example:
 //
-//	d, err := poller.Add(conn, func(ev netpoll.Event) {
+//	_, err := poller.Watch(conn, func(d *netpoll.Desc, ev netpoll.Event) {
 //		// Runs on the poller's goroutine: no I/O, no blocking.
 //		if pool.Schedule(func() { handle(conn, d, ev) }) != nil {
-//			// pool full: drop the connection or retry later
+//			// pool full: nobody will read conn again unless you act
 //		}
 //	})
 //
 // where handle reads what it can (with a read deadline), then calls
 // poller.Resume(d) to hear about the next data, or poller.Remove(d) and
-// conn.Close() when the connection is done.
+// conn.Close() when the connection is done (always on EventHup).
 package netpoll
 
 import (
@@ -69,6 +69,12 @@ type Poller interface {
 	// for this conn until Resume is called, so only one worker ever reads a
 	// connection at a time. If data is already waiting, cb fires at once.
 	Add(conn net.Conn, cb func(Event)) (*Desc, error)
+	// Watch is Add with the Desc passed to cb. Prefer it whenever cb (or
+	// the work it schedules) needs the Desc to Resume or Remove: with
+	// data already waiting, cb can run before Add has returned the Desc
+	// to its caller, so a Desc stored from Add's result may not be there
+	// yet (a data race); the argument always is.
+	Watch(conn net.Conn, cb func(*Desc, Event)) (*Desc, error)
 	// Resume re-arms d after the worker has read what it could. If data
 	// arrived meanwhile, cb fires again at once. Resume on a Desc that is
 	// already armed does nothing; on a removed one it returns ErrRemoved.

@@ -288,6 +288,25 @@ func TestHupAfterData(t *testing.T) {
 	}
 }
 
+// A hang-up is a lasting condition: resuming after one fires again at
+// once, so a worker must Remove and close on EventHup, not Resume.
+func TestHupFiresAgainOnResume(t *testing.T) {
+	l, p := newListener(t), newPoller(t)
+	srv, cli := l.pair(t)
+	r := newRecorder()
+	d := add(t, p, srv, r.cb)
+	_ = cli.Close()
+	if ev := r.next(t); ev&netpoll.EventHup == 0 {
+		t.Fatalf("event %v, want hup", ev)
+	}
+	if err := p.Resume(d); err != nil {
+		t.Fatal(err)
+	}
+	if ev := r.next(t); ev&netpoll.EventHup == 0 {
+		t.Fatalf("event %v after Resume, want hup", ev)
+	}
+}
+
 func TestRemove(t *testing.T) {
 	l, p := newListener(t), newPoller(t)
 	srv, cli := l.pair(t)
@@ -326,13 +345,11 @@ func TestRemoveAfterConnClosed(t *testing.T) {
 func TestRemoveInsideCallback(t *testing.T) {
 	l, p := newListener(t), newPoller(t)
 	srv, cli := l.pair(t)
-	var d atomic.Pointer[netpoll.Desc]
 	removed := make(chan error, 1)
-	got, err := p.Add(srv, func(netpoll.Event) { removed <- p.Remove(d.Load()) })
+	d, err := p.Watch(srv, func(d *netpoll.Desc, _ netpoll.Event) { removed <- p.Remove(d) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Store(got)
 	write(t, cli, "x")
 	select {
 	case err := <-removed:
@@ -342,8 +359,57 @@ func TestRemoveInsideCallback(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("no callback")
 	}
-	if err := p.Resume(got); !errors.Is(err, netpoll.ErrRemoved) {
+	if err := p.Resume(d); !errors.Is(err, netpoll.ErrRemoved) {
 		t.Fatalf("Resume: %v", err)
+	}
+}
+
+// With data already waiting, the callback may run before Watch returns; it
+// gets the Desc it needs anyway, and it is the one Watch returns.
+func TestWatchPassesDesc(t *testing.T) {
+	l, p := newListener(t), newPoller(t)
+	pool := workers.New(workers.Config{})
+	defer pool.Close()
+	srv, cli := l.pair(t)
+	write(t, cli, "first")
+	descs := make(chan *netpoll.Desc, 4)
+	resumed := make(chan error, 4)
+	got, err := p.Watch(srv, func(d *netpoll.Desc, _ netpoll.Event) {
+		descs <- d
+		if err := pool.Schedule(func() {
+			_ = srv.SetReadDeadline(time.Now().Add(wait))
+			_, err := srv.Read(make([]byte, 64))
+			if err == nil {
+				err = p.Resume(d)
+			}
+			resumed <- err
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range []string{"", "second"} {
+		if msg != "" {
+			write(t, cli, msg)
+		}
+		select {
+		case d := <-descs:
+			if d != got {
+				t.Fatal("callback got a different Desc from the one Watch returned")
+			}
+		case <-time.After(wait):
+			t.Fatal("no callback")
+		}
+		select {
+		case err := <-resumed:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(wait):
+			t.Fatal("worker did not finish")
+		}
 	}
 }
 
@@ -446,9 +512,8 @@ func TestEchoThroughPool(t *testing.T) {
 	for i := range clis {
 		srv, cli := l.pair(t)
 		clis[i] = cli
-		var d atomic.Pointer[netpoll.Desc]
 		buf := make([]byte, 4096)
-		handle := func() {
+		handle := func(d *netpoll.Desc) {
 			_ = srv.SetReadDeadline(time.Now().Add(wait))
 			n, err := srv.Read(buf)
 			if err != nil {
@@ -458,19 +523,17 @@ func TestEchoThroughPool(t *testing.T) {
 			if total.Add(int64(n)) == conns*msgs*size {
 				close(done)
 			}
-			if err := p.Resume(d.Load()); err != nil {
+			if err := p.Resume(d); err != nil {
 				t.Errorf("resume: %v", err)
 			}
 		}
-		got, err := p.Add(srv, func(netpoll.Event) {
-			if err := pool.Schedule(handle); err != nil {
+		if _, err := p.Watch(srv, func(d *netpoll.Desc, _ netpoll.Event) {
+			if err := pool.Schedule(func() { handle(d) }); err != nil {
 				t.Errorf("schedule: %v", err)
 			}
-		})
-		if err != nil {
+		}); err != nil {
 			t.Fatal(err)
 		}
-		d.Store(got)
 	}
 
 	var wg sync.WaitGroup

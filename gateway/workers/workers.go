@@ -26,11 +26,13 @@ var (
 
 // Defaults for Config's zero fields.
 const (
-	// DefaultSizePerCPU times GOMAXPROCS is the default Size. Tasks read a
-	// socket that is already readable and do little else, so a few workers
-	// per core keep the cores busy; tasks that wait on the network (a NATS
-	// request, an ack) need a larger Size.
-	DefaultSizePerCPU = 4
+	// DefaultSizePerCPU times GOMAXPROCS is the default Size. The bound is
+	// about memory, not CPU: a gateway worker can sit in conn.Read on a
+	// half-sent frame until its read deadline, or wait on NATS, and a few
+	// such tasks per core must not stall every other connection's reads.
+	// Workers start only when needed and exit when idle, so a large bound
+	// costs nothing on an idle gateway.
+	DefaultSizePerCPU = 64
 	// DefaultQueue is the default Queue.
 	DefaultQueue = 1024
 	// DefaultIdleTimeout is the default IdleTimeout.
