@@ -4,7 +4,7 @@
 //
 //   CHAT_URL=http://127.0.0.1:8080 CHAT_MEMBERS=500 CHAT_SENDERS=5 CHAT_RATE=10 k6 run broadcast.ts
 import type { Options } from "k6/options";
-import { member, signupMany, createGroup, addMember, accountOfVU, envNum, prefix, type SetupData } from "./lib/chat.ts";
+import { member, untilHoldEnd, signupMany, createGroup, addMember, accountOfVU, envNum, prefix, type SetupData } from "./lib/chat.ts";
 
 const members = Math.max(2, envNum("CHAT_MEMBERS", 200));
 const rate = envNum("CHAT_RATE", 10);
@@ -64,7 +64,7 @@ export default function (data: SetupData): void {
     account: data.accounts[a],
     conversation: data.groups[0].id,
     rate: isSender ? rate / data.senders : 0,
-    holdMs: (rampS + holdS) * 1000,
+    holdMs: untilHoldEnd(rampS, holdS),
     bodySize,
   });
 }

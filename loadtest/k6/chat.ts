@@ -4,7 +4,7 @@
 //
 //   CHAT_URL=http://127.0.0.1:8080 CHAT_CONNS=200 CHAT_GROUP=10 CHAT_SENDERS=20 CHAT_RATE=200 k6 run chat.ts
 import type { Options } from "k6/options";
-import { member, signupMany, createGroup, accountOfVU, envNum, prefix, type SetupData, type Group } from "./lib/chat.ts";
+import { member, untilHoldEnd, signupMany, createGroup, accountOfVU, envNum, prefix, type SetupData, type Group } from "./lib/chat.ts";
 
 const conns = envNum("CHAT_CONNS", 100);
 const groupSize = Math.max(2, envNum("CHAT_GROUP", 10));
@@ -70,7 +70,7 @@ export default function (data: SetupData): void {
     conversation: g >= 0 ? data.groups[g].id : "",
     rate: isSender ? rate / data.senders : 0,
     // Senders start once their socket is up; everyone holds until the end of the hold phase.
-    holdMs: (rampS + holdS) * 1000,
+    holdMs: untilHoldEnd(rampS, holdS),
     bodySize,
   });
 }

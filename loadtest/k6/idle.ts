@@ -3,7 +3,7 @@
 //
 //   CHAT_URL=http://127.0.0.1:8080 CHAT_CONNS=1000 k6 run idle.ts
 import type { Options } from "k6/options";
-import { member, signupMany, accountOfVU, envNum, type SetupData } from "./lib/chat.ts";
+import { member, untilHoldEnd, signupMany, accountOfVU, envNum, type SetupData } from "./lib/chat.ts";
 
 const conns = envNum("CHAT_CONNS", 100);
 const rampS = envNum("CHAT_RAMP", 30);
@@ -38,5 +38,5 @@ export function setup(): SetupData {
 export default function (data: SetupData): void {
   // Hold the socket for the rest of the hold phase (at least a few seconds):
   // a VU that starts late in the ramp still ends with the others.
-  member({ account: data.accounts[accountOfVU(data)], conversation: "", rate: 0, holdMs: (rampS + holdS) * 1000, bodySize: 0 });
+  member({ account: data.accounts[accountOfVU(data)], conversation: "", rate: 0, holdMs: untilHoldEnd(rampS, holdS), bodySize: 0 });
 }
