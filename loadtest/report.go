@@ -191,7 +191,7 @@ func (r *Report) fill(res Result, gw *gatewayProbe) {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%d sends skipped: a connection had too many unacked sends", res.Skipped))
 	}
 	if res.MaxPaceLagNs > int64(100*time.Millisecond) {
-		r.Warnings = append(r.Warnings, fmt.Sprintf("senders fell up to %v behind schedule", time.Duration(res.MaxPaceLagNs).Round(time.Millisecond)))
+		r.Warnings = append(r.Warnings, fmt.Sprintf("senders fell up to %v behind schedule: the generator did not get the CPU in time (busy machine, or the generator is saturated)", time.Duration(res.MaxPaceLagNs).Round(time.Millisecond)))
 	}
 }
 
