@@ -29,6 +29,7 @@ type Conn struct {
 	name    string
 	expires time.Time
 	limiter *rate.Limiter
+	flushFn func() // c.flush, made once: a method value allocates each time
 
 	lastRead atomic.Int64 // unix nanos of the last bytes read
 	pingAt   atomic.Int64 // when an unanswered ping was sent, 0 if none
@@ -81,7 +82,10 @@ func (c *Conn) onReadable(ev netpoll.Event) {
 	}()
 	_ = c.raw.SetReadDeadline(time.Now().Add(c.s.cfg.ReadTimeout))
 	for {
-		err := c.readFrame(br)
+		msg, at, err := c.readFrame(br)
+		if err == nil && msg != nil {
+			c.s.handleMessage(c, msg, at)
+		}
 		if err != nil {
 			var ec *errClose
 			switch {
@@ -107,36 +111,37 @@ func (c *Conn) onReadable(ev netpoll.Event) {
 	}
 }
 
-// readFrame reads one frame and acts on it: a complete text message is
-// handled, control frames answered, fragments collected.
-func (c *Conn) readFrame(br *bufio.Reader) error {
+// readFrame reads one frame: control frames are answered, fragments
+// collected, and a complete text message returned with when its last frame
+// began to arrive.
+func (c *Conn) readFrame(br *bufio.Reader) ([]byte, time.Time, error) {
 	h, err := ws.ReadHeader(br)
 	if err != nil {
 		if errors.Is(err, ws.ErrHeaderLengthUnexpected) || errors.Is(err, ws.ErrHeaderLengthMSB) {
-			return &errClose{ws.StatusProtocolError, reasonProtocolError, "bad frame header"}
+			return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "bad frame header"}
 		}
-		return err
+		return nil, time.Time{}, err
 	}
 	now := time.Now()
 	c.lastRead.Store(now.UnixNano())
 	c.pingAt.Store(0) // any traffic proves the client alive
 	if !h.Masked || h.Rsv != 0 {
-		return &errClose{ws.StatusProtocolError, reasonProtocolError, "client frames must be masked, with no extensions"}
+		return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "client frames must be masked, with no extensions"}
 	}
 	if h.OpCode.IsControl() {
 		if h.Length > 125 || !h.Fin {
-			return &errClose{ws.StatusProtocolError, reasonProtocolError, "bad control frame"}
+			return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "bad control frame"}
 		}
 	} else if h.OpCode == ws.OpBinary {
-		return &errClose{ws.StatusUnsupportedData, reasonProtocolError, "binary frames are not accepted"}
+		return nil, time.Time{}, &errClose{ws.StatusUnsupportedData, reasonProtocolError, "binary frames are not accepted"}
 	}
 	size := int64(len(c.frag)) + h.Length
 	if size > int64(c.s.cfg.MaxMessage) {
-		return &errClose{ws.StatusMessageTooBig, reasonTooLarge, "message over 65536 bytes"}
+		return nil, time.Time{}, &errClose{ws.StatusMessageTooBig, reasonTooLarge, "message over 65536 bytes"}
 	}
 	payload := make([]byte, h.Length)
 	if _, err := io.ReadFull(br, payload); err != nil {
-		return err
+		return nil, time.Time{}, err
 	}
 	ws.Cipher(payload, h.Mask, 0)
 	c.s.m.bytesIn.Add(float64(len(payload)))
@@ -144,41 +149,40 @@ func (c *Conn) readFrame(br *bufio.Reader) error {
 	switch h.OpCode {
 	case ws.OpPing:
 		c.sendControl(ws.OpPong, payload)
-		return nil
+		return nil, now, nil
 	case ws.OpPong:
-		return nil
+		return nil, now, nil
 	case ws.OpClose:
 		code, _ := ws.ParseCloseFrameData(payload)
 		if code == 0 {
 			code = ws.StatusNormalClosure
 		}
 		c.closeWith(code, reasonClientClose, "")
-		return nil
+		return nil, now, nil
 	case ws.OpText:
 		if c.fragging {
-			return &errClose{ws.StatusProtocolError, reasonProtocolError, "new message inside a fragmented one"}
+			return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "new message inside a fragmented one"}
 		}
 		if !h.Fin {
 			c.fragging, c.frag = true, payload
-			return nil
+			return nil, now, nil
 		}
 	case ws.OpContinuation:
 		if !c.fragging {
-			return &errClose{ws.StatusProtocolError, reasonProtocolError, "continuation without a message"}
+			return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "continuation without a message"}
 		}
 		c.frag = append(c.frag, payload...)
 		if !h.Fin {
-			return nil
+			return nil, now, nil
 		}
 		payload, c.frag, c.fragging = c.frag, nil, false
 	default:
-		return &errClose{ws.StatusProtocolError, reasonProtocolError, "unknown opcode"}
+		return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "unknown opcode"}
 	}
 	if !utf8.Valid(payload) {
-		return &errClose{ws.StatusInvalidFramePayloadData, reasonProtocolError, "text frame is not valid UTF-8"}
+		return nil, time.Time{}, &errClose{ws.StatusInvalidFramePayloadData, reasonProtocolError, "text frame is not valid UTF-8"}
 	}
-	c.s.handleMessage(c, payload, now)
-	return nil
+	return payload, now, nil
 }
 
 // Deliver queues a fan-out frame (router.Subscriber).
@@ -220,9 +224,9 @@ func (c *Conn) send(frame []byte, typ string) bool {
 	start := !c.flushing
 	c.flushing = true
 	c.mu.Unlock()
-	c.s.m.framesOut.WithLabelValues(typ).Inc()
+	c.s.m.frameOut(typ)
 	if start {
-		c.s.scheduleWrite(c.flush)
+		c.s.scheduleWrite(c.flushFn)
 	}
 	return true
 }
@@ -298,7 +302,7 @@ func (c *Conn) closeWith(code ws.StatusCode, reason, text string) {
 	c.flushing = true
 	c.mu.Unlock()
 	if start {
-		c.s.scheduleWrite(c.flush)
+		c.s.scheduleWrite(c.flushFn)
 	}
 }
 

@@ -228,8 +228,8 @@ func (s *Server) onHistory(ctx context.Context, c *Conn, req *request) {
 
 // parsePage validates history parameters: one cursor at most, limit
 // defaulting to 50, clamped to 200, under 1 refused.
-func parsePage(before, after *flexID, limit *int) (store.Page, string) {
-	p := store.Page{Limit: 50}
+func parsePage(before, after *flexID, limit *int) (page, string) {
+	p := page{Page: store.Page{Limit: 50}}
 	if before != nil && after != nil {
 		return p, "give before or after, not both"
 	}
@@ -238,12 +238,16 @@ func parsePage(before, after *flexID, limit *int) (store.Page, string) {
 			return p, "before must be a message ID"
 		}
 		p.Before = before.id
+		p.emptyBefore = before.id == 0 // nothing is older than 0
 	}
 	if after != nil {
 		if !after.ok {
 			return p, "after must be a message ID"
 		}
-		p.After = after.id
+		// store.Page's zero means "no cursor"; no message has ID 0 or 1
+		// (IDs carry milliseconds since 2025 above bit 22), so after=0 is
+		// after=1: the whole history, oldest first.
+		p.After = max(after.id, 1)
 	}
 	if limit != nil {
 		if *limit < 1 {
@@ -254,6 +258,13 @@ func parsePage(before, after *flexID, limit *int) (store.Page, string) {
 	return p, ""
 }
 
+// page is a history request: store.Page, plus before=0, which the store
+// cannot express (its zero means "newest").
+type page struct {
+	store.Page
+	emptyBefore bool
+}
+
 // historyPage is a page of history in the protocol's shape.
 type historyPage struct {
 	Messages []store.Message
@@ -261,8 +272,11 @@ type historyPage struct {
 	After    bool // the page went forward: the cursor is next_after
 }
 
-func (s *Server) historyPage(ctx context.Context, conv string, p store.Page) (historyPage, error) {
-	msgs, more, err := s.store.History(ctx, conv, p)
+func (s *Server) historyPage(ctx context.Context, conv string, p page) (historyPage, error) {
+	if p.emptyBefore {
+		return historyPage{Messages: []store.Message{}}, nil
+	}
+	msgs, more, err := s.store.History(ctx, conv, p.Page)
 	if err != nil {
 		return historyPage{}, err
 	}

@@ -40,6 +40,19 @@ type metrics struct {
 	publishLatency  prometheus.Histogram
 	ready           prometheus.Gauge
 	draining        prometheus.Gauge
+
+	// outByType caches framesOut's children: a label lookup per frame
+	// would cost more than the rest of queueing it.
+	outByType map[string]prometheus.Counter
+}
+
+// frameOut counts one frame queued to a client.
+func (m *metrics) frameOut(typ string) {
+	if c, ok := m.outByType[typ]; ok {
+		c.Inc()
+		return
+	}
+	m.framesOut.WithLabelValues(typ).Inc()
 }
 
 // latencyBuckets spans 100µs to ~6.5s.
@@ -73,6 +86,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for _, r := range []string{failUnauthorized, failBadRequest, failHandshakeTimeout, failOverloaded} {
 		m.upgradeFailures.WithLabelValues(r)
+	}
+	m.outByType = make(map[string]prometheus.Counter)
+	for _, t := range []string{"hello", "ack", "message", "history", "read", "typing", "presence", "conversation", "error", "pong", "ping", "control", "event"} {
+		m.outByType[t] = m.framesOut.WithLabelValues(t)
 	}
 	m.authFailures.WithLabelValues("login")
 	m.authFailures.WithLabelValues("token")

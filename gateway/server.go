@@ -326,6 +326,7 @@ func (s *Server) open(raw net.Conn, id identity) {
 		s: s, id: s.nextID.Add(1), raw: raw, user: id.User, name: id.Name, expires: id.Expires,
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
 	}
+	c.flushFn = c.flush
 	c.lastRead.Store(time.Now().UnixNano())
 	s.m.connects.Inc()
 	s.m.connections.Inc()

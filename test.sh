@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# test.sh runs every test of the project, on a fresh machine too: it installs
+# what the tests need (Debian's Chromium and Prometheus, npm packages,
+# Cassandra's jars from Maven Central), starts the services they use (a real
+# Cassandra node), runs them, and stops what it started.
+#
+#   ./test.sh            everything
+#   ./test.sh go         only the Go module's checks and tests (still with Cassandra)
+#
+# Environment: FUZZTIME (default 10s per fuzz target), CHAT_TEST_CASSANDRA
+# (use a Cassandra already running at HOST:PORT instead of starting one).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+root=$(pwd)
+only=${1:-all}
+fuzztime=${FUZZTIME:-10s}
+export GOFLAGS=${GOFLAGS:--buildvcs=false}
+
+step() { printf '\n==> %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+
+# --- what the tests need from outside Go ----------------------------------
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+if [ "$only" = all ] && [ ${#need_apt[@]} -gt 0 ]; then
+	step "apt-get install ${need_apt[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# --- Cassandra: start it early, it takes a minute -------------------------
+cass_pid=
+if [ -z "${CHAT_TEST_CASSANDRA:-}" ]; then
+	step "starting Cassandra (schema/cassandra.sh) in the background"
+	cass_log=$(mktemp)
+	schema/cassandra.sh start >"$cass_log" 2>&1 &
+	cass_pid=$!
+	export CHAT_TEST_CASSANDRA=127.0.0.1:9042
+	trap 'schema/cassandra.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+
+# --- Go: format, vet, cross-compile ----------------------------------------
+step "gofmt, go vet, darwin and windows builds"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './web/node_modules/*'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed: $unformatted" >&2
+	exit 1
+fi
+go vet ./...
+GOOS=darwin GOARCH=arm64 go build -o /dev/null ./...
+GOOS=windows GOARCH=amd64 go build -o /dev/null ./...
+if go list -deps ./gateway/... | grep -q gocql; then
+	echo "the gateway must not depend on the Cassandra driver" >&2
+	exit 1
+fi
+
+if [ -n "$cass_pid" ]; then
+	step "waiting for Cassandra"
+	if ! wait "$cass_pid"; then
+		cat "$cass_log" >&2
+		echo "Cassandra did not start" >&2
+		exit 1
+	fi
+	cat "$cass_log"
+fi
+
+step "go test -race ./..."
+go test -race -count=1 -timeout 30m ./...
+
+step "fuzzing, $fuzztime per target"
+for target in $(go test -list '^Fuzz' ./gateway/ | grep '^Fuzz'); do
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" ./gateway/
+done
+
+[ "$only" = go ] && exit 0
+
+step "k8s: kustomize overlays, strict decoding, PromQL"
+k8s/test.sh
+
+step "k6 scripts type-check"
+loadtest/k6/check.sh
+
+step "web: unit tests and browser end-to-end tests"
+(cd web && npm ci --no-audit --no-fund && node --test test/ && node --test --test-concurrency=1 e2e/)
+
+step "all tests passed"
