@@ -36,7 +36,7 @@ type discardConn struct {
 	written atomic.Int64
 }
 
-func (d *discardConn) Write(p []byte) (int, error) { d.written.Add(int64(len(p))); return len(p), nil }
+func (d *discardConn) Write(p []byte) (int, error)      { d.written.Add(int64(len(p))); return len(p), nil }
 func (d *discardConn) SetWriteDeadline(time.Time) error { return nil }
 func (d *discardConn) SetReadDeadline(time.Time) error  { return nil }
 func (d *discardConn) Close() error                     { return nil }
