@@ -437,6 +437,8 @@ test('scrolling up loads older pages of history', async () => {
   }
   const bodies = (await log(a.page).locator('p.body').allTextContents()).filter((b) => b.startsWith('Old message '));
   assert.deepEqual(bodies, Array.from({ length: N }, (_, i) => `Old message ${i + 1}`));
+  await a.page.getByRole('button', { name: 'Scroll to the newest messages' }).waitFor();
+  await shot(a.page, '10-history-top');
   await log(a.page).evaluate((el) => {
     el.scrollTop = el.scrollHeight;
   });

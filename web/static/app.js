@@ -49,6 +49,8 @@ const els = {
   input: $('#message'),
   send: $('#send'),
   notice: $('#notice'),
+  jump: $('#jump'),
+  jumpCount: $('#jump-count'),
   groupDialog: $('#group-dialog'),
   groupForm: $('#group-form'),
   groupTitle: $('#group-title'),
@@ -616,12 +618,25 @@ function renderNow() {
   renderList();
   renderPane();
   if (stick && app.current) scrollToBottom();
+  else updateJump();
   const n = app.state.totalUnread();
   document.title = n ? `(${n}) Chat` : 'Chat';
 }
 
 function scrollToBottom() {
   els.log.scrollTop = els.log.scrollHeight;
+  updateJump();
+}
+
+/** Shows the jump-to-newest button when scrolled well up, with the unread count. */
+function updateJump() {
+  const log = els.log;
+  const far = log.scrollHeight - log.scrollTop - log.clientHeight > 300;
+  const rec = app.current && app.state.conv(app.current);
+  els.jump.hidden = !rec || !far;
+  const n = rec ? rec.unread : 0;
+  els.jumpCount.hidden = !n;
+  els.jumpCount.textContent = n ? String(n) : '';
 }
 
 function paintAvatar(el, id, name) {
@@ -1008,12 +1023,17 @@ function init() {
   els.composer.addEventListener('submit', onSend);
   els.input.addEventListener('keydown', onComposerKey);
   els.input.addEventListener('input', onComposerInput);
+  els.jump.addEventListener('click', () => {
+    els.log.scrollTo({ top: els.log.scrollHeight, behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth' });
+    els.input.focus({ preventScroll: true });
+  });
   els.bannerRetry.addEventListener('click', () => app.conn && app.conn.nudge());
   els.log.addEventListener(
     'scroll',
     () => {
       if (els.log.scrollTop < LOAD_OLDER_PX) loadOlder();
       if (nearBottom()) maybeMarkRead();
+      updateJump();
     },
     { passive: true },
   );
