@@ -676,16 +676,16 @@ func checkHPAs(c *cluster) []error {
 	return errs
 }
 
+// checkIngresses: the Ingress that carries /ws keeps WebSockets open for an
+// hour, and for every host another refuses /metrics to everyone (the
+// gateway serves it on its public port).
 func checkIngresses(c *cluster) []error {
 	var errs []error
+	served := map[string]bool{}  // hosts routed to the gateway
+	blocked := map[string]bool{} // hosts whose /metrics is refused
 	for _, in := range c.ingresses {
 		id := "Ingress/" + in.Name
-		for _, a := range []string{"nginx.ingress.kubernetes.io/proxy-read-timeout", "nginx.ingress.kubernetes.io/proxy-send-timeout"} {
-			v, err := strconv.Atoi(in.Annotations[a])
-			if err != nil || v < 3600 {
-				errs = append(errs, fmt.Errorf("%s: %s must be at least 3600 for WebSockets", id, a))
-			}
-		}
+		denyAll := in.Annotations["nginx.ingress.kubernetes.io/denylist-source-range"] == "0.0.0.0/0,::/0"
 		for _, r := range in.Spec.Rules {
 			if r.HTTP == nil {
 				continue
@@ -697,10 +697,41 @@ func checkIngresses(c *cluster) []error {
 					continue
 				}
 				errs = append(errs, c.checkServicePortRef(in.Namespace, id, b.Name, b.Port.Name, b.Port.Number)...)
+				pt := ptrValue(p.PathType)
+				switch {
+				case p.Path == "/metrics" && pt == "Exact":
+					if !denyAll {
+						errs = append(errs, fmt.Errorf("%s: routes /metrics without refusing every source", id))
+					}
+					blocked[r.Host] = true
+				case denyAll:
+					errs = append(errs, fmt.Errorf("%s: refuses every source on %s too", id, p.Path))
+				case p.Path == "/" || p.Path == "/ws":
+					served[r.Host] = true
+					for _, a := range []string{"nginx.ingress.kubernetes.io/proxy-read-timeout", "nginx.ingress.kubernetes.io/proxy-send-timeout"} {
+						v, err := strconv.Atoi(in.Annotations[a])
+						if err != nil || v < 3600 {
+							errs = append(errs, fmt.Errorf("%s: %s must be at least 3600 for WebSockets", id, a))
+						}
+					}
+				}
 			}
 		}
 	}
+	for _, h := range sortedKeys(served) {
+		if !blocked[h] {
+			errs = append(errs, fmt.Errorf("host %q: /metrics is reachable from outside; add an Exact /metrics path that refuses every source", h))
+		}
+	}
 	return errs
+}
+
+func ptrValue[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }
 
 func (c *cluster) checkServicePortRef(namespace, id, name, portName string, port int32) []error {
@@ -723,9 +754,14 @@ func checkHTTPRoutes(c *cluster) []error {
 		if len(r.Spec.ParentRefs) == 0 {
 			errs = append(errs, fmt.Errorf("%s: no parentRefs", id))
 		}
-		ws := false
+		ws, metricsBlocked := false, false
 		for _, rule := range r.Spec.Rules {
 			for _, m := range rule.Matches {
+				if m.Path != nil && m.Path.Value != nil && *m.Path.Value == "/metrics" &&
+					ptrValue(m.Path.Type) == "Exact" && len(rule.BackendRefs) == 0 {
+					// No backends: the Gateway answers 500 and forwards nothing.
+					metricsBlocked = true
+				}
 				if m.Path != nil && m.Path.Value != nil && *m.Path.Value == "/ws" {
 					ws = true
 					if rule.Timeouts == nil || rule.Timeouts.Request == nil || *rule.Timeouts.Request != "0s" {
@@ -747,6 +783,9 @@ func checkHTTPRoutes(c *cluster) []error {
 		}
 		if !ws {
 			errs = append(errs, fmt.Errorf("%s: no rule for /ws", id))
+		}
+		if !metricsBlocked {
+			errs = append(errs, fmt.Errorf("%s: /metrics is reachable from outside; add an Exact /metrics rule without backends", id))
 		}
 	}
 	return errs

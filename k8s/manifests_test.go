@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // overlayWant is what each overlay is documented to deploy (README).
@@ -155,7 +157,7 @@ func checkWant(c *cluster, w overlayWant) []error {
 		}
 	}
 
-	if n := len(c.ingresses); (n == 1) != w.ingress || n > 1 {
+	if n := len(c.ingresses); (n > 0) != w.ingress {
 		errs = append(errs, fmt.Errorf("%d Ingresses, want ingress=%v", n, w.ingress))
 	}
 	if n := len(c.httpRoutes); (n == 1) != w.httpRoute || n > 1 {
@@ -317,6 +319,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"ingress short timeout", checkIngresses, func(c *cluster) {
 			c.ingresses[0].Annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] = "60"
 		}, "at least 3600"},
+		{"metrics exposed", checkIngresses, func(c *cluster) { c.ingresses = c.ingresses[:1] }, "/metrics is reachable"},
 		{"wrong namespace", checkNamesAndNamespace, func(c *cluster) { c.service("chat", "nats").Namespace = "default" }, "want chat"},
 		{"replica count", func(c *cluster) []error { return checkWant(c, prodWant) }, func(c *cluster) {
 			c.deployment("chat", "chat-store").Spec.Replicas = ptr.To[int32](1)
@@ -359,6 +362,10 @@ func TestHTTPRouteChecksCatchMistakes(t *testing.T) {
 	if errs := checkHTTPRoutes(c); len(errs) != 0 {
 		t.Fatal(errs)
 	}
+	// Drop the rule that blocks /metrics (the one without backends).
+	c.httpRoutes[0].Spec.Rules = slices.DeleteFunc(c.httpRoutes[0].Spec.Rules, func(r gatewayv1.HTTPRouteRule) bool {
+		return len(r.BackendRefs) == 0
+	})
 	for i := range c.httpRoutes[0].Spec.Rules {
 		c.httpRoutes[0].Spec.Rules[i].Timeouts = nil
 		for j := range c.httpRoutes[0].Spec.Rules[i].BackendRefs {
@@ -366,7 +373,7 @@ func TestHTTPRouteChecksCatchMistakes(t *testing.T) {
 		}
 	}
 	got := fmt.Sprint(checkHTTPRoutes(c))
-	for _, want := range []string{"must disable the request timeout", "backend Service chat does not exist"} {
+	for _, want := range []string{"must disable the request timeout", "backend Service chat does not exist", "/metrics is reachable"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("want %q in %s", want, got)
 		}
