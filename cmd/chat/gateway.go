@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/chatcluster/chat/gateway"
+	"github.com/chatcluster/chat/router"
+	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat/web"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+func init() { commands["gateway"] = runGateway }
+
+// runGateway runs one stateless gateway of the cluster. It needs only NATS:
+// its node ID for message IDs is leased there (router.AcquireNodeID), so
+// every pod gets a distinct one without configuration.
+func runGateway(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("chat gateway", flag.ContinueOnError)
+	addr := fs.String("addr", ":8080", "address to serve HTTP and WebSocket on")
+	natsURLs := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+	secret := fs.String("jwt-secret", "", "secret that signs tokens (required; the same on every gateway)")
+	drain := fs.Duration("drain", 10*time.Second, "how long SIGTERM takes to close all connections")
+	replicas := fs.Int("stream-replicas", 1, "JetStream replicas of the message stream (3 in a cluster)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(*secret) < 16 {
+		return errors.New("--jwt-secret (CHAT_JWT_SECRET) of at least 16 bytes is required")
+	}
+	log, err := newLogger(*logLevel, false)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // stderr
+
+	nc, err := connectNATS(*natsURLs, "chat-gateway", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := waitConnected(startCtx, nc); err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	stream, err := router.EnsureStream(startCtx, js, router.StreamConfig{Replicas: *replicas})
+	if err != nil {
+		return err
+	}
+	lease, err := router.AcquireNodeID(startCtx, js, router.LeaseConfig{Replicas: *replicas, Log: log})
+	if err != nil {
+		return err
+	}
+	defer lease.Release(context.Background())
+	ids, err := store.NewGenerator(lease.Node)
+	if err != nil {
+		return err
+	}
+	log = log.With(zap.Int("node", lease.Node))
+	reg := newRegistry()
+	gw, err := gateway.New(startCtx, gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler()}, gateway.Deps{
+		NATS: nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
+		Store: store.NewClient(nc, store.ClientConfig{}), Registry: reg, Gatherer: reg, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		_ = gw.Shutdown(context.Background())
+		return fmt.Errorf("listen: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := gw.Serve(ln); err != nil && !errors.Is(err, gateway.ErrServerClosed) {
+			log.Error("serve", zap.Error(err))
+		}
+	}()
+	log.Info("gateway listening", zap.String("addr", ln.Addr().String()))
+	<-ctx.Done()
+	log.Info("draining", zap.Duration("drain", *drain))
+	dctx, dcancel := context.WithTimeout(context.Background(), *drain+5*time.Second)
+	defer dcancel()
+	if err := gw.Drain(dctx); err != nil {
+		log.Warn("drain incomplete", zap.Error(err))
+	}
+	err = gw.Shutdown(dctx)
+	wg.Wait()
+	log.Info("gateway stopped")
+	return err
+}

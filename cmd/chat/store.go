@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chatcluster/chat/router"
+	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat/store/cassandra"
+	"github.com/gocql/gocql"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+func init() { commands["store"] = runStore }
+
+// runStore runs one store replica: it consumes the message stream into
+// Cassandra (replicas share one durable consumer) and answers queries.
+func runStore(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("chat store", flag.ContinueOnError)
+	addr := fs.String("addr", ":8081", "address of /healthz, /readyz and /metrics")
+	natsURLs := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+	hosts := fs.String("cassandra", "127.0.0.1:9042", "Cassandra contact points, comma separated")
+	keyspace := fs.String("keyspace", "chat", "Cassandra keyspace (made by chat migrate)")
+	consistency := fs.String("consistency", "LOCAL_QUORUM", "Cassandra consistency: LOCAL_QUORUM, QUORUM, ONE, ...")
+	localDC := fs.String("local-dc", "", "keep queries in this Cassandra data centre")
+	replicas := fs.Int("stream-replicas", 1, "JetStream replicas of the message stream (3 in a cluster)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cons, err := parseConsistency(*consistency)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel, false)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // stderr
+
+	reg := newRegistry()
+	var svcMu sync.Mutex
+	var svc *store.Service
+	ready := func() bool {
+		svcMu.Lock()
+		defer svcMu.Unlock()
+		return svc != nil && svc.Ready()
+	}
+	ops, ln, err := opsServer(*addr, ready, reg)
+	if err != nil {
+		return err
+	}
+	go serveOps(ops, ln, log)
+	defer ops.Close()
+
+	nc, err := connectNATS(*natsURLs, "chat-store", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := waitConnected(ctx, nc); err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if _, err := router.EnsureStream(ctx, js, router.StreamConfig{Replicas: *replicas}); err != nil {
+		return err
+	}
+	lease, err := router.AcquireNodeID(ctx, js, router.LeaseConfig{Replicas: *replicas, Log: log})
+	if err != nil {
+		return err
+	}
+	defer lease.Release(context.Background())
+
+	// Cassandra may still be starting: keep trying, not ready meanwhile.
+	var backend *cassandra.Backend
+	for {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		backend, err = cassandra.Open(octx, cassandra.Config{Hosts: splitList(*hosts), Keyspace: *keyspace, Consistency: cons, LocalDC: *localDC})
+		cancel()
+		if err == nil {
+			break
+		}
+		log.Warn("cassandra not reachable yet", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cassandra: %w", err)
+		case <-time.After(2 * time.Second):
+		}
+	}
+	defer backend.Close()
+
+	s, err := store.NewService(store.ServiceConfig{Stream: router.StreamName, Durable: router.StoreDurable},
+		backend, nc, js, lease.Node, reg, log.With(zap.Int("node", lease.Node)))
+	if err != nil {
+		return err
+	}
+	svcMu.Lock()
+	svc = s
+	svcMu.Unlock()
+	log.Info("store running", zap.String("ops", ln.Addr().String()), zap.Int("node", lease.Node))
+	runErr := s.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		log.Warn("shutdown", zap.Error(err))
+	}
+	if runErr != nil && !errors.Is(runErr, store.ErrClosed) && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return nil
+}
+
+func parseConsistency(s string) (gocql.Consistency, error) {
+	c, err := gocql.ParseConsistencyWrapper(strings.ToUpper(s))
+	if err != nil {
+		return 0, fmt.Errorf("--consistency %q: %w", s, err)
+	}
+	return c, nil
+}
