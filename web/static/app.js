@@ -69,7 +69,6 @@ const app = {
   conn: null,
   current: null, // open conversation ID
   routeError: null,
-  wasOnline: false,
   loadingOlder: false,
   loadingNewest: new Set(),
   typingThrottle: new Throttle(),
@@ -126,7 +125,6 @@ function startSession(token, user) {
   app.listCache.clear();
   els.messages.replaceChildren();
   els.convList.replaceChildren();
-  app.wasOnline = false;
   showApp();
   app.conn = new Connection({
     url: () => `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?token=${encodeURIComponent(app.token)}`,
@@ -236,7 +234,6 @@ function setBusy(form, busy) {
 
 function onStatus(status, info) {
   if (status === 'online') {
-    app.wasOnline = true;
     clearTimeout(app.bannerTimer);
     app.bannerTimer = null;
     els.banner.hidden = true;

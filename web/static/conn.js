@@ -62,7 +62,6 @@ export class Connection {
     this.retryTimer = null;
     this.pingTimer = null;
     this.pongTimer = null;
-    this.retryAt = 0;
   }
 
   start() {
@@ -280,7 +279,6 @@ export class Connection {
   #schedule(delay) {
     if (this.stopped) return;
     if (this.retryTimer) this.clearTimeout(this.retryTimer);
-    this.retryAt = Date.now() + delay;
     this.retryTimer = this.setTimeout(() => this.#open(), delay);
   }
 }

@@ -583,12 +583,6 @@ export class ChatState {
     return this.outbox.delete(clientId);
   }
 
-  /** Entries that were sent but got no answer within timeoutMs. */
-  overdue(timeoutMs) {
-    const t = this.now();
-    return [...this.outbox.values()].filter((e) => e.status === 'sending' && t - e.sentAt >= timeoutMs);
-  }
-
   /**
    * The conversation as the view shows it: stored messages by ID, then the
    * outbox's entries for it in the order they were written.

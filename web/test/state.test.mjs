@@ -221,17 +221,6 @@ test('failed sends keep their client_id on retry; a disconnect requeues sends in
   assert.equal(s.retry(b.client_id), null, 'only failed entries are retried by hand');
 });
 
-test('overdue finds sends with no answer', () => {
-  const c = clock();
-  const s = new ChatState({ now: c.now });
-  s.applyHello({ user: ME, conversations: [conv('c1')] });
-  const e = s.enqueue('c1', 'x');
-  s.markSending(e.client_id, 'r1');
-  assert.deepEqual(s.overdue(1000), []);
-  c.t += 1000;
-  assert.deepEqual(s.overdue(1000).map((x) => x.client_id), [e.client_id]);
-});
-
 test('the outbox survives export and import', () => {
   const s = new ChatState();
   s.applyHello({ user: ME, conversations: [conv('c1')] });
