@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -100,6 +101,16 @@ type GatewayReport struct {
 	BytesPerConn  float64 `json:"bytes_per_conn,omitempty"`
 	CPUCoresInRun float64 `json:"cpu_cores_in_run,omitempty"`
 	Error         string  `json:"error,omitempty"`
+
+	// From the Go runtime's metrics on /metrics, when exported: less
+	// disturbed than RSS by memory the runtime has not yet returned.
+	GoroutinesBefore  float64 `json:"goroutines_before,omitempty"`
+	GoroutinesAfter   float64 `json:"goroutines_after,omitempty"`
+	GoroutinesPerConn float64 `json:"goroutines_per_conn,omitempty"`
+	HeapStackBeforeMB float64 `json:"heap_stack_inuse_before_mb,omitempty"`
+	HeapStackAfterMB  float64 `json:"heap_stack_inuse_after_mb,omitempty"`
+	HeapStackPerConn  float64 `json:"heap_stack_bytes_per_conn,omitempty"`
+	MetricsError      string  `json:"metrics_error,omitempty"`
 }
 
 // GeneratorReport is the generator's own CPU use.
@@ -261,6 +272,10 @@ func (r *Report) WriteSummary(w io.Writer) {
 		p("  gateway:   memory not measured: %s", g.Error)
 	case g.Source != "":
 		p("  gateway:   RSS %.1f MB -> %.1f MB = %.0f bytes per connection (%s)", g.RSSBeforeMB, g.RSSAfterMB, g.BytesPerConn, g.Source)
+		if g.GoroutinesAfter > 0 {
+			p("             Go runtime: heap+stack in use %.1f MB -> %.1f MB = %.0f bytes per connection; goroutines %.0f -> %.0f = %.2f per connection",
+				g.HeapStackBeforeMB, g.HeapStackAfterMB, g.HeapStackPerConn, g.GoroutinesBefore, g.GoroutinesAfter, g.GoroutinesPerConn)
+		}
 		if g.CPUCoresInRun > 0 {
 			p("             CPU during the run: %.2f cores", g.CPUCoresInRun)
 		}
@@ -282,6 +297,7 @@ type gatewayProbe struct {
 	api    *API
 	base   string
 	rss0   uint64
+	inuse0 float64
 	cpu0   time.Duration
 	t0     time.Time
 	report GatewayReport
@@ -302,7 +318,30 @@ func (g *gatewayProbe) rss(ctx context.Context) (uint64, string, error) {
 	return v, "metrics", err
 }
 
+// runtimeStats returns goroutines and heap+stack bytes in use.
+func (g *gatewayProbe) runtimeStats(ctx context.Context) (gor, inuse float64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := FetchMetrics(ctx, g.api.HTTPClient(), g.base)
+	if err != nil {
+		return 0, 0, err
+	}
+	gor, ok1 := m["go_goroutines"]
+	heap, ok2 := m["go_memstats_heap_inuse_bytes"]
+	stack, ok3 := m["go_memstats_stack_inuse_bytes"]
+	if !ok1 || !ok2 || !ok3 {
+		return 0, 0, errors.New("go_goroutines or go_memstats_* not exported")
+	}
+	return gor, heap + stack, nil
+}
+
 func (g *gatewayProbe) before(ctx context.Context) {
+	if gor, inuse, err := g.runtimeStats(ctx); err != nil {
+		g.report.MetricsError = err.Error()
+	} else {
+		g.report.GoroutinesBefore, g.report.HeapStackBeforeMB = gor, round3(inuse/(1<<20))
+		g.inuse0 = inuse
+	}
 	v, src, err := g.rss(ctx)
 	if err != nil {
 		g.report.Error = err.Error()
@@ -314,6 +353,15 @@ func (g *gatewayProbe) before(ctx context.Context) {
 }
 
 func (g *gatewayProbe) after(ctx context.Context, conns int64) {
+	if g.report.MetricsError == "" {
+		if gor, inuse, err := g.runtimeStats(ctx); err != nil {
+			g.report.MetricsError = err.Error()
+		} else if conns > 0 {
+			g.report.GoroutinesAfter, g.report.HeapStackAfterMB = gor, round3(inuse/(1<<20))
+			g.report.GoroutinesPerConn = round3((gor - g.report.GoroutinesBefore) / float64(conns))
+			g.report.HeapStackPerConn = round3((inuse - g.inuse0) / float64(conns))
+		}
+	}
 	if g.report.Error != "" {
 		return
 	}

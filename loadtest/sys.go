@@ -110,38 +110,58 @@ func parseProcStatCPU(stat []byte) (time.Duration, error) {
 	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
 
-// MetricsRSS fetches base/metrics and returns process_resident_memory_bytes.
-func MetricsRSS(ctx context.Context, c *http.Client, base string) (uint64, error) {
+// FetchMetrics fetches base/metrics and returns the first sample of every
+// metric name (labels ignored).
+func FetchMetrics(ctx context.Context, c *http.Client, base string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrNoRSS, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoRSS, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%w: /metrics answered %d", ErrNoRSS, resp.StatusCode)
+		return nil, fmt.Errorf("%w: /metrics answered %d", ErrNoRSS, resp.StatusCode)
 	}
-	return parseMetricValue(io.LimitReader(resp.Body, 16<<20), "process_resident_memory_bytes")
+	return parseMetrics(io.LimitReader(resp.Body, 16<<20))
 }
 
-func parseMetricValue(r io.Reader, name string) (uint64, error) {
+// MetricsRSS fetches base/metrics and returns process_resident_memory_bytes.
+func MetricsRSS(ctx context.Context, c *http.Client, base string) (uint64, error) {
+	m, err := FetchMetrics(ctx, c, base)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := m["process_resident_memory_bytes"]
+	if !ok {
+		return 0, fmt.Errorf("%w: process_resident_memory_bytes not exported", ErrNoRSS)
+	}
+	return uint64(v), nil
+}
+
+// parseMetrics reads the Prometheus text format.
+func parseMetrics(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || (len(rest) > 0 && rest[0] != ' ' && rest[0] != '{') {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
 			continue
 		}
+		end := strings.IndexAny(line, " {")
+		if end <= 0 {
+			continue
+		}
+		name, rest := line[:end], line[end:]
 		if strings.HasPrefix(rest, "{") {
-			end := strings.LastIndexByte(rest, '}')
-			if end < 0 {
+			close := strings.LastIndexByte(rest, '}')
+			if close < 0 {
 				continue
 			}
-			rest = rest[end+1:]
+			rest = rest[close+1:]
 		}
 		f := strings.Fields(rest) // value [timestamp]
 		if len(f) == 0 {
@@ -149,9 +169,23 @@ func parseMetricValue(r io.Reader, name string) (uint64, error) {
 		}
 		v, err := strconv.ParseFloat(f[0], 64)
 		if err != nil {
-			return 0, fmt.Errorf("%w: bad %s value", ErrNoRSS, name)
+			continue
 		}
-		return uint64(v), nil
+		if _, seen := out[name]; !seen {
+			out[name] = v
+		}
 	}
-	return 0, fmt.Errorf("%w: %s not exported", ErrNoRSS, name)
+	return out, sc.Err()
+}
+
+func parseMetricValue(r io.Reader, name string) (uint64, error) {
+	m, err := parseMetrics(r)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := m[name]
+	if !ok {
+		return 0, fmt.Errorf("%w: %s not exported", ErrNoRSS, name)
+	}
+	return uint64(v), nil
 }

@@ -57,3 +57,16 @@ func TestRaiseNoFile(t *testing.T) {
 		t.Fatalf("RaiseNoFile = %d, %v", n, err)
 	}
 }
+
+func TestParseMetrics(t *testing.T) {
+	text := "# TYPE go_goroutines gauge\ngo_goroutines 42\n" +
+		"chat_gateway_disconnects_total{reason=\"drain\"} 3\nchat_gateway_disconnects_total{reason=\"eof\"} 4\n" +
+		"go_memstats_heap_inuse_bytes 1.5e+06\nbroken line\n"
+	m, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["go_goroutines"] != 42 || m["chat_gateway_disconnects_total"] != 3 || m["go_memstats_heap_inuse_bytes"] != 1.5e6 {
+		t.Fatalf("parsed %v", m)
+	}
+}
