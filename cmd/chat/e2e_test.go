@@ -33,6 +33,7 @@ func TestHTTPAPI(t *testing.T) {
 	t.Run("HistoryLimits", func(t *testing.T) { testHistoryLimits(t, e) })
 	t.Run("HistoryBadRequests", func(t *testing.T) { testHistoryBadRequests(t, e) })
 	t.Run("Operational", func(t *testing.T) { testOperational(t, e) })
+	t.Run("EmptyLists", func(t *testing.T) { testEmptyLists(t, e) })
 }
 
 func TestWebSocket(t *testing.T) {
@@ -56,6 +57,40 @@ func TestWebSocket(t *testing.T) {
 	t.Run("FragmentedSizeLimit", func(t *testing.T) { testFragments(t, e) })
 	t.Run("BinaryAndUTF8", func(t *testing.T) { testBinaryUTF8(t, e) })
 	t.Run("RateLimit", func(t *testing.T) { testRateLimit(t, e) })
+	t.Run("LiveRightAfterHello", func(t *testing.T) { testLiveAfterHello(t, e) })
+	t.Run("CatchUpAfterReconnect", func(t *testing.T) { testCatchUp(t, e) })
+	t.Run("TokenExpiry", func(t *testing.T) { testTokenExpiry(t, e) })
+}
+
+// TestDrain has a server of its own: draining ends it.
+func TestDrain(t *testing.T) {
+	e := newEnv(t)
+	a := e.signup(t, e.name("drn"), "Drain")
+	c1, _ := e.dial(t, "c1", a.Token)
+	c2, _ := e.dial(t, "c2", a.Token)
+	// An idle kept-alive HTTP connection, to ask /readyz during the drain.
+	e.call(t, "GET", "/readyz", "", nil, http.StatusOK, nil)
+	done := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { done <- e.d.gw.Drain(ctx) }()
+	for _, c := range []*wsClient{c1, c2} {
+		if code := c.closeStatus(t); code != 4002 {
+			t.Errorf("%s: close code %d on drain, want 4002", c.name, code)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Errorf("drain: %v", err)
+	}
+	// Not ready while draining: 503, or no longer reachable at all (the
+	// listener is closed, which a readiness probe also counts as not ready).
+	req, _ := http.NewRequest("GET", e.base+"/readyz", nil)
+	if resp, err := e.client.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("/readyz while draining: %d, want 503", resp.StatusCode)
+		}
+	}
 }
 
 // ---- HTTP ----
@@ -911,6 +946,12 @@ func testTyping(t *testing.T, e *env) {
 	a2, _ := e.dial(t, "a2", a.Token)
 	b1, _ := e.dial(t, "b1", b.Token)
 	c1, _ := e.dial(t, "c1", c.Token)
+	// Everyone is subscribed once a message reached every connection (a
+	// frame right after hello is LiveRightAfterHello's business).
+	m := a1.send(t, g.ID, "typ-barrier", "barrier")
+	for _, cl := range []*wsClient{a2, b1, c1} {
+		cl.take(t, "barrier message", isMessageID(m.ID))
+	}
 	typing := func(cl *wsClient) {
 		cl.write(t, map[string]string{"type": "typing", "conversation": g.ID})
 	}
@@ -1212,5 +1253,89 @@ func testRateLimit(t *testing.T, e *env) {
 			t.Fatal("still rate limited 10 s after the burst")
 		}
 		<-tick.C
+	}
+}
+
+func testCatchUp(t *testing.T, e *env) {
+	us := e.users(t, "cu", 2)
+	a, b := us[0], us[1]
+	ab := e.direct(t, a, b.User.Username)
+	b1, _ := e.dial(t, "b1", b.Token)
+	a1, _ := e.dial(t, "a1", a.Token)
+	first := b1.send(t, ab.ID, "cu0", "before the gap")
+	newest := messageOf(t, a1.take(t, "a message", isMessageID(first.ID))).ID
+	_ = a1.request(t, "cu-barrier", map[string]string{"type": "ping", "id": "cu-barrier"})
+	a1.close()
+	missed := e.sendMany(t, b, ab.ID, "missed", 7)
+	// Reconnect: history after the newest known ID holds everything acked.
+	a2, _ := e.dial(t, "a2", a.Token)
+	p := a2.history(t, ab.ID, map[string]any{"after": newest, "limit": 3})
+	var got []apiMessage
+	for {
+		got = append(got, p.Messages...)
+		next := cursor(t, "next_after", p.NextAfter)
+		if next == "" {
+			break
+		}
+		if len(got) > len(missed) {
+			t.Fatalf("catch-up pages past the %d missed messages", len(missed))
+		}
+		p = a2.history(t, ab.ID, map[string]any{"after": next, "limit": 3})
+	}
+	if !slices.Equal(got, missed) {
+		t.Errorf("catch-up got %d messages %+v, want the %d missed %+v", len(got), got, len(missed), missed)
+	}
+}
+
+func testTokenExpiry(t *testing.T, e *env) {
+	a := e.signup(t, e.name("exp"), "Expiring")
+	claims := claimsFor(a)
+	claims["exp"] = time.Now().Add(2 * time.Second).Unix()
+	tok := signToken(t, []byte(testSecret), claims)
+	c, _ := e.dial(t, "expiring", tok)
+	// Closed with 4001 once the token expires (poll: closeStatus waits).
+	if code := c.closeStatus(t); code != 4001 {
+		t.Errorf("close code %d when the token expired, want 4001", code)
+	}
+}
+
+func testEmptyLists(t *testing.T, e *env) {
+	a := e.signup(t, e.name("empty"), "Empty")
+	b := e.signup(t, e.name("empty"), "Empty Too")
+	isArray := func(what string, body []byte, field string) {
+		t.Helper()
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(body, &m); err != nil || !strings.HasPrefix(string(m[field]), "[") {
+			t.Errorf("%s: %s is %s, want an array (even when empty)", what, field, m[field])
+		}
+	}
+	_, body := e.do(t, "GET", "/api/v1/conversations", a.Token, nil)
+	isArray("conversations of a new user", body, "conversations")
+	_, body = e.do(t, "GET", "/api/v1/users?prefix=zzznomatch", a.Token, nil)
+	isArray("search without a match", body, "users")
+	ab := e.direct(t, a, b.User.Username)
+	_, body = e.do(t, "GET", "/api/v1/conversations/"+ab.ID+"/messages", a.Token, nil)
+	isArray("history of a new conversation", body, "messages")
+	c := e.dialNoHello(t, "fresh", e.wsBase+"?token="+url.QueryEscape(e.signup(t, e.name("empty"), "").Token), nil)
+	f := c.take(t, "hello", ofType("hello"))
+	isArray("hello of a new user", f.Raw, "conversations")
+}
+
+// testLiveAfterHello: once hello arrived, the connection receives its
+// conversations' messages; a message acked after hello must come as a
+// message frame (it is not in hello, and the client has no reason to ask
+// history for it). Repeated because the window, if any, is short.
+func testLiveAfterHello(t *testing.T, e *env) {
+	us := e.users(t, "lah", 2)
+	a, b := us[0], us[1]
+	ab := e.direct(t, a, b.User.Username)
+	a1, _ := e.dial(t, "a1", a.Token)
+	for i := 0; i < 30; i++ {
+		b1, _ := e.dial(t, fmt.Sprintf("b-%d", i), b.Token)
+		m := a1.send(t, ab.ID, fmt.Sprintf("lah%d", i), "right after your hello")
+		if _, ok := b1.tryTake(3*time.Second, isMessageID(m.ID)); !ok {
+			t.Fatalf("connection %d: message %s, acked after the connection's hello, never arrived (in 3 s)", i, m.ID)
+		}
+		b1.close()
 	}
 }
