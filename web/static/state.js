@@ -353,7 +353,18 @@ export class ChatState {
       }
       if (m.sender) rec.typing.delete(m.sender);
     }
+    this.#impliedRead(rec, m);
     return { conversation: rec, added: r.added > 0, unknownConversation };
+  }
+
+  /**
+   * Whoever wrote a message has read everything before it. The protocol
+   * tells read marks only as they move (no mark comes with a conversation),
+   * so this keeps "Seen" right after a reload whenever the other side has
+   * written since.
+   */
+  #impliedRead(rec, m) {
+    if (m.sender && (!this.me || m.sender !== this.me.id)) this.#moveMark(rec, m.sender, m.id);
   }
 
   #readBy(rec, userId, msgId) {
@@ -376,6 +387,7 @@ export class ChatState {
     for (const m of messages || []) {
       this.#settleOutbox(m);
       this.#noteLast(rec, m);
+      if (isId(m.id)) this.#impliedRead(rec, m);
     }
     rec.loaded = true;
     // The cursor only moves back: a late answer to an earlier, newer page

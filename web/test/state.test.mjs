@@ -332,13 +332,25 @@ test('seen marks: under my newest message at or before the peer’s read mark', 
   const s = new ChatState();
   s.applyHello({ user: ME, conversations: [conv('c1')] });
   s.applyHistoryBefore('c1', [msg('40', ME.id), msg('30', BILLY.id), msg('20', ME.id), msg('10', ME.id)], null);
-  assert.equal(s.seenMarks('c1').size, 0);
+  // Billy wrote 30, so he saw 20.
+  assert.deepEqual([...s.seenMarks('c1')], [['20', ['2']]]);
   s.applyRead('c1', BILLY.id, '35');
   assert.deepEqual([...s.seenMarks('c1')], [['20', ['2']]]);
   s.applyRead('c1', BILLY.id, '40');
   assert.deepEqual([...s.seenMarks('c1')], [['40', ['2']]]);
   s.applyRead('c1', BILLY.id, '25');
   assert.deepEqual([...s.seenMarks('c1')], [['40', ['2']]], 'marks never move back');
+});
+
+test('a reply implies the replier read what came before', () => {
+  const s = new ChatState();
+  s.applyHello({ user: ME, conversations: [conv('c1')] });
+  s.applyHistoryBefore('c1', [msg('30', BILLY.id), msg('20', ME.id), msg('10', ME.id)], null);
+  assert.deepEqual([...s.seenMarks('c1')], [['20', ['2']]]);
+  s.addMessage(msg('40', ME.id));
+  assert.deepEqual([...s.seenMarks('c1')], [['20', ['2']]]);
+  s.addMessage(msg('50', BILLY.id));
+  assert.deepEqual([...s.seenMarks('c1')], [['40', ['2']]]);
 });
 
 test('a read mark carried on a member is used', () => {
