@@ -33,14 +33,11 @@ func TestTopLevel(t *testing.T) {
 func TestSendFrameRoundTrip(t *testing.T) {
 	conv, _ := json.Marshal("12345678901234")
 	f := appendSend(nil, 1700000000123456789, conv, 77, 3, 1700000000123456789, 64)
-	var m struct {
-		Type, ID, Conversation, ClientID, Body string
-	}
-	m.ClientID = ""
 	var raw map[string]string
 	if err := json.Unmarshal(f, &raw); err != nil {
 		t.Fatalf("send frame is not JSON: %v: %s", err, f)
 	}
+	var m struct{ Type, ID, Conversation, ClientID, Body string }
 	m.Type, m.ID, m.Conversation, m.ClientID, m.Body = raw["type"], raw["id"], raw["conversation"], raw["client_id"], raw["body"]
 	if m.Type != "send" || m.ID != "1700000000123456789" || m.Conversation != "12345678901234" || m.ClientID != "lt-77-3" {
 		t.Fatalf("unexpected send frame %s", f)

@@ -303,7 +303,7 @@ type gatewayProbe struct {
 	report GatewayReport
 }
 
-func newGatewayProbe(_ context.Context, pid int, api *API, base string) *gatewayProbe {
+func newGatewayProbe(pid int, api *API, base string) *gatewayProbe {
 	return &gatewayProbe{pid: pid, api: api, base: base, report: GatewayReport{PID: pid}}
 }
 
@@ -391,5 +391,3 @@ func (g *gatewayProbe) runEnd() {
 		g.t0 = time.Time{}
 	}
 }
-
-func (g *gatewayProbe) finish() {}

@@ -1,7 +1,5 @@
 package loadtest
 
-import "maps"
-
 // Result is what one worker (the single process, or one --procs child)
 // measured. Results of several workers merge exactly into one.
 type Result struct {
@@ -105,15 +103,4 @@ func (r *Result) Merge(o Result) {
 	r.AckLatency.Merge(o.AckLatency)
 	r.E2ELatency.Merge(o.E2ELatency)
 	r.Processes = append(r.Processes, o.Processes...)
-}
-
-// clone returns a deep copy (maps and slices are not shared).
-func (r Result) clone() Result {
-	c := r
-	c.ConnectErrors = maps.Clone(r.ConnectErrors)
-	c.DropReasons = maps.Clone(r.DropReasons)
-	c.SendErrors = maps.Clone(r.SendErrors)
-	c.FramesIn = maps.Clone(r.FramesIn)
-	c.Processes = append([]ProcUsage(nil), r.Processes...)
-	return c
 }

@@ -215,7 +215,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	parentUsage := []ProcUsage{usageSince("parent", "setup", cpu0, wall0)}
 	o.logf("setup done: %d users reused, %d signed up in %.1fs, %d groups; connecting %d", setup.Reused, setup.SignupOK, setup.SignupSeconds, setup.Groups, len(plan.Conns))
 
-	gw := newGatewayProbe(ctx, o.GatewayPID, api, tg.HTTP)
+	gw := newGatewayProbe(o.GatewayPID, api, tg.HTTP)
 	gw.before(ctx)
 
 	var res Result
@@ -224,7 +224,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	} else {
 		res, err = runChildren(ctx, &o, plan, gw)
 	}
-	gw.finish()
 	res.Processes = append(parentUsage, res.Processes...)
 	rep.fill(res, gw)
 	if o.JSONPath != "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"sync"
@@ -470,5 +469,3 @@ func usageSince(role, phase string, cpu0 time.Duration, wall0 time.Time) ProcUsa
 }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
-
-var _ = fmt.Sprint
