@@ -286,6 +286,18 @@ func runChildren(ctx context.Context, o *Options, plan *Plan, gw *gatewayProbe) 
 	children := make([]*child, o.Procs)
 	var readers sync.WaitGroup
 	defer readers.Wait()
+	// Whatever happens, the children started are told to stop (stdin
+	// closed) and waited for.
+	defer func() {
+		for _, c := range children {
+			if c != nil {
+				c.stdin.Close()
+				for range c.lines {
+				}
+				_ = c.cmd.Wait()
+			}
+		}
+	}()
 	for i := range children {
 		lo, hi := i*n/o.Procs, (i+1)*n/o.Procs
 		cmd := exec.Command(exe, "worker", "--plan", planPath, "--lo", strconv.Itoa(lo), "--hi", strconv.Itoa(hi), "--role", "worker "+strconv.Itoa(i))
@@ -314,17 +326,6 @@ func runChildren(ctx context.Context, o *Options, plan *Plan, gw *gatewayProbe) 
 			}
 		}()
 	}
-	// Whatever happens, children are told to stop and waited for.
-	defer func() {
-		for _, c := range children {
-			if c != nil {
-				c.stdin.Close()
-				for range c.lines {
-				}
-				_ = c.cmd.Wait()
-			}
-		}
-	}()
 	expectCtx := func(ctx context.Context, c *child, prefix string) (string, error) {
 		for {
 			select {

@@ -83,7 +83,7 @@ func dialWS(ctx context.Context, idx int, wsURL, token string, netDial func(cont
 		op, p, err := c.readMessage()
 		if err != nil {
 			conn.Close()
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 				return nil, errHelloTimeout
 			}
 			return nil, fmt.Errorf("waiting for hello: %w", err)
