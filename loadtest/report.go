@@ -38,6 +38,8 @@ type Report struct {
 	Rate      float64   `json:"rate,omitempty"`
 	DurationS float64   `json:"duration_s"`
 	BodySize  int       `json:"body_size"`
+	// Interrupted is true when the run was cancelled or hit --timeout.
+	Interrupted bool `json:"interrupted,omitempty"`
 
 	Setup   SetupStats    `json:"setup"`
 	Connect ConnectReport `json:"connect"`

@@ -226,6 +226,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	res.Processes = append(parentUsage, res.Processes...)
 	rep.fill(res, gw)
+	if cerr := ctx.Err(); cerr != nil {
+		rep.Interrupted = true
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the run was stopped before its end (%v): the figures cover only the part that ran", cerr))
+		if err == nil {
+			err = cerr
+		}
+	}
 	if o.JSONPath != "" {
 		if werr := rep.WriteJSON(o.JSONPath); werr != nil {
 			err = errors.Join(err, werr)
