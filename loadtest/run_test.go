@@ -198,3 +198,21 @@ func TestResultMerge(t *testing.T) {
 		t.Fatalf("bottleneck not flagged: %+v", r.Generator)
 	}
 }
+
+func TestInterruptedRunStillReports(t *testing.T) {
+	srv := fakechat.New(fakechat.Options{})
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	rep, err := Run(ctx, Options{Scenario: "chat", URL: srv.URL(), Conns: 10, Group: 5, Senders: 2, Rate: 20, Duration: time.Minute})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run = %v, want deadline exceeded", err)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Fatalf("cancelled run took %v to stop", time.Since(start))
+	}
+	if rep == nil || !rep.Interrupted || rep.Connect.OK != 10 || rep.Messages.Sent == 0 || rep.Messages.Sent >= 1200 {
+		t.Fatalf("report of the interrupted run: %+v", rep)
+	}
+}
