@@ -138,7 +138,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (d *devServer,
 		return nil, err
 	}
 	d.leases = append(d.leases, storeLease)
-	d.svc, err = store.NewService(store.ServiceConfig{Stream: router.StreamName, Durable: router.StoreDurable},
+	d.svc, err = store.NewService(store.ServiceConfig{Stream: router.StreamName, Durable: router.StoreDurable, AckWait: storeAckWait},
 		d.backend, d.nc, js, storeLease.Node, reg, log.Named("store"))
 	if err != nil {
 		return nil, err

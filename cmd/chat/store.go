@@ -98,7 +98,7 @@ func runStore(ctx context.Context, args []string) error {
 	}
 	defer backend.Close()
 
-	s, err := store.NewService(store.ServiceConfig{Stream: router.StreamName, Durable: router.StoreDurable},
+	s, err := store.NewService(store.ServiceConfig{Stream: router.StreamName, Durable: router.StoreDurable, AckWait: storeAckWait},
 		backend, nc, js, lease.Node, reg, log.With(zap.Int("node", lease.Node)))
 	if err != nil {
 		return err
