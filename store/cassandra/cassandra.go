@@ -10,8 +10,8 @@
 //     decision must be made once: claiming a username, creating a
 //     conversation, adding a member.
 //   - Write timestamps chosen on purpose where a value must only move one
-//     way: a conversation's last message ID and a read mark are written
-//     USING TIMESTAMP equal to the ID itself, so last-write-wins keeps the
+//     way: a conversation's last message and a read mark are written
+//     USING TIMESTAMP equal to the message ID, so last-write-wins keeps the
 //     largest ID in any arrival order, with no read and no transaction.
 //     Messages are written with a timestamp that decreases with wall-clock
 //     time, so a later replay of a stored ID never overwrites the first
@@ -173,16 +173,30 @@ func wrap(op string, err error) error {
 	return fmt.Errorf("cassandra %s: %w: %w", op, store.ErrUnavailable, err)
 }
 
+// holdsSlot marks the context of a call made by each, which holds one of
+// the backend's in-flight slots.
+type holdsSlot struct{}
+
 // each runs fn(ctx, i) for every i in [0, n), with at most MaxInFlight calls
 // in flight across the whole backend, and returns the first error (the
-// others are cancelled through ctx). fn must not call each itself: a slot is
-// held for the whole call.
+// others are cancelled through ctx). Called from within such a call, it runs
+// the calls one after another in the slot already held: waiting for more
+// slots there could deadlock once every slot is held by a waiting caller.
 func (b *Backend) each(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
 	if n == 0 {
 		return nil
 	}
+	if ctx.Value(holdsSlot{}) != nil {
+		for i := range n {
+			if err := fn(ctx, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	inSlot := context.WithValue(ctx, holdsSlot{}, true)
 	var (
 		wg    sync.WaitGroup
 		once  sync.Once
@@ -202,11 +216,18 @@ loop:
 			fail(ctx.Err())
 			break loop
 		}
+		// A failed call cancels ctx before it frees its slot, so no call
+		// starts after a failure once a slot had to be waited for.
+		if err := ctx.Err(); err != nil {
+			<-b.sem
+			fail(err)
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-b.sem }()
-			if err := fn(ctx, i); err != nil {
+			if err := fn(inSlot, i); err != nil {
 				fail(err)
 			}
 		}()

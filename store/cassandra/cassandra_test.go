@@ -46,7 +46,7 @@ var env struct {
 
 // testHosts returns the Cassandra of CHAT_TEST_CASSANDRA, skipping when it
 // is unset and failing when it is set but does not answer.
-func testHosts(t *testing.T) []string {
+func testHosts(t testing.TB) []string {
 	t.Helper()
 	v := os.Getenv("CHAT_TEST_CASSANDRA")
 	if v == "" {
@@ -65,7 +65,7 @@ func testHosts(t *testing.T) []string {
 	return hosts
 }
 
-func setup(t *testing.T) {
+func setup(t testing.TB) {
 	t.Helper()
 	hosts := testHosts(t)
 	env.once.Do(func() {
@@ -91,12 +91,12 @@ func setup(t *testing.T) {
 // dataTables are emptied between tests; settings and the migration
 // bookkeeping stay.
 var dataTables = []string{"users", "users_by_username", "users_by_initial", "username_initials",
-	"conversations", "conversation_members", "user_conversations", "conversation_last_message",
+	"conversations", "conversation_members", "user_conversations",
 	"conversation_buckets", "messages"}
 
 // openEmpty returns a backend on the shared keyspace with every data table
 // truncated.
-func openEmpty(t *testing.T) *Backend {
+func openEmpty(t testing.TB) *Backend {
 	t.Helper()
 	setup(t)
 	var wg sync.WaitGroup
@@ -205,5 +205,57 @@ func TestBucket(t *testing.T) {
 		if got := b.bucket(store.FirstID(c.at) + 4095); got != c.want {
 			t.Errorf("bucket(%v) = %d, want %d", c.at, got, c.want)
 		}
+	}
+}
+
+// TestMessagesBeforeConversation: messages saved before their conversation
+// exists (not a path the service takes, but JetStream redelivery after a
+// restore could) leave last-message cells in the conversations row; the
+// conversation must still be created, once, and list its last message.
+func TestMessagesBeforeConversation(t *testing.T) {
+	b := openEmpty(t)
+	ctx := t.Context()
+	id := store.FirstID(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	m := store.Message{ID: id, Conversation: "42", Sender: 7, Body: "early", SentAt: id.Time(), ClientID: "c"}
+	if err := b.SaveMessages(ctx, []store.Message{m}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Conversation(ctx, "42"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Conversation before creation: err = %v, want ErrNotFound", err)
+	}
+	c := store.Conversation{ID: "42", Kind: store.Group, Title: "t", CreatedBy: 7, CreatedAt: id.Time().Add(-time.Hour), Members: []store.ID{7, 8}}
+	errs := make([]error, 5)
+	created := make([]bool, 5)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, created[i], errs[i] = b.CreateConversation(ctx, c)
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for i := range errs {
+		if errs[i] != nil {
+			t.Fatalf("CreateConversation %d: %v", i, errs[i])
+		}
+		if created[i] {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d callers created the conversation, want 1", n)
+	}
+	got, err := b.Conversation(ctx, "42")
+	if err != nil || got.Title != "t" || len(got.Members) != 2 {
+		t.Fatalf("Conversation = %+v, %v", got, err)
+	}
+	s, err := b.Conversations(ctx, 8, 10)
+	if err != nil || len(s) != 1 {
+		t.Fatalf("Conversations = %+v, %v", s, err)
+	}
+	if s[0].LastMessage == nil || s[0].LastMessage.Body != "early" || s[0].Unread != 1 {
+		t.Errorf("summary %+v, want the early message, unread 1", s[0])
 	}
 }

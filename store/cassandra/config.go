@@ -154,12 +154,22 @@ func (r *retryPolicy) Attempt(q gocql.RetryableQuery) bool {
 }
 
 func (r *retryPolicy) GetRetryType(err error) gocql.RetryType {
-	var re gocql.RequestError
-	if errors.As(err, &re) {
+	var (
+		unavailable *gocql.RequestErrUnavailable
+		writeTO     *gocql.RequestErrWriteTimeout
+		readTO      *gocql.RequestErrReadTimeout
+		re          gocql.RequestError
+	)
+	switch {
+	case errors.As(err, &unavailable):
+		return gocql.RetryNextHost
+	case errors.As(err, &writeTO), errors.As(err, &readTO):
+		return gocql.Retry
+	case errors.As(err, &re):
 		switch re.Code() {
-		case gocql.ErrCodeUnavailable, gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping, gocql.ErrCodeTruncate:
+		case gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping, gocql.ErrCodeTruncate:
 			return gocql.RetryNextHost
-		case gocql.ErrCodeWriteTimeout, gocql.ErrCodeReadTimeout, gocql.ErrCodeCASWriteUnknown, gocql.ErrCodeServer:
+		case gocql.ErrCodeServer, gocql.ErrCodeCASWriteUnknown:
 			return gocql.Retry
 		default:
 			return gocql.Rethrow

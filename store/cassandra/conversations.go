@@ -52,12 +52,38 @@ func (b *Backend) CreateConversation(ctx context.Context, c store.Conversation) 
 		return c, true, nil
 	}
 	existing := convFromRow(c.ID, prev)
+	if existing.Kind == "" {
+		// The row exists only through last-message cells (messages saved
+		// before the conversation was created): claim it on its kind.
+		return b.claimGhost(ctx, c)
+	}
 	if existing.CreatedBy == c.CreatedBy && existing.CreatedAt.Equal(c.CreatedAt) && existing.Kind == c.Kind {
 		if _, err := b.claimMembers(ctx, c.ID, existing.Members, existing.CreatedAt); err != nil {
 			return store.Conversation{}, false, wrap("create conversation", err)
 		}
 	}
 	return existing, false, nil
+}
+
+// claimGhost creates conversation c in a row that holds only last-message
+// cells, with a lightweight transaction on its kind being null.
+func (b *Backend) claimGhost(ctx context.Context, c store.Conversation) (store.Conversation, bool, error) {
+	prev := map[string]any{}
+	applied, err := b.q(ctx, `UPDATE conversations SET kind = ?, title = ?, created_by = ?, created_at = ?, members = ?
+		WHERE conversation_id = ? IF kind = null`,
+		string(c.Kind), unsetIfEmpty(c.Title), int64(c.CreatedBy), c.CreatedAt, toInt64s(c.Members), c.ID).MapScanCAS(prev)
+	if err != nil {
+		return store.Conversation{}, false, wrap("create conversation", err)
+	}
+	if !applied {
+		// Another caller claimed it first.
+		existing, err := b.Conversation(ctx, c.ID)
+		return existing, false, err
+	}
+	if err := b.writeNewMembers(ctx, c.ID, c.Members, c.CreatedAt); err != nil {
+		return store.Conversation{}, false, wrap("create conversation", err)
+	}
+	return c, true, nil
 }
 
 // writeNewMembers writes the membership rows of a conversation this call
@@ -199,18 +225,46 @@ type listEntry struct {
 	conv     string
 	joined   time.Time
 	lastRead int64
-	lastID   int64 // the conversation's newest message ID, 0 when none
-	sortKey  time.Time
 	sum      store.Summary
 	ok       bool // the conversation row exists
 }
 
+// listChunk is how many conversation rows one query of the list reads (IN
+// on the partition key: the coordinator fetches them in parallel).
+const listChunk = 50
+
+const listColumns = `kind, title, created_by, created_at, members,
+	last_message_id, last_sender_id, last_body, last_client_id, last_sent_at`
+
+// fillEntry completes e from its conversations row.
+func fillEntry(e *listEntry, row map[string]any) {
+	c := convFromRow(e.conv, row)
+	if c.Kind == "" {
+		return
+	}
+	e.ok = true
+	e.sum = store.Summary{Conversation: c, LastRead: store.ID(e.lastRead), Activity: e.joined}
+	if id := toInt64(row["last_message_id"]); id > 0 {
+		m := &store.Message{
+			ID:           store.ID(id),
+			Conversation: e.conv,
+			Sender:       store.ID(toInt64(row["last_sender_id"])),
+			Body:         toString(row["last_body"]),
+			ClientID:     toString(row["last_client_id"]),
+			SentAt:       toTime(row["last_sent_at"]),
+		}
+		e.sum.LastMessage = m
+		e.sum.Activity = m.SentAt
+	}
+}
+
 // Conversations reads the user's partition of user_conversations (join times
-// and read marks), then every one of those conversations' last message ID
-// (tiny single-row partitions, read concurrently), orders them by activity,
-// and only for the first limit reads the conversation row, the last message
-// and the unread count. Cost: one slice plus one point read per
-// conversation of the user, plus about three reads per listed one.
+// and read marks), then those conversations' rows, which hold their members
+// and last message (IN on 50 partition keys at a time, concurrently), orders
+// them by activity, and counts unread messages for the first limit only, and
+// only where the last message is past the read mark. Cost: one slice, one
+// query per 50 conversations of the user, and one or two bounded slices per
+// listed conversation with unread messages.
 func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) ([]store.Summary, error) {
 	if limit < 1 || !validID(user) {
 		return nil, nil
@@ -229,84 +283,64 @@ func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) (
 	if err := iter.Close(); err != nil {
 		return nil, wrap("conversations", err)
 	}
-	err := b.each(ctx, len(entries), func(ctx context.Context, i int) error {
-		e := entries[i]
-		err := b.q(ctx, `SELECT message_id FROM conversation_last_message WHERE conversation_id = ?`, e.conv).Scan(&e.lastID)
-		if err != nil && !errors.Is(err, gocql.ErrNotFound) {
-			return err
+	byConv := make(map[string]*listEntry, len(entries))
+	for _, e := range entries {
+		byConv[e.conv] = e
+	}
+	chunks := (len(entries) + listChunk - 1) / listChunk
+	err := b.each(ctx, chunks, func(ctx context.Context, i int) error {
+		part := entries[i*listChunk : min((i+1)*listChunk, len(entries))]
+		ids := make([]string, len(part))
+		for k, e := range part {
+			ids[k] = e.conv
 		}
-		e.sortKey = e.joined
-		if e.lastID > 0 {
-			e.sortKey = store.ID(e.lastID).Time()
+		iter := b.q(ctx, `SELECT conversation_id, `+listColumns+` FROM conversations WHERE conversation_id IN ?`, ids).Iter()
+		for {
+			row := map[string]any{}
+			if !iter.MapScan(row) {
+				break
+			}
+			e := byConv[toString(row["conversation_id"])]
+			if e == nil {
+				continue
+			}
+			fillEntry(e, row)
 		}
-		return nil
+		return iter.Close()
 	})
 	if err != nil {
 		return nil, wrap("conversations", err)
 	}
-	byActivity := func(a, b *listEntry) int {
-		if c := b.sortKey.Compare(a.sortKey); c != 0 {
+	top := make([]*listEntry, 0, len(entries))
+	for _, e := range entries {
+		if e.ok {
+			top = append(top, e)
+		}
+	}
+	slices.SortFunc(top, func(a, b *listEntry) int {
+		if c := b.sum.Activity.Compare(a.sum.Activity); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.conv, b.conv)
-	}
-	slices.SortFunc(entries, byActivity)
-	// Summarize the first limit; should some rows point at a conversation
-	// that is not there (a create that failed after its membership rows),
-	// take the next ones.
-	var out []store.Summary
-	for start := 0; start < len(entries) && len(out) < limit; {
-		chunk := entries[start:min(len(entries), start+limit-len(out))]
-		start += len(chunk)
-		err = b.each(ctx, len(chunk), func(ctx context.Context, i int) error {
-			return b.summarize(ctx, user, chunk[i])
-		})
-		if err != nil {
-			return nil, wrap("conversations", err)
+	})
+	top = top[:min(len(top), limit)]
+	err = b.each(ctx, len(top), func(ctx context.Context, i int) error {
+		e := top[i]
+		if e.sum.LastMessage == nil || int64(e.sum.LastMessage.ID) <= e.lastRead {
+			return nil
 		}
-		for _, e := range chunk {
-			if e.ok {
-				out = append(out, e.sum)
-			}
-		}
-	}
-	// Activity is the last message's SentAt, which may differ a little from
-	// its ID's time that the list was ordered by.
-	slices.SortStableFunc(out, func(a, b store.Summary) int { return b.Activity.Compare(a.Activity) })
-	return out, nil
-}
-
-// summarize fills e.sum: the conversation, its last message, the unread
-// count and the activity.
-func (b *Backend) summarize(ctx context.Context, user store.ID, e *listEntry) error {
-	c, err := b.Conversation(ctx, e.conv)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	e.sum = store.Summary{Conversation: c, LastRead: store.ID(e.lastRead), Activity: e.joined}
-	e.ok = true
-	if e.lastID <= 0 {
-		return nil
-	}
-	m, err := b.message(ctx, e.conv, store.ID(e.lastID))
-	if err != nil {
-		return err
-	}
-	if m != nil {
-		e.sum.LastMessage = m
-		e.sum.Activity = m.SentAt
-	}
-	if e.lastID > e.lastRead {
-		n, err := b.unread(ctx, e.conv, user, store.ID(e.lastRead))
-		if err != nil {
-			return err
-		}
+		n, err := b.unread(ctx, e.conv, user, store.ID(e.lastRead), e.sum.LastMessage.ID)
 		e.sum.Unread = n
+		return err
+	})
+	if err != nil {
+		return nil, wrap("conversations", err)
 	}
-	return nil
+	out := make([]store.Summary, len(top))
+	for i, e := range top {
+		out[i] = e.sum
+	}
+	return out, nil
 }
 
 // maxUnreadScan bounds the rows read to count unread messages: the user's
@@ -314,15 +348,36 @@ func (b *Backend) summarize(ctx context.Context, user store.ID, e *listEntry) er
 // since their read mark gets a count that may stop short.
 const maxUnreadScan = 20 * store.UnreadCap
 
-// unread counts messages from others after mark, up to store.UnreadCap,
-// walking the non-empty buckets from the newest down to the mark's.
-func (b *Backend) unread(ctx context.Context, conv string, user store.ID, mark store.ID) (int, error) {
+// unread counts messages from others after mark, up to store.UnreadCap. It
+// reads the last message's bucket first, directly; only when the mark lies
+// in an older bucket does it list the non-empty buckets in between
+// (conversation_buckets) and walk them, newest first.
+func (b *Backend) unread(ctx context.Context, conv string, user, mark, last store.ID) (int, error) {
+	top := b.bucket(last)
 	low := 0
 	if mark > 0 {
 		low = b.bucket(mark)
 	}
+	count, scanned := 0, 0
+	done := func() bool { return count >= store.UnreadCap || scanned >= maxUnreadScan }
+	countBucket := func(bk int) error {
+		iter := b.q(ctx, `SELECT sender_id FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id > ?`,
+			conv, bk, int64(mark)).PageSize(store.UnreadCap).Iter()
+		var sender int64
+		for !done() && iter.Scan(&sender) {
+			scanned++
+			if store.ID(sender) != user {
+				count++
+			}
+		}
+		return iter.Close()
+	}
+	if err := countBucket(top); err != nil || done() || low >= top {
+		return count, err
+	}
 	var buckets []int
-	iter := b.q(ctx, `SELECT bucket FROM conversation_buckets WHERE conversation_id = ? AND bucket >= ?`, conv, low).PageSize(1000).Iter()
+	iter := b.q(ctx, `SELECT bucket FROM conversation_buckets WHERE conversation_id = ? AND bucket >= ? AND bucket < ?`,
+		conv, low, top).PageSize(1000).Iter()
 	var bk int
 	for iter.Scan(&bk) {
 		buckets = append(buckets, bk)
@@ -330,25 +385,9 @@ func (b *Backend) unread(ctx context.Context, conv string, user store.ID, mark s
 	if err := iter.Close(); err != nil {
 		return 0, err
 	}
-	count, scanned := 0, 0
 	for _, bk := range buckets {
-		iter := b.q(ctx, `SELECT sender_id FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id > ?`,
-			conv, bk, int64(mark)).PageSize(store.UnreadCap).Iter()
-		var sender int64
-		for iter.Scan(&sender) {
-			scanned++
-			if store.ID(sender) != user {
-				count++
-			}
-			if count >= store.UnreadCap || scanned >= maxUnreadScan {
-				break
-			}
-		}
-		if err := iter.Close(); err != nil {
-			return 0, err
-		}
-		if count >= store.UnreadCap || scanned >= maxUnreadScan {
-			break
+		if err := countBucket(bk); err != nil || done() {
+			return count, err
 		}
 	}
 	return count, nil

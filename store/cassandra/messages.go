@@ -41,8 +41,9 @@ type partition struct {
 // it records the bucket in conversation_buckets (unless this process
 // already did) and then writes the messages in unlogged single-partition
 // batches. Only after every message is stored does it move each
-// conversation's last message ID (written USING TIMESTAMP id, so it only
-// moves forward), so a listed last message is always readable. Partitions
+// conversation's last message (the last_* columns of its row, written USING
+// TIMESTAMP <id>, so they only move forward), so that a listed last message
+// is always in history too. Partitions
 // are written concurrently, bounded by MaxInFlight across the backend.
 func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error {
 	if len(msgs) == 0 {
@@ -50,7 +51,7 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error 
 	}
 	parts := map[bucketKey]*partition{}
 	var order []*partition
-	newest := map[string]store.ID{}
+	newest := map[string]store.Message{}
 	seen := map[store.ID]map[string]bool{}
 	for _, m := range msgs {
 		if m.Conversation == "" || !validID(m.ID) || !validID(m.Sender) {
@@ -72,7 +73,9 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error 
 			order = append(order, p)
 		}
 		p.msgs = append(p.msgs, m)
-		newest[m.Conversation] = max(newest[m.Conversation], m.ID)
+		if m.ID > newest[m.Conversation].ID {
+			newest[m.Conversation] = m
+		}
 	}
 
 	// Split partitions into batches of bounded size.
@@ -121,14 +124,18 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error 
 		return wrap("save messages", err)
 	}
 
-	convs := make([]string, 0, len(newest))
-	for c := range newest {
-		convs = append(convs, c)
+	lasts := make([]store.Message, 0, len(newest))
+	for _, m := range newest {
+		lasts = append(lasts, m)
 	}
-	err = b.each(ctx, len(convs), func(ctx context.Context, i int) error {
-		id := newest[convs[i]]
-		return b.q(ctx, `INSERT INTO conversation_last_message (conversation_id, message_id) VALUES (?, ?) USING TIMESTAMP ?`,
-			convs[i], int64(id), int64(id)).Exec()
+	err = b.each(ctx, len(lasts), func(ctx context.Context, i int) error {
+		m := lasts[i]
+		// Every column is written (an empty string is a value, not a
+		// null), so no column of an older last message survives.
+		return b.q(ctx, `UPDATE conversations USING TIMESTAMP ?
+			SET last_message_id = ?, last_sender_id = ?, last_body = ?, last_client_id = ?, last_sent_at = ?
+			WHERE conversation_id = ?`,
+			int64(m.ID), int64(m.ID), int64(m.Sender), m.Body, m.ClientID, m.SentAt, m.Conversation).Exec()
 	})
 	if err != nil {
 		return wrap("save messages", err)
@@ -159,20 +166,6 @@ func scanMessages(iter *gocql.Iter, conv string, into []store.Message, want int)
 		into = append(into, m)
 	}
 	return into
-}
-
-// message reads one message, or nil when it is not stored.
-func (b *Backend) message(ctx context.Context, conv string, id store.ID) (*store.Message, error) {
-	iter := b.q(ctx, `SELECT `+messageColumns+` FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id = ?`,
-		conv, b.bucket(id), int64(id)).Iter()
-	got := scanMessages(iter, conv, nil, 1)
-	if err := iter.Close(); err != nil {
-		return nil, err
-	}
-	if len(got) == 0 {
-		return nil, nil
-	}
-	return &got[0], nil
 }
 
 // maxPage keeps Limit+1 from overflowing the CQL int of LIMIT.
