@@ -73,7 +73,7 @@ type errClose struct {
 func (e *errClose) Error() string { return e.text }
 
 // onReadable runs on a worker when the poller says the socket has data.
-func (c *Conn) onReadable(ev netpoll.Event) {
+func (c *Conn) onReadable(d *netpoll.Desc, ev netpoll.Event) {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(c.raw)
 	defer func() {
@@ -106,7 +106,7 @@ func (c *Conn) onReadable(ev netpoll.Event) {
 		}
 	}
 	_ = c.raw.SetReadDeadline(time.Time{})
-	if err := c.s.poller.Resume(c.desc); err != nil {
+	if err := c.s.poller.Resume(d); err != nil {
 		c.teardown(reasonReadError)
 	}
 }
@@ -317,8 +317,11 @@ func (c *Conn) teardown(reason string) {
 	convs := c.convs
 	c.convs = nil
 	c.mu.Unlock()
-	if c.desc != nil {
-		_ = c.s.poller.Remove(c.desc)
+	c.mu.Lock()
+	desc := c.desc
+	c.mu.Unlock()
+	if desc != nil {
+		_ = c.s.poller.Remove(desc)
 	}
 	_ = c.raw.Close()
 	c.s.hub.remove(c, convs)

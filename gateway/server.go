@@ -347,11 +347,13 @@ func (s *Server) open(raw net.Conn, id identity) {
 	for _, cv := range convs {
 		s.hub.join(c, cv.ID, cv.Members)
 	}
-	desc, err := s.poller.Add(raw, func(ev netpoll.Event) {
-		if err := s.pool.Schedule(func() { c.onReadable(ev) }); err != nil {
+	// Watch hands the callback its Desc: the first frame may already be
+	// waiting, so the callback can run before Watch returns.
+	desc, err := s.poller.Watch(raw, func(d *netpoll.Desc, ev netpoll.Event) {
+		if err := s.pool.Schedule(func() { c.onReadable(d, ev) }); err != nil {
 			// Every worker busy and the queue full: read it on a goroutine
 			// of its own rather than stall the poller or drop the client.
-			go c.onReadable(ev)
+			go c.onReadable(d, ev)
 		}
 	})
 	if err != nil {
