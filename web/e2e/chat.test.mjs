@@ -299,6 +299,7 @@ test('a third person in a group sees group messages', async () => {
   await a.page.getByRole('button', { name: 'New group' }).click();
   await a.page.getByLabel('Group name').fill('Weekend plans');
   await a.page.getByLabel('Members').fill(b.username);
+  await shot(a.page, '11-new-group-dialog');
   await a.page.getByRole('button', { name: 'Create group' }).click();
   await a.page.getByRole('heading', { name: 'Weekend plans' }).waitFor();
   assert.match(new URL(a.page.url()).pathname, /^\/g\/[^/]+\/$/);
