@@ -288,7 +288,8 @@ function onFrame(f) {
       break;
     case 'conversation': {
       const isNew = !st.conv(f.conversation && f.conversation.id);
-      st.upsertConversation(f.conversation, { front: isNew });
+      // This frame carries no last_message and unread 0: keep our own.
+      st.upsertConversation(f.conversation, { front: isNew, keepCounts: true });
       if (isNew && app.current == null) route();
       break;
     }
@@ -362,8 +363,13 @@ function flushOutbox() {
       .catch((err) => {
         const code = err && err.code;
         // Disconnected: the entry went back to the queue and is resent with
-        // the same client_id after the next hello.
-        if (code !== 'disconnected') app.state.markFailed(e.client_id, code);
+        // the same client_id after the next hello. Rate limits and a busy
+        // server are retried on their own a few times; anything else waits
+        // for the user's Retry.
+        if (code !== 'disconnected') {
+          const again = app.state.sendFailed(e.client_id, code);
+          if (again != null) setTimeout(flushOutbox, again);
+        }
         saveOutbox();
         scheduleRender();
       });

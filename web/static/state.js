@@ -121,6 +121,9 @@ export const TYPING_SHOW_MS = 5000;
 export const TYPING_SEND_EVERY_MS = 3000;
 /** Saved unsent messages older than this are not resent without asking (the server's dedup window is at least 10 minutes). */
 export const OUTBOX_STALE_MS = 5 * 60 * 1000;
+/** Send errors that are retried without asking, and how many tries in all. */
+export const RETRYABLE_SEND_ERRORS = new Set(['rate_limited', 'unavailable', 'timeout']);
+export const AUTO_SEND_TRIES = 4;
 /** Catch-up pages to fetch for one conversation before giving up on the gap and reloading its newest page. */
 export const MAX_CATCHUP_PAGES = 5;
 
@@ -208,7 +211,7 @@ export class ChatState {
   }
 
   /** Adds or refreshes a conversation from a server Conversation object. */
-  upsertConversation(c, { front = false } = {}) {
+  upsertConversation(c, { front = false, keepCounts = false } = {}) {
     if (!c || !c.id) return null;
     let rec = this.convs.get(c.id);
     const isNew = !rec;
@@ -228,7 +231,7 @@ export class ChatState {
       rec.members = c.members.map((m) => m.id);
     }
     if (c.last_message && isId(c.last_message.id)) this.#noteLast(rec, c.last_message);
-    if (typeof c.unread === 'number') rec.unread = c.unread;
+    if (typeof c.unread === 'number' && (isNew || !keepCounts)) rec.unread = c.unread;
     if (isNew) {
       if (front) this.order.unshift(c.id);
       else this.order.push(c.id);
@@ -572,7 +575,27 @@ export class ChatState {
     return this.addMessage(message, { viewing });
   }
 
-  /** A send failed (error frame or timeout): the entry waits for a retry. */
+  /**
+   * A send was answered with an error or timed out. Errors worth retrying
+   * (rate_limited, unavailable, timeout) put the entry back in the queue a
+   * few times, and the delay before the next flush is returned; any other
+   * error, or too many tries, marks it failed and returns null.
+   */
+  sendFailed(clientId, code) {
+    const e = this.outbox.get(clientId);
+    if (!e) return null;
+    e.tries = (e.tries || 0) + 1;
+    if (RETRYABLE_SEND_ERRORS.has(code) && e.tries < AUTO_SEND_TRIES) {
+      e.status = 'queued';
+      e.requestId = null;
+      const cap = Math.min(8000, 500 * 2 ** (e.tries - 1));
+      return Math.round(cap / 2 + this.random() * (cap / 2));
+    }
+    this.markFailed(clientId, code);
+    return null;
+  }
+
+  /** A send failed for good: the entry waits for the user's Retry. */
   markFailed(clientId, code) {
     const e = this.outbox.get(clientId);
     if (!e) return null;
@@ -587,6 +610,7 @@ export class ChatState {
     const e = this.outbox.get(clientId);
     if (!e || e.status !== 'failed') return null;
     e.status = 'queued';
+    e.tries = 0;
     e.error = null;
     return e;
   }

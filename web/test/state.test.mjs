@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   Backoff,
   ChatState,
+  AUTO_SEND_TRIES,
   MAX_CATCHUP_PAGES,
   OUTBOX_STALE_MS,
   TYPING_SHOW_MS,
@@ -219,6 +220,37 @@ test('failed sends keep their client_id on retry; a disconnect requeues sends in
   // Both go out again in the order they were written, with the same client_ids.
   assert.deepEqual(s.sendable().map((x) => x.client_id), [a.client_id, b.client_id]);
   assert.equal(s.retry(b.client_id), null, 'only failed entries are retried by hand');
+});
+
+test('rate limits and a busy server are retried a few times, other errors wait for the user', () => {
+  const s = new ChatState({ random: () => 0 });
+  s.applyHello({ user: ME, conversations: [conv('c1')] });
+  const e = s.enqueue('c1', 'x');
+  const delays = [];
+  for (let i = 1; i < AUTO_SEND_TRIES; i++) {
+    s.markSending(e.client_id, `r${i}`);
+    delays.push(s.sendFailed(e.client_id, i % 2 ? 'rate_limited' : 'unavailable'));
+    assert.equal(s.outbox.get(e.client_id).status, 'queued');
+    assert.equal(s.outbox.get(e.client_id).client_id, e.client_id);
+  }
+  assert.deepEqual(delays, [250, 500, 1000]);
+  s.markSending(e.client_id, 'rN');
+  assert.equal(s.sendFailed(e.client_id, 'rate_limited'), null);
+  assert.equal(s.outbox.get(e.client_id).status, 'failed');
+  // Retry by hand starts the count again.
+  s.retry(e.client_id);
+  assert.notEqual(s.sendFailed(e.client_id, 'timeout'), null);
+  const f = s.enqueue('c1', 'bad');
+  assert.equal(s.sendFailed(f.client_id, 'invalid_message'), null);
+  assert.equal(s.outbox.get(f.client_id).status, 'failed');
+});
+
+test('a conversation frame does not reset the unread count', () => {
+  const s = new ChatState();
+  s.applyHello({ user: ME, conversations: [conv('c1', { unread: 4, last_message: msg('9') })] });
+  s.upsertConversation(conv('c1', { unread: 0, last_message: null }), { keepCounts: true });
+  assert.equal(s.conv('c1').unread, 4);
+  assert.equal(s.conv('c1').lastMessage.id, '9');
 });
 
 test('the outbox survives export and import', () => {
