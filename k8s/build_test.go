@@ -162,6 +162,17 @@ func (c *cluster) add(obj runtime.Object) error {
 	return nil
 }
 
+// deepCopy returns an independent copy, for tests that break one.
+func (c *cluster) deepCopy() (*cluster, error) {
+	cp := &cluster{overlay: c.overlay}
+	for _, obj := range c.all {
+		if err := cp.add(obj.DeepCopyObject()); err != nil {
+			return nil, err
+		}
+	}
+	return cp, nil
+}
+
 // workload is a pod template and where it came from.
 type workload struct {
 	id        string // Kind/name

@@ -332,9 +332,13 @@ func TestChecksCatchMistakes(t *testing.T) {
 			}
 		}, "content differs"},
 	}
+	prod, err := loadCluster("prod")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := loadCluster("prod")
+			c, err := prod.deepCopy()
 			if err != nil {
 				t.Fatal(err)
 			}
