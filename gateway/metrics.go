@@ -87,6 +87,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{failUnauthorized, failBadRequest, failHandshakeTimeout, failOverloaded} {
 		m.upgradeFailures.WithLabelValues(r)
 	}
+	for t := range knownTypes {
+		m.framesIn.WithLabelValues(t)
+	}
+	m.framesIn.WithLabelValues("invalid")
 	m.outByType = make(map[string]prometheus.Counter)
 	for _, t := range []string{"hello", "ack", "message", "history", "read", "typing", "presence", "conversation", "error", "pong", "ping", "control", "event"} {
 		m.outByType[t] = m.framesOut.WithLabelValues(t)

@@ -97,6 +97,15 @@ func newMetrics(reg prometheus.Registerer, ready func() bool) (*metrics, error) 
 			return nil, err
 		}
 	}
+	// Children exist from the start, so dashboards and alerts see zeros
+	// rather than no series at all.
+	for _, op := range []string{opSaveMessages, opHistory, opConversations, opRead, opAccount, opMembership} {
+		m.backendLat.WithLabelValues(op)
+		m.backendErrors.WithLabelValues(op)
+	}
+	for _, op := range []string{OpSignup, OpAccount, OpUsers, OpSearch, OpDirect, OpGroup, OpAddMembers, OpConversation, OpConversations, OpHistory, OpRead} {
+		m.requests.WithLabelValues(op, "ok")
+	}
 	return m, nil
 }
 
