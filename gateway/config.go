@@ -66,8 +66,9 @@ type Config struct {
 	// ReadyCheck, when set, must also pass for /readyz to answer 200 (in
 	// dev mode: the embedded store).
 	ReadyCheck func() bool
-	// Version is reported by /healthz.
-	Version string
+	// Pprof serves Go's profiler under /debug/pprof/. Off by default: it
+	// lets anyone who reaches the port take profiles.
+	Pprof bool
 }
 
 func (c *Config) setDefaults() {

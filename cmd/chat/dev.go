@@ -34,6 +34,7 @@ type devOptions struct {
 	JWTSecret string        // default: made once and kept in Data
 	LogLevel  string        // debug, info, warn, error; default info
 	Drain     time.Duration // SIGTERM's drain period; default 10s
+	Pprof     bool          // serve /debug/pprof/
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -44,6 +45,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.StringVar(&o.JWTSecret, "jwt-secret", "", "secret that signs tokens (default: generated and kept in --data)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "how long SIGTERM takes to close all connections")
+	fs.BoolVar(&o.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -161,7 +163,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (d *devServer,
 		return nil, err
 	}
 	d.gw, err = gateway.New(ctx, gateway.Config{
-		JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.svc.Ready,
+		JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.svc.Ready, Pprof: o.Pprof,
 	}, gateway.Deps{
 		NATS: d.nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
 		Store: store.NewClient(d.nc, store.ClientConfig{}), Registry: reg, Gatherer: reg, Log: log.Named("gateway"),

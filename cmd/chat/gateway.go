@@ -30,6 +30,7 @@ func runGateway(ctx context.Context, args []string) error {
 	drain := fs.Duration("drain", 10*time.Second, "how long SIGTERM takes to close all connections")
 	replicas := fs.Int("stream-replicas", 1, "JetStream replicas of the message stream (3 in a cluster)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	pprofOn := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func runGateway(ctx context.Context, args []string) error {
 	}
 	log = log.With(zap.Int("node", lease.Node))
 	reg := newRegistry()
-	gw, err := gateway.New(startCtx, gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler()}, gateway.Deps{
+	gw, err := gateway.New(startCtx, gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn}, gateway.Deps{
 		NATS: nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
 		Store: store.NewClient(nc, store.ClientConfig{}), Registry: reg, Gatherer: reg, Log: log,
 	})
