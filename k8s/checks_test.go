@@ -360,8 +360,8 @@ func checkChatProcesses(c *cluster) []error {
 			}
 			id := w.id + "/" + ct.Name
 			required := map[string][]string{
-				"gateway": {"CHAT_ADDR", "CHAT_NATS", "CHAT_JWT_SECRET", "CHAT_DRAIN"},
-				"store":   {"CHAT_ADDR", "CHAT_NATS", "CHAT_CASSANDRA", "CHAT_KEYSPACE", "CHAT_CONSISTENCY"},
+				"gateway": {"CHAT_ADDR", "CHAT_NATS", "CHAT_JWT_SECRET", "CHAT_DRAIN", "CHAT_STREAM_REPLICAS"},
+				"store":   {"CHAT_ADDR", "CHAT_NATS", "CHAT_CASSANDRA", "CHAT_KEYSPACE", "CHAT_CONSISTENCY", "CHAT_STREAM_REPLICAS"},
 			}[cmd]
 			have := map[string]corev1.EnvVar{}
 			for _, e := range ct.Env {
@@ -391,6 +391,21 @@ func checkChatProcesses(c *cluster) []error {
 			}
 			if v, ok := envValue(ct, "CHAT_KEYSPACE"); ok && v != "chat" {
 				errs = append(errs, fmt.Errorf("%s: keyspace %q, the migration Job creates chat", id, v))
+			}
+			// The stream's replicas must fit the NATS cluster: more than its
+			// servers cannot be placed, fewer loses acked messages with a node.
+			if v, ok := envValue(ct, "CHAT_STREAM_REPLICAS"); ok {
+				n, err := strconv.Atoi(v)
+				if st := c.statefulSet("nats"); err != nil || st == nil || int32(n) != replicasOf(st.Spec.Replicas) {
+					errs = append(errs, fmt.Errorf("%s: CHAT_STREAM_REPLICAS %q is not the NATS replica count", id, v))
+				}
+			}
+			if v, ok := envValue(ct, "CHAT_LOCAL_DC"); ok {
+				if st := c.statefulSet("cassandra"); st == nil || len(st.Spec.Template.Spec.Containers) == 0 {
+					errs = append(errs, fmt.Errorf("%s: CHAT_LOCAL_DC without a Cassandra StatefulSet", id))
+				} else if dc, _ := envValue(&st.Spec.Template.Spec.Containers[0], "CASSANDRA_DC"); dc != v {
+					errs = append(errs, fmt.Errorf("%s: CHAT_LOCAL_DC %q, Cassandra's data centre is %q", id, v, dc))
+				}
 			}
 		}
 	}

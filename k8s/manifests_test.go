@@ -301,6 +301,10 @@ func TestChecksCatchMistakes(t *testing.T) {
 		}, "needs both a request and a limit"},
 		{"GOMEMLIMIT above limit", checkResources, func(c *cluster) { setEnv(gatewayCt(c), "GOMEMLIMIT", "4GiB") }, "not below the memory limit"},
 		{"jwt literal", checkChatProcesses, func(c *cluster) { setEnv(gatewayCt(c), "CHAT_JWT_SECRET", "hunter2") }, "must come from a Secret"},
+		{"stream replicas off", checkChatProcesses, func(c *cluster) { setEnv(gatewayCt(c), "CHAT_STREAM_REPLICAS", "1") }, "not the NATS replica count"},
+		{"local dc off", checkChatProcesses, func(c *cluster) {
+			setEnv(&c.deployment("chat", "chat-store").Spec.Template.Spec.Containers[0], "CHAT_LOCAL_DC", "dc1")
+		}, "Cassandra's data centre"},
 		{"nats url to nowhere", checkChatProcesses, func(c *cluster) { setEnv(gatewayCt(c), "CHAT_NATS", "nats://nats-client:4222") }, "names no Service"},
 		{"more nats pods than routes", checkNATS, func(c *cluster) { c.statefulSet("nats").Spec.Replicas = ptr.To[int32](5) }, "routes for 5 replicas"},
 		{"nats grace too short", checkNATS, func(c *cluster) {
