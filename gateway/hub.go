@@ -64,7 +64,7 @@ func (h *hub) add(c *Conn) {
 // join subscribes c to a conversation whose members are known.
 func (h *hub) join(c *Conn, conv string, members []store.ID) {
 	c.mu.Lock()
-	if c.closing || c.convs == nil && c.closed.Load() {
+	if c.closing { // closing or torn down: teardown already took convs
 		c.mu.Unlock()
 		return
 	}
