@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -772,8 +773,27 @@ type rawWS struct {
 // the server's first frame (hello) read.
 func (e *env) dialRaw(t testing.TB, token string) *rawWS {
 	t.Helper()
+	return e.dialRawBuf(t, token, 0)
+}
+
+// dialRawBuf is dialRaw with the socket's receive buffer set to rcvbuf
+// bytes before connecting (0: the system's default, autotuned).
+func (e *env) dialRawBuf(t testing.TB, token string, rcvbuf int) *rawWS {
+	t.Helper()
 	u, _ := url.Parse(e.base)
-	conn, err := net.DialTimeout("tcp", u.Host, frameWait)
+	d := net.Dialer{Timeout: frameWait}
+	if rcvbuf > 0 {
+		d.Control = func(network, address string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	conn, err := d.Dial("tcp", u.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -876,6 +896,34 @@ func (r *rawWS) awaitText(t testing.TB, want string) {
 		}
 		if op == 1 && bytes.Contains(p, []byte(want)) {
 			return
+		}
+	}
+}
+
+// drainToEnd reads frames until the server ends the connection. It
+// returns the close frame's code (-1: the connection ended without one)
+// and how many text frames came first; it fails if the connection is
+// still open after wait.
+func (r *rawWS) drainToEnd(t testing.TB, wait time.Duration) (code, texts int) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("raw: connection still open after %v (%d text frames read)", wait, texts)
+		}
+		op, p, err := r.readFrame()
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			t.Fatalf("raw: connection still open, silent for %v (%d text frames read)", frameWait, texts)
+		case err != nil:
+			return -1, texts
+		case op == 8 && len(p) >= 2:
+			return int(binary.BigEndian.Uint16(p)), texts
+		case op == 8:
+			return -1, texts
+		case op == 1:
+			texts++
 		}
 	}
 }

@@ -58,6 +58,7 @@ func TestWebSocket(t *testing.T) {
 	t.Run("BinaryAndUTF8", func(t *testing.T) { testBinaryUTF8(t, e) })
 	t.Run("RateLimit", func(t *testing.T) { testRateLimit(t, e) })
 	t.Run("LiveRightAfterHello", func(t *testing.T) { testLiveAfterHello(t, e) })
+	t.Run("SlowConsumer", func(t *testing.T) { testSlowConsumer(t, e) })
 	t.Run("CatchUpAfterReconnect", func(t *testing.T) { testCatchUp(t, e) })
 	t.Run("TokenExpiry", func(t *testing.T) { testTokenExpiry(t, e) })
 }
@@ -1338,4 +1339,41 @@ func testLiveAfterHello(t *testing.T, e *env) {
 		}
 		b1.close()
 	}
+}
+
+// testSlowConsumer: a member that does not read is disconnected (with
+// 1013 when the close frame can still be written) while the sender's
+// acks keep coming.
+func testSlowConsumer(t *testing.T, e *env) {
+	us := e.users(t, "slow", 2)
+	a, b := us[0], us[1]
+	ab := e.direct(t, a, b.User.Username)
+	// b reads its hello and then nothing, through a small receive window.
+	r := e.dialRawBuf(t, b.Token, 4096)
+	// Each message frame is about 25 KB ("<" is escaped as \u003c): 480
+	// of them are about 12 MB, beyond the server's socket buffer (at most
+	// 4 MiB here) plus the write queue (4 MiB by default).
+	body := strings.Repeat("<", 4096)
+	// One sender connection at a time: each also gets every message.
+	const n, perConn = 360, 40
+	for sent := 0; sent < n; sent += perConn {
+		c, _ := e.dial(t, fmt.Sprintf("sender %d", sent/perConn), a.Token)
+		ids := make([]string, perConn)
+		for k := range ids {
+			ids[k] = nextID("slow")
+			c.write(t, sendReq{"send", ids[k], ab.ID, ids[k], body})
+		}
+		for _, id := range ids {
+			ackMessage(t, c.take(t, "ack "+id, reply(id)))
+		}
+		c.close()
+	}
+	code, texts := r.drainToEnd(t, 30*time.Second)
+	if texts >= n {
+		t.Errorf("the slow client got all %d messages: it was never disconnected", texts)
+	}
+	if code != -1 && code != 1013 {
+		t.Errorf("slow client closed with code %d, want 1013 (or no close frame)", code)
+	}
+	t.Logf("slow client: %d of %d messages before the end, close code %d", texts, n, code)
 }
