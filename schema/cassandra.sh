@@ -13,7 +13,7 @@
 #   CASSANDRA_SEEDS         seed list                       (default: ADDR:STORAGE_PORT)
 #   CASSANDRA_INITIAL_TOKEN token of this node              (default: 0)
 #   CASSANDRA_HEAP          -Xmx and -Xms                   (default: 1g)
-#   CASSANDRA_START_TIMEOUT seconds to wait for CQL         (default: 240)
+#   CASSANDRA_START_TIMEOUT seconds from launch to CQL      (default: 300)
 #   JAVA_HOME               a JDK 11 or 17 (default: the java 17 on PATH or in /usr/lib/jvm)
 #
 # A second instance needs its own CASSANDRA_HOME_DIR and either another
@@ -28,7 +28,7 @@ storage_port=${CASSANDRA_STORAGE_PORT:-7000}
 seeds=${CASSANDRA_SEEDS:-$addr:$storage_port}
 initial_token=${CASSANDRA_INITIAL_TOKEN:-0}
 heap=${CASSANDRA_HEAP:-1g}
-timeout=${CASSANDRA_START_TIMEOUT:-240}
+timeout=${CASSANDRA_START_TIMEOUT:-300}
 
 lib=$home/lib
 conf=$home/conf
@@ -103,10 +103,14 @@ resolve_jars() {
 	rm -rf "$lib"
 	mkdir -p "$lib"
 	# Maven 3.8 warns that three sjk-* parser POMs are invalid (they point at
-	# a ${jmc5.path} system path); harmless, and -q hides it.
-	mvn -B -q -Dstyle.color=never -f "$here/cassandra-pom.xml" dependency:copy-dependencies \
-		-DincludeScope=runtime -DoutputDirectory="$lib" >&2 ||
-		die "mvn dependency:copy-dependencies failed"
+	# a ${jmc5.path} system path); harmless. Its output goes to a log, shown
+	# only when it fails.
+	mkdir -p "$logs"
+	if ! mvn -B -Dstyle.color=never -f "$here/cassandra-pom.xml" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$lib" >"$logs/mvn.log" 2>&1; then
+		tail -n 30 "$logs/mvn.log" >&2
+		die "mvn dependency:copy-dependencies failed (see $logs/mvn.log)"
+	fi
 	ls "$lib"/cassandra-all-*.jar >/dev/null 2>&1 || die "no cassandra-all jar in $lib"
 	ls "$lib"/jamm-*.jar >/dev/null 2>&1 || die "no jamm jar in $lib"
 	sha256sum "$here/cassandra-pom.xml" | cut -d' ' -f1 >"$lib/.complete"
@@ -121,7 +125,7 @@ write_config() {
 }
 
 start() {
-	local pid java jamm t0 now elapsed
+	local pid java jamm t0 t1 now elapsed waited
 	if pid=$(running); then
 		log "already running (pid $pid) on $addr:$port"
 		return 0
@@ -179,11 +183,14 @@ start() {
 		</dev/null >"$logs/stdout.log" 2>&1 &
 	pid=
 
+	# The timeout counts from the launch: resolving jars has its own pace.
+	t1=$(date +%s.%N)
 	while :; do
 		now=$(date +%s.%N)
 		elapsed=$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+		waited=$(awk -v a="$t1" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
 		if port_open "$addr" "$port"; then
-			log "CQL answers on $addr:$port after ${elapsed}s"
+			log "CQL answers on $addr:$port after ${elapsed}s (${waited}s since launch)"
 			return 0
 		fi
 		[[ -z $pid && -f $pidfile ]] && pid=$(<"$pidfile")
@@ -192,7 +199,7 @@ start() {
 			rm -f "$pidfile"
 			die "Cassandra exited during start (see $logs)"
 		fi
-		if awk -v e="$elapsed" -v t="$timeout" 'BEGIN { exit !(e > t) }'; then
+		if awk -v e="$waited" -v t="$timeout" 'BEGIN { exit !(e > t) }'; then
 			tail -n 40 "$logs/system.log" >&2 || true
 			stop || true
 			die "CQL did not answer within ${timeout}s"
