@@ -17,11 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// gocql's package-level and session-closing helpers that outlive a test briefly.
-		goleak.IgnoreTopFunction("github.com/gocql/gocql.(*eventDebouncer).flusher"),
-		goleak.IgnoreTopFunction("time.Sleep"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 func TestMigrationsParse(t *testing.T) {
