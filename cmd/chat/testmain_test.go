@@ -8,6 +8,13 @@ import (
 
 // TestMain fails the package when a test leaves goroutines behind: every
 // dev server a test starts must be fully stopped by its Close.
+//
+// No goleak ignores are needed: startDev's embedded nats-server (started
+// with DontListen and NoSigs, connected in process) ends all of its
+// goroutines in Shutdown+WaitForShutdown, and the tests close their HTTP
+// transports' idle connections and wait for their WebSocket readers. Add
+// an ignore here only for a goroutine proven to outlive a clean Close,
+// with the reason.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
