@@ -46,6 +46,11 @@ type Conn struct {
 	closeFrame  []byte // written after the queue, then the socket closes
 	convs       map[string]struct{}
 	closeReason string
+	// held holds back deliveries of conversations the user was just added
+	// to until the conversation frame, rendered off the dispatcher, has been
+	// queued: a client never sees a message of a conversation it does not
+	// know yet. nil almost always.
+	held map[string]*heldConv
 
 	closed atomic.Bool
 }
@@ -185,12 +190,68 @@ func (c *Conn) readFrame(br *bufio.Reader) ([]byte, time.Time, error) {
 	return payload, now, nil
 }
 
+type heldConv struct {
+	holds  int
+	frames [][]byte
+	types  []string
+}
+
 // Deliver queues a fan-out frame (router.Subscriber).
 func (c *Conn) Deliver(d *router.Delivery) {
 	if d.Kind == router.KindTyping && d.User == c.user {
 		return // typing goes to the other members only
 	}
-	c.send(d.Frame, kindName(d.Kind))
+	typ := kindName(d.Kind)
+	c.mu.Lock()
+	if h := c.held[d.Conversation]; h != nil {
+		h.frames = append(h.frames, d.Frame)
+		h.types = append(h.types, typ)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.send(d.Frame, typ)
+}
+
+// hold starts holding back conv's deliveries (see Conn.held).
+func (c *Conn) hold(conv string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held == nil {
+		c.held = make(map[string]*heldConv)
+	}
+	h := c.held[conv]
+	if h == nil {
+		h = &heldConv{}
+		c.held[conv] = h
+	}
+	h.holds++
+}
+
+// release queues the conversation frame (nil: none), then, with the last
+// hold gone, everything held back, in order.
+func (c *Conn) release(conv string, frame []byte) {
+	if frame != nil {
+		c.send(frame, "conversation")
+	}
+	c.mu.Lock()
+	h := c.held[conv]
+	if h == nil {
+		c.mu.Unlock()
+		return
+	}
+	if h.holds--; h.holds > 0 {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.held, conv)
+	if len(c.held) == 0 {
+		c.held = nil
+	}
+	c.mu.Unlock()
+	for i, f := range h.frames {
+		c.send(f, h.types[i])
+	}
 }
 
 func kindName(k router.Kind) string {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,13 +28,45 @@ const (
 type request struct {
 	Type         string          `json:"type"`
 	ID           json.RawMessage `json:"id"`
-	Conversation *string         `json:"conversation"`
-	ClientID     *string         `json:"client_id"`
-	Body         *string         `json:"body"`
+	Conversation *flexString     `json:"conversation"`
+	ClientID     *flexString     `json:"client_id"`
+	Body         *flexString     `json:"body"`
 	Before       *flexID         `json:"before"`
 	After        *flexID         `json:"after"`
-	Limit        *int            `json:"limit"`
+	Limit        *flexInt        `json:"limit"`
 	MessageID    *flexID         `json:"message_id"`
+}
+
+// flexString accepts any JSON value and remembers whether it was a string,
+// so that a field of the wrong type is that field's error (with the
+// request's id echoed), not a frame that fails to decode.
+type flexString struct {
+	s  string
+	ok bool
+}
+
+func (f *flexString) UnmarshalJSON(b []byte) error {
+	f.ok = json.Unmarshal(b, &f.s) == nil && len(b) > 0 && b[0] == '"'
+	return nil
+}
+
+// str returns the string, or "" when the value was not one.
+func (f *flexString) str() (string, bool) {
+	if f == nil || !f.ok {
+		return "", false
+	}
+	return f.s, true
+}
+
+// flexInt is flexString's counterpart for numbers.
+type flexInt struct {
+	n  int
+	ok bool
+}
+
+func (f *flexInt) UnmarshalJSON(b []byte) error {
+	f.ok = json.Unmarshal(b, &f.n) == nil
+	return nil
 }
 
 // flexID accepts an ID as a decimal string (the protocol's form) or a JSON
@@ -46,7 +77,10 @@ type flexID struct {
 }
 
 func (f *flexID) UnmarshalJSON(b []byte) error {
-	s := string(bytes.Trim(b, `"`))
+	s := string(b)
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		s = string(b[1 : len(b)-1])
+	}
 	id, err := store.ParseID(s)
 	f.id, f.ok = id, err == nil
 	return nil
@@ -99,11 +133,11 @@ func (s *Server) handleMessage(c *Conn, payload []byte, at time.Time) {
 
 // conversationOf checks the frame names a conversation c's user is in.
 func (s *Server) conversationOf(ctx context.Context, c *Conn, req *request) (string, bool) {
-	if req.Conversation == nil || *req.Conversation == "" {
-		c.sendError(req.ID, codeBadRequest, "conversation is required")
+	conv, ok := req.Conversation.str()
+	if !ok || conv == "" {
+		c.sendError(req.ID, codeBadRequest, "conversation must be a conversation ID")
 		return "", false
 	}
-	conv := *req.Conversation
 	ok, err := s.isMember(ctx, c, conv)
 	if err != nil {
 		c.sendError(req.ID, codeUnavailable, "try again")
@@ -173,11 +207,13 @@ func validBody(s string) bool {
 }
 
 func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time) {
-	if req.ClientID == nil || !validClientID(*req.ClientID) {
+	clientID, ok := req.ClientID.str()
+	if !ok || !validClientID(clientID) {
 		c.sendError(req.ID, codeInvalidMessage, "client_id must be 1-64 printable ASCII characters")
 		return
 	}
-	if req.Body == nil || !validBody(*req.Body) {
+	body, ok := req.Body.str()
+	if !ok || !validBody(body) {
 		c.sendError(req.ID, codeInvalidMessage, "body must be 1-4096 characters, not only white space")
 		return
 	}
@@ -186,7 +222,7 @@ func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time
 		return
 	}
 	start := time.Now()
-	m, _, err := s.pub.Publish(ctx, store.Message{Conversation: conv, Sender: c.user, Body: *req.Body, ClientID: *req.ClientID})
+	m, _, err := s.pub.Publish(ctx, store.Message{Conversation: conv, Sender: c.user, Body: body, ClientID: clientID})
 	s.m.publishLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("publish failed", zap.String("conversation", conv), zap.Error(err))
@@ -228,7 +264,7 @@ func (s *Server) onHistory(ctx context.Context, c *Conn, req *request) {
 
 // parsePage validates history parameters: one cursor at most, limit
 // defaulting to 50, clamped to 200, under 1 refused.
-func parsePage(before, after *flexID, limit *int) (page, string) {
+func parsePage(before, after *flexID, limit *flexInt) (page, string) {
 	p := page{Page: store.Page{Limit: 50}}
 	if before != nil && after != nil {
 		return p, "give before or after, not both"
@@ -250,10 +286,10 @@ func parsePage(before, after *flexID, limit *int) (page, string) {
 		p.After = max(after.id, 1)
 	}
 	if limit != nil {
-		if *limit < 1 {
-			return p, "limit must be at least 1"
+		if !limit.ok || limit.n < 1 {
+			return p, "limit must be a number, at least 1"
 		}
-		p.Limit = min(*limit, 200)
+		p.Limit = min(limit.n, 200)
 	}
 	return p, ""
 }

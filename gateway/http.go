@@ -430,14 +430,10 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, id identity) {
 		after = &flexID{}
 		_ = after.UnmarshalJSON([]byte(q.Get("after")))
 	}
-	var limit *int
+	var limit *flexInt
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a number")
-			return
-		}
-		limit = &n
+		limit = &flexInt{n: n, ok: err == nil}
 	}
 	p, msg := parsePage(before, after, limit)
 	if msg != "" {

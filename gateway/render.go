@@ -172,22 +172,30 @@ func (s *Server) onUserEvent(user store.ID, data []byte) {
 	if err := json.Unmarshal(data, &ev); err != nil || ev.Type != "conversation" || !store.ValidConversationID(ev.Conversation.ID) {
 		return
 	}
+	// Subscribe now, on the dispatcher, so that no message sent after the
+	// change is missed; hold those messages back until the conversation
+	// frame, which needs the members' names (the store, maybe), is queued.
+	conv := ev.Conversation
+	conns := s.hub.userConns(user)
+	for _, c := range conns {
+		c.hold(conv.ID)
+		s.hub.join(c, conv.ID, conv.Members)
+	}
 	task := func() {
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 		defer cancel()
-		ac, err := s.renderOne(ctx, user, ev.Conversation)
-		if err != nil {
+		var frame []byte
+		if ac, err := s.renderOne(ctx, user, conv); err != nil {
 			s.log.Warn("conversation event", zap.Error(err))
-			return
+		} else {
+			b, _ := json.Marshal(struct {
+				Type         string          `json:"type"`
+				Conversation apiConversation `json:"conversation"`
+			}{"conversation", ac})
+			frame = textFrame(b)
 		}
-		b, _ := json.Marshal(struct {
-			Type         string          `json:"type"`
-			Conversation apiConversation `json:"conversation"`
-		}{"conversation", ac})
-		frame := textFrame(b)
-		for _, c := range s.hub.userConns(user) {
-			s.hub.join(c, ev.Conversation.ID, ev.Conversation.Members)
-			c.send(frame, "conversation")
+		for _, c := range conns {
+			c.release(conv.ID, frame)
 		}
 	}
 	if err := s.pool.Schedule(task); err != nil {
