@@ -11,13 +11,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -121,6 +124,20 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(shots, `${name}.png`) });
 }
 
+let axeSource = null;
+
+/**
+ * Runs axe-core in the page and fails on any violation. Evaluated through
+ * DevTools, so the page's Content-Security-Policy (rightly) does not block it.
+ */
+async function checkA11y(page, name) {
+  axeSource ??= await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => globalThis.axe.run(document, { resultTypes: ['violations'] }));
+  const found = result.violations.map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
+  assert.deepEqual(found, [], `accessibility problems on ${name}`);
+}
+
 async function signUp(p, displayName) {
   await p.page.goto(url('/'));
   await p.page.getByLabel('Username').fill(p.username);
@@ -179,6 +196,7 @@ test('the login screen has what people and tests need', async () => {
   await a.page.getByRole('button', { name: 'Log in' }).waitFor();
   await a.page.getByRole('button', { name: 'Sign up' }).waitFor();
   await shot(a.page, '01-login');
+  await checkA11y(a.page, 'login');
   // A wrong password is refused with a message.
   await a.page.getByLabel('Username').fill('nobody_' + suffix);
   await a.page.getByLabel('Password').fill('wrong password');
@@ -263,6 +281,7 @@ test('online and offline show in the header', async () => {
   const b = ctx.people.billy;
   await waitForText(a.page.locator('#conv-status'), 'online');
   await shot(a.page, '04-conversation');
+  await checkA11y(a.page, 'conversation');
   // Billy closes his only tab.
   await b.page.close();
   await waitForText(a.page.locator('#conv-status'), 'offline', PRESENCE_WAIT);
@@ -323,6 +342,7 @@ test('a third person in a group sees group messages', async () => {
   await messageIn(a.page, 'Me too!').waitFor();
   await messageIn(c.page, 'Me too!').waitFor();
   await shot(a.page, '05-group');
+  await checkA11y(a.page, 'group');
 });
 
 test('the conversation list: most recent first, previews, unread counts', async () => {
@@ -340,6 +360,7 @@ test('the conversation list: most recent first, previews, unread counts', async 
   await convNav(a.page).getByRole('link').first().filter({ hasText: 'bring snacks' }).waitFor();
   await convNav(a.page).getByRole('link', { name: /Billy Brown.*1 unread/ }).waitFor();
   await shot(a.page, '02-conversation-list');
+  await checkA11y(a.page, 'conversation list');
 });
 
 test('a phone-sized screen shows one pane at a time', async () => {
@@ -350,13 +371,16 @@ test('a phone-sized screen shows one pane at a time', async () => {
   await convNav(phone).getByRole('link').first().waitFor();
   assert.equal(await log(phone).isVisible(), false);
   await shot(phone, '06-phone-list');
+  await checkA11y(phone, 'phone list');
   await convNav(phone).getByRole('link', { name: /Billy Brown/ }).click();
   await messageIn(phone, 'bring snacks').waitFor();
   assert.equal(await convNav(phone).isVisible(), false);
   await messageBox(phone).waitFor();
   await shot(phone, '07-phone-conversation');
+  await checkA11y(phone, 'phone conversation');
   await phone.emulateMedia({ colorScheme: 'dark' });
   await shot(phone, '09-phone-dark');
+  await checkA11y(phone, 'phone dark');
   await phone.emulateMedia({ colorScheme: 'light' });
   await phone.getByRole('link', { name: 'Back to conversations' }).click();
   await convNav(phone).waitFor();

@@ -680,9 +680,10 @@ function renderList() {
     items.push({
       key: id,
       sig,
-      build: () => {
-        const label = `${title}${online ? ', online' : ''}${unread ? `, ${unread} unread` : ''}`;
-        return h(
+      // The link's name is its visible text plus hidden words for what
+      // only colour shows (online, the unread badge).
+      build: () =>
+        h(
           'li',
           {},
           h(
@@ -691,24 +692,29 @@ function renderList() {
               class: `conv${unread ? ' has-unread' : ''}`,
               href,
               'aria-current': current ? 'page' : null,
-              'aria-label': label,
               dataset: { conv: id },
             },
             avatar(id, title, online, rec.kind === 'group' ? 'group' : ''),
             h(
               'span',
               { class: 'conv-main' },
-              h('span', { class: 'conv-top' }, h('span', { class: 'conv-name', text: title }), h('span', { class: 'conv-time', text: stamp })),
+              h(
+                'span',
+                { class: 'conv-top' },
+                h('span', { class: 'conv-name' }, title, online ? h('span', { class: 'visually-hidden', text: ', online,' }) : null),
+                h('span', { class: 'conv-time', text: stamp }),
+              ),
               h(
                 'span',
                 { class: 'conv-bottom' },
                 h('span', { class: `conv-preview${typing.length ? ' is-typing' : ''}`, text: pre }),
-                unread ? h('span', { class: 'badge', text: unread > 99 ? '99+' : String(unread) }) : null,
+                unread
+                  ? h('span', { class: 'badge' }, unread > 99 ? '99+' : String(unread), h('span', { class: 'visually-hidden', text: ' unread' }))
+                  : null,
               ),
             ),
           ),
-        );
-      },
+        ),
     });
   }
   reconcile(els.convList, items, app.listCache);
@@ -794,7 +800,7 @@ function renderMessages(id, rec) {
     const day = dayKey(when);
     if (day !== prevDay) {
       const label = dayLabel(when, { now });
-      items.push({ key: `d:${day}`, sig: label, build: () => h('li', { class: 'day', role: 'separator' }, h('span', { text: label })) });
+      items.push({ key: `d:${day}`, sig: label, build: () => h('li', { class: 'day' }, h('span', { text: label })) });
       prevDay = day;
       prev = null;
     }
