@@ -67,6 +67,10 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	cl.Timeout = cfg.Timeout
 	cl.ConnectTimeout = cfg.ConnectTimeout
 	cl.NumConns = cfg.NumConns
+	// A node back from a restart is used again within seconds, so the
+	// backlog JetStream held meanwhile drains at once (gocql's default
+	// waits a minute).
+	cl.ReconnectInterval = 2 * time.Second
 	// Queries go straight to a replica of their partition; which replicas
 	// are eligible is the fallback policy's choice (the local data centre
 	// when one is named).
