@@ -1034,6 +1034,23 @@ func testConversationFrames(t *testing.T, e *env) {
 	}
 	_, h := e.dial(t, "c1", c.Token)
 	findConv(t, h.Conversations, g.ID)
+
+	// A direct conversation is created too: each side's frame is titled
+	// with the other's display name, and so is each side's hello.
+	ab := e.direct(t, a, b.User.Username)
+	for _, x := range []struct {
+		cl    *wsClient
+		title string
+	}{{a1, b.User.DisplayName}, {a2, b.User.DisplayName}, {b1, a.User.DisplayName}} {
+		cv := conversationOf(t, x.cl.take(t, "conversation frame of the direct", isConversation(ab.ID)))
+		if cv.Kind != "direct" || cv.Title != x.title || !slices.Equal(memberIDs(cv), idsOf(a, b)) {
+			t.Errorf("%s: direct's conversation frame %+v, want title %q", x.cl.name, cv, x.title)
+		}
+	}
+	_, hb := e.dial(t, "b2", b.Token)
+	if cv := findConv(t, hb.Conversations, ab.ID); cv.Title != a.User.DisplayName {
+		t.Errorf("b's hello titles the direct %q, want %q", cv.Title, a.User.DisplayName)
+	}
 	eventually(t, "c's conversation list", func() error {
 		if cv := findConv(t, e.conversations(t, c), g.ID); cv.LastMessage == nil || cv.LastMessage.Body != "reply" || cv.Unread != 2 {
 			return fmt.Errorf("%+v, want last message 'reply' and 2 unread", cv)
