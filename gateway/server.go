@@ -197,12 +197,10 @@ var wsPrefixes = [][]byte{[]byte("GET /ws?"), []byte("GET /ws ")}
 func (s *Server) handshake(raw net.Conn) {
 	_ = raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	var head [8]byte
-	n, err := io.ReadFull(raw, head[:])
-	if err != nil {
-		if n == 0 {
-			_ = raw.Close()
-			return
-		}
+	n, _ := io.ReadFull(raw, head[:]) // a short read is net/http's to answer
+	if n == 0 {
+		_ = raw.Close()
+		return
 	}
 	prefix := head[:n]
 	isWS := false
@@ -219,9 +217,10 @@ func (s *Server) handshake(raw net.Conn) {
 		return
 	}
 	var (
-		query string
-		authz string
-		id    identity
+		query    string
+		authz    string
+		id       identity
+		badToken bool
 	)
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
@@ -240,6 +239,7 @@ func (s *Server) handshake(raw net.Conn) {
 			var err error
 			id, err = s.authenticate(query, authz)
 			if err != nil {
+				badToken = true
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusUnauthorized), ws.RejectionReason("unauthorized"))
 			}
 			return nil, nil
@@ -255,7 +255,7 @@ func (s *Server) handshake(raw net.Conn) {
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
 			reason = failHandshakeTimeout
-		case id.User == 0 && (query != "" || authz != ""), id.User == 0 && isRejection(err):
+		case badToken:
 			reason = failUnauthorized
 		}
 		s.m.upgradeFailures.WithLabelValues(reason).Inc()
@@ -264,11 +264,6 @@ func (s *Server) handshake(raw net.Conn) {
 	}
 	_ = raw.SetDeadline(time.Time{})
 	s.open(raw, id)
-}
-
-func isRejection(err error) bool {
-	var rej *ws.ConnectionRejectedError
-	return errors.As(err, &rej)
 }
 
 // authenticate checks the token of a WebSocket request: ?token= or an
