@@ -108,32 +108,102 @@ func (b *Backend) writeNewMembers(ctx context.Context, conv string, members []st
 	})
 }
 
+// claimBatch bounds the rows of one conditional batch (one partition, one
+// Paxos round).
+const claimBatch = 200
+
+// maxClaimRounds bounds the rounds of claimMembers: each round either
+// claims every remaining user or learns that some were claimed by others.
+const maxClaimRounds = 10
+
 // claimMembers makes users members of conv joined at at, unless they are
-// already: each membership row is claimed with INSERT ... IF NOT EXISTS, so
-// concurrent callers agree on who was new and a member keeps their first
-// join time. The user's list row is (re)written with the join time that won
-// either way, so an earlier call that died half-way is completed. It
-// returns which users were new.
+// already. The membership rows are claimed with INSERT ... IF NOT EXISTS in
+// a conditional batch (all rows of one conversation share a partition, so
+// one Paxos round claims them all; a transaction per user would make them
+// contend with each other). A batch applies only if none of its rows exists:
+// when one does (another caller got there first), a serial read tells which,
+// and the rest are claimed again. So concurrent callers agree on who was new
+// and a member keeps their first join time. The users' list rows are then
+// (re)written with the join time that won, completing an earlier call that
+// died half-way. It returns which users were new.
 func (b *Backend) claimMembers(ctx context.Context, conv string, users []store.ID, at time.Time) ([]bool, error) {
 	added := make([]bool, len(users))
-	err := b.each(ctx, len(users), func(ctx context.Context, i int) error {
-		prev := map[string]any{}
-		applied, err := b.q(ctx, `INSERT INTO conversation_members (conversation_id, user_id, joined_at) VALUES (?, ?, ?) IF NOT EXISTS`,
-			conv, int64(users[i]), at).MapScanCAS(prev)
-		if err != nil {
-			return err
+	joined := make([]time.Time, len(users))
+	pending := make([]int, len(users))
+	for i := range users {
+		pending[i] = i
+		joined[i] = at
+	}
+	for round := 0; len(pending) > 0; round++ {
+		if round == maxClaimRounds {
+			return nil, fmt.Errorf("%w: claiming members of %q: still contended after %d rounds", store.ErrUnavailable, conv, round)
 		}
-		joined := at
-		if !applied {
-			if t := toTime(prev["joined_at"]); !t.IsZero() {
-				joined = t
+		var retry []int
+		for start := 0; start < len(pending); start += claimBatch {
+			chunk := pending[start:min(start+claimBatch, len(pending))]
+			batch := b.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+			for _, i := range chunk {
+				batch.Entries = append(batch.Entries, gocql.BatchEntry{
+					Stmt:       `INSERT INTO conversation_members (conversation_id, user_id, joined_at) VALUES (?, ?, ?) IF NOT EXISTS`,
+					Args:       []any{conv, int64(users[i]), at},
+					Idempotent: true,
+				})
+			}
+			applied, iter, err := b.s.MapExecuteBatchCAS(batch, map[string]any{})
+			if err != nil {
+				return nil, err
+			}
+			if err := iter.Close(); err != nil {
+				return nil, err
+			}
+			if applied {
+				for _, i := range chunk {
+					added[i] = true
+				}
+				continue
+			}
+			existing, err := b.memberJoins(ctx, conv, users, chunk)
+			if err != nil {
+				return nil, err
+			}
+			for _, i := range chunk {
+				if t, ok := existing[users[i]]; ok {
+					if !t.IsZero() {
+						joined[i] = t
+					}
+				} else {
+					retry = append(retry, i)
+				}
 			}
 		}
-		added[i] = applied
+		pending = retry
+	}
+	err := b.each(ctx, len(users), func(ctx context.Context, i int) error {
 		return b.q(ctx, `INSERT INTO user_conversations (user_id, conversation_id, joined_at) VALUES (?, ?, ?)`,
-			int64(users[i]), conv, joined).Exec()
+			int64(users[i]), conv, joined[i]).Exec()
 	})
 	return added, err
+}
+
+// memberJoins reads, at serial consistency (so it sees every committed
+// transaction), which of users[idx] have a membership row and their join
+// times.
+func (b *Backend) memberJoins(ctx context.Context, conv string, users []store.ID, idx []int) (map[store.ID]time.Time, error) {
+	keys := make([]int64, len(idx))
+	for k, i := range idx {
+		keys[k] = int64(users[i])
+	}
+	iter := b.q(ctx, `SELECT user_id, joined_at FROM conversation_members WHERE conversation_id = ? AND user_id IN ?`, conv, keys).
+		Consistency(gocql.Consistency(b.cfg.SerialConsistency)).Iter()
+	out := map[store.ID]time.Time{}
+	var (
+		id int64
+		t  time.Time
+	)
+	for iter.Scan(&id, &t) {
+		out[store.ID(id)] = t.UTC()
+	}
+	return out, iter.Close()
 }
 
 // AddMembers claims a membership row for each user not yet in the

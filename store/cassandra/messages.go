@@ -54,7 +54,7 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error 
 	newest := map[string]store.Message{}
 	seen := map[store.ID]map[string]bool{}
 	for _, m := range msgs {
-		if m.Conversation == "" || !validID(m.ID) || !validID(m.Sender) {
+		if m.Conversation == "" || !validID(m.ID) || m.Sender > math.MaxInt64 {
 			return fmt.Errorf("%w: message %d in %q from %d", store.ErrInvalid, m.ID, m.Conversation, m.Sender)
 		}
 		// A message repeated in one batch is written once: the first copy.

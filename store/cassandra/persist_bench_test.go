@@ -11,12 +11,15 @@ package cassandra_test
 // CHAT_BENCH_STORE='BatchSize=2000,Prefetch=4000,MaxInFlight=128' (keys:
 // ServiceConfig's BatchSize, BatchLinger, BatchIdle, Prefetch,
 // MaxAckPending, and cassandra.Config's MaxInFlight, NumConns).
+// CHAT_BENCH_CASSANDRA_PID=<pid of the local node> adds the node's CPU time
+// per message.
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -274,6 +277,7 @@ func BenchmarkPersistStore(b *testing.B) {
 		b.Fatal(err)
 	}
 	var stats saveStats
+	cpu := newCassandraCPU(b)
 	for b.Loop() {
 		b.StopTimer()
 		msgs := persistMessages(gen, persistBatch, persistConvs)
@@ -286,10 +290,12 @@ func BenchmarkPersistStore(b *testing.B) {
 		}
 		ctx, cancel := context.WithCancel(b.Context())
 		runErr := make(chan error, 1)
+		cpu.begin(b)
 		b.StartTimer()
 		go func() { runErr <- s.Run(ctx) }()
 		persistWaitAcked(b, pjs, last, runErr)
 		b.StopTimer()
+		cpu.end(b)
 
 		sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
 		if err := s.Shutdown(sctx); err != nil {
@@ -309,6 +315,8 @@ func BenchmarkPersistStore(b *testing.B) {
 	// writes one batch at a time, so the rest is fetching, decoding and
 	// acking between writes.
 	b.ReportMetric(100*float64(stats.nanos.Load())/float64(b.Elapsed()), "%in-save")
+	b.ReportMetric(float64(stats.stmts.Load())/float64(b.N*persistBatch), "stmts/msg")
+	cpu.report(b, b.N*persistBatch)
 }
 
 // countingBackend counts the backend's message writes and the time spent
@@ -321,9 +329,25 @@ type countingBackend struct {
 type saveStats struct {
 	writes atomic.Int64
 	nanos  atomic.Int64
+	stmts  atomic.Int64
 }
 
 func (c countingBackend) SaveMessages(ctx context.Context, msgs []store.Message) error {
+	// The requests the backend sends for msgs, as messages.go builds them:
+	// one unlogged batch per partition and 100 rows, then one update of
+	// each conversation's row (conversation_buckets inserts are cached and
+	// left out).
+	parts := map[partKey]int{}
+	convs := map[string]bool{}
+	for _, m := range msgs {
+		parts[partKey{m.Conversation, persistBucket(m.ID)}]++
+		convs[m.Conversation] = true
+	}
+	stmts := len(convs)
+	for _, n := range parts {
+		stmts += (n + 99) / 100
+	}
+	c.st.stmts.Add(int64(stmts))
 	start := time.Now()
 	err := c.Backend.SaveMessages(ctx, msgs)
 	c.st.nanos.Add(int64(time.Since(start)))
@@ -438,20 +462,24 @@ func BenchmarkPersistGocqlCeiling(b *testing.B) {
 	}
 	counter := &rowCounter{s: s}
 	run := func(b *testing.B, write func(context.Context, *gocql.Session, []persistRow) error) {
+		cpu := newCassandraCPU(b)
 		for b.Loop() {
 			b.StopTimer()
 			msgs := persistMessages(gen, persistBatch, persistConvs)
 			rows := persistRows(msgs)
 			counter.add(msgs)
+			cpu.begin(b)
 			b.StartTimer()
 			if err := write(b.Context(), s, rows); err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()
+			cpu.end(b)
 			counter.check(b)
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(b.N*persistBatch)/b.Elapsed().Seconds(), "msgs/s")
+		cpu.report(b, b.N*persistBatch)
 	}
 	b.Run("inserts", func(b *testing.B) { run(b, persistInserts) })
 	b.Run("batches", func(b *testing.B) { run(b, persistBatches) })
@@ -525,4 +553,80 @@ func persistBatches(ctx context.Context, s *gocql.Session, rows []persistRow) er
 		}
 		return s.ExecuteBatch(batch)
 	})
+}
+
+// cassandraCPU adds up the CPU time of the Cassandra process over the timed
+// parts, when CHAT_BENCH_CASSANDRA_PID names it (Linux /proc; for a node on
+// this machine only). It tells what a message costs the database, which on
+// a machine this small is what bounds both benchmarks.
+type cassandraCPU struct {
+	stat         string // /proc/<pid>/stat; empty when not measuring
+	start, total time.Duration
+}
+
+func newCassandraCPU(b *testing.B) *cassandraCPU {
+	b.Helper()
+	pid := os.Getenv("CHAT_BENCH_CASSANDRA_PID")
+	if pid == "" {
+		return &cassandraCPU{}
+	}
+	c := &cassandraCPU{stat: "/proc/" + pid + "/stat"}
+	if _, err := c.read(); err != nil {
+		b.Fatalf("CHAT_BENCH_CASSANDRA_PID=%s: %v", pid, err)
+	}
+	return c
+}
+
+// read returns the process's user plus system time. The kernel counts it
+// in clock ticks of 1/100 s (USER_HZ on Linux).
+func (c *cassandraCPU) read() (time.Duration, error) {
+	raw, err := os.ReadFile(c.stat)
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: state is the first, utime the 12th, stime the 13th.
+	i := strings.LastIndexByte(string(raw), ')')
+	f := strings.Fields(string(raw[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("unexpected %s: %q", c.stat, raw)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("%s: %w", c.stat, err)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+func (c *cassandraCPU) begin(b *testing.B) {
+	if c.stat == "" {
+		return
+	}
+	t, err := c.read()
+	if err != nil {
+		b.Fatalf("Cassandra CPU (did the node restart?): %v", err)
+	}
+	c.start = t
+}
+
+func (c *cassandraCPU) end(b *testing.B) {
+	if c.stat == "" {
+		return
+	}
+	t, err := c.read()
+	if err != nil {
+		b.Fatalf("Cassandra CPU (did the node restart?): %v", err)
+	}
+	c.total += t - c.start
+}
+
+// report adds the Cassandra CPU per message and its share of the timed run
+// (100 is one core busy the whole time).
+func (c *cassandraCPU) report(b *testing.B, msgs int) {
+	if c.stat == "" {
+		return
+	}
+	b.ReportMetric(float64(c.total.Microseconds())/float64(msgs), "cass-cpu-us/msg")
+	b.ReportMetric(100*float64(c.total)/float64(b.Elapsed()), "%cass-cpu")
 }
