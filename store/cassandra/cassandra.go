@@ -8,7 +8,8 @@
 // driver may retry it. Three techniques keep that cheap:
 //   - Lightweight transactions (INSERT ... IF NOT EXISTS) only where a
 //     decision must be made once: claiming a username, creating a
-//     conversation, adding a member.
+//     conversation, adding members (one conditional batch per
+//     conversation, not one transaction per member).
 //   - Write timestamps chosen on purpose where a value must only move one
 //     way: a conversation's last message and a read mark are written
 //     USING TIMESTAMP equal to the message ID, so last-write-wins keeps the
