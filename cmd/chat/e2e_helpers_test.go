@@ -207,6 +207,10 @@ func (e *env) do(t testing.TB, method, path, token string, body any) (int, []byt
 	if err != nil {
 		t.Fatalf("%s %s: reading body: %v", method, path, err)
 	}
+	// All bodies are UTF-8 JSON.
+	if strings.HasPrefix(path, "/api/") && len(b) > 0 && !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Errorf("%s %s: Content-Type %q, want application/json", method, path, resp.Header.Get("Content-Type"))
+	}
 	return resp.StatusCode, b
 }
 

@@ -986,6 +986,12 @@ func testPing(t *testing.T, e *env) {
 	}
 	c.write(t, map[string]string{"type": "ping"})
 	c.take(t, "pong without id", ofType("pong"))
+	// A WebSocket (RFC 6455) ping is answered with a pong.
+	ctx, cancel := context.WithTimeout(context.Background(), frameWait)
+	defer cancel()
+	if err := c.c.Ping(ctx); err != nil {
+		t.Errorf("WebSocket ping: %v", err)
+	}
 }
 
 func isConversation(id string) func(frame) bool {
@@ -1348,7 +1354,7 @@ func testLiveAfterHello(t *testing.T, e *env) {
 	a, b := us[0], us[1]
 	ab := e.direct(t, a, b.User.Username)
 	a1, _ := e.dial(t, "a1", a.Token)
-	for i := 0; i < 60; i++ {
+	for i := 0; i < 100; i++ {
 		b1, _ := e.dial(t, fmt.Sprintf("b-%d", i), b.Token)
 		m := a1.send(t, ab.ID, fmt.Sprintf("lah%d", i), "right after your hello")
 		if _, ok := b1.tryTake(3*time.Second, isMessageID(m.ID)); !ok {
