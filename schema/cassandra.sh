@@ -243,9 +243,18 @@ status() {
 	return 3
 }
 
+# lock serialises start and stop of one CASSANDRA_HOME_DIR, so that two
+# callers starting at once (a developer and a test script) do not launch two
+# daemons on one data folder: the second waits and finds it running.
+lock() {
+	mkdir -p "$home"
+	exec 9>"$home/.lock"
+	flock -w "$((timeout + 600))" 9 || die "could not lock $home/.lock"
+}
+
 case ${1:-} in
-start) start ;;
-stop) stop ;;
+start) lock && start ;;
+stop) lock && stop ;;
 status) status ;;
 *)
 	echo "usage: $0 start|stop|status" >&2

@@ -326,10 +326,10 @@ func Migrate(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// Applied returns the versions recorded in a migrated keyspace, with a
-// session bound to that keyspace.
+// Applied returns the versions recorded in a migrated keyspace (version to
+// checksum), read with s bound to that keyspace, at s's consistency.
 func Applied(ctx context.Context, s *gocql.Session) (map[int]string, error) {
-	return appliedVersions(ctx, s, Config{Consistency: gocql.Quorum, Timeout: DefaultTimeout})
+	return appliedVersions(ctx, s, Config{Timeout: DefaultTimeout})
 }
 
 func newSession(cfg Config, keyspace string) (*gocql.Session, error) {
@@ -369,7 +369,11 @@ func firstLine(s string) string {
 func appliedVersions(ctx context.Context, s *gocql.Session, cfg Config) (map[int]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	iter := s.Query(`SELECT version, checksum FROM schema_migrations`).WithContext(ctx).Consistency(cfg.Consistency).Iter()
+	q := s.Query(`SELECT version, checksum FROM schema_migrations`).WithContext(ctx)
+	if cfg.Consistency != gocql.Any { // Any: the session's own
+		q = q.Consistency(cfg.Consistency)
+	}
+	iter := q.Iter()
 	applied := map[int]string{}
 	var v int
 	var sum string
