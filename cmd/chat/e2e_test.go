@@ -1353,8 +1353,14 @@ func testLiveAfterHello(t *testing.T, e *env) {
 	us := e.users(t, "lah", 2)
 	a, b := us[0], us[1]
 	ab := e.direct(t, a, b.User.Username)
-	a1, _ := e.dial(t, "a1", a.Token)
+	var a1 *wsClient
 	for i := 0; i < 100; i++ {
+		if i%40 == 0 { // a fresh sender within its burst
+			if a1 != nil {
+				a1.close()
+			}
+			a1, _ = e.dial(t, fmt.Sprintf("a-%d", i), a.Token)
+		}
 		b1, _ := e.dial(t, fmt.Sprintf("b-%d", i), b.Token)
 		m := a1.send(t, ab.ID, fmt.Sprintf("lah%d", i), "right after your hello")
 		if _, ok := b1.tryTake(3*time.Second, isMessageID(m.ID)); !ok {
