@@ -176,11 +176,12 @@ start() {
 	log "starting Cassandra on $addr:$port (storage $storage_port, logs $logs/system.log)"
 	# setsid: the daemon must outlive this script and the shell (or CI step)
 	# that ran it. The inner shell records its own pid, then becomes java.
+	# 9>&-: the daemon must not inherit (and so hold) the start/stop lock.
 	# shellcheck disable=SC2016
 	rm -f "$pidfile"
 	setsid bash -c 'echo $$ >"$1.tmp" && mv "$1.tmp" "$1" && shift && exec "$@"' _ "$pidfile" \
 		"$java" "${opts[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon \
-		</dev/null >"$logs/stdout.log" 2>&1 &
+		</dev/null >"$logs/stdout.log" 2>&1 9>&- &
 	pid=
 
 	# The timeout counts from the launch: resolving jars has its own pace.
