@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -405,7 +406,8 @@ func (e *clusterEnv) cql(keyspace string) (*gocql.Session, error) {
 	c := gocql.NewCluster(e.cass)
 	c.Keyspace = keyspace
 	c.Consistency = gocql.One
-	c.Timeout = 20 * time.Second
+	// Schema changes (DROP KEYSPACE) take long on a loaded machine.
+	c.Timeout = time.Minute
 	c.ConnectTimeout = 10 * time.Second
 	c.NumConns = 1
 	s, err := c.CreateSession()
@@ -453,8 +455,8 @@ func (e *clusterEnv) waitReady(n *clNode, d time.Duration) {
 
 // startTogether starts nodes at once, as a deployment does, and expects
 // each to be ready within d. One that is not is a failure; it is then
-// killed and started again (as Kubernetes would restart it) so that the
-// scenarios after it still run.
+// killed and started again (as Kubernetes would restart it, at its own
+// moment: one at a time) so that the scenarios after it still run.
 func (e *clusterEnv) startTogether(nodes []*clNode, d time.Duration) {
 	t := e.t
 	t.Helper()
@@ -481,10 +483,9 @@ func (e *clusterEnv) startTogether(nodes []*clNode, d time.Duration) {
 		}
 		t.Errorf("%s not ready %v after starting together with the others: %s; /readyz %d %s %v; output:\n%s",
 			n.name, time.Since(began).Round(time.Millisecond), state, status, body, err, n.proc.tail(6))
+		// Started again one at a time: together they may collide again.
 		n.proc.kill()
 		e.start(n)
-	}
-	for _, n := range nodes {
 		e.waitReady(n, 2*time.Minute)
 	}
 }
@@ -969,6 +970,11 @@ func (c *clClient) retryDue(cs *clConnState, now time.Time) {
 // resends. It returns false when the client is stopped.
 func (c *clClient) reconnect(old *clConnState) bool {
 	rc := clReconnect{from: old.gw, startedAt: time.Now()}
+	// Where catch-up starts is fixed now: once a new connection is up,
+	// its live message frames move newest on past what was missed.
+	c.mu.Lock()
+	from := maps.Clone(c.newest)
+	c.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		select {
 		case <-c.stop:
@@ -990,7 +996,7 @@ func (c *clClient) reconnect(old *clConnState) bool {
 		if err != nil {
 			continue
 		}
-		n, err := c.catchUp(cs)
+		n, err := c.catchUp(cs, from)
 		if err != nil {
 			c.mu.Lock()
 			c.notes = append(c.notes, fmt.Sprintf("%s: catch-up on %s: %v", c.name, c.env.gws[gw].name, err))
@@ -1029,14 +1035,12 @@ func (c *clClient) reconnect(old *clConnState) bool {
 	}
 }
 
-// catchUp asks history after= the newest known ID of every conversation,
-// page by page, and returns how many messages came.
-func (c *clClient) catchUp(cs *clConnState) (int, error) {
+// catchUp asks history after= the newest ID known at the disconnect for
+// every conversation, page by page, and returns how many messages came.
+func (c *clClient) catchUp(cs *clConnState, from map[string]uint64) (int, error) {
 	total := 0
 	for _, conv := range c.convs {
-		c.mu.Lock()
-		after := strconv.FormatUint(c.newest[conv], 10)
-		c.mu.Unlock()
+		after := strconv.FormatUint(from[conv], 10)
 		for page := 0; ; page++ {
 			if page > 1000 {
 				return total, errors.New("history does not end")

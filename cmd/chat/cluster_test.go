@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -279,7 +280,9 @@ func TestCluster(t *testing.T) {
 		t1 := time.Now()
 		out, err = cassCmd("start", 5*time.Minute)
 		if err != nil {
-			t.Fatalf("cassandra.sh start: %v\n%s", err, out)
+			// Go on if Cassandra came back all the same: the checks below
+			// still say whether the cluster recovered.
+			t.Errorf("cassandra.sh start: %v\n%s", err, out)
 		}
 		t.Logf("cassandra.sh start returned in %v: %s", time.Since(t1).Round(time.Millisecond), strings.TrimSpace(out))
 		e.poll("Cassandra answering CQL", 5*time.Minute, func() error {
@@ -326,6 +329,8 @@ func TestCluster(t *testing.T) {
 			if err != nil {
 				return 0, err
 			}
+			// Read to the end, or the transport does not keep the connection.
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			return resp.StatusCode, nil
 		}
