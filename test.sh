@@ -39,7 +39,7 @@ if [ -z "${CHAT_TEST_CASSANDRA:-}" ]; then
 	cass_log=$(mktemp)
 	schema/cassandra.sh start >"$cass_log" 2>&1 &
 	cass_pid=$!
-	export CHAT_TEST_CASSANDRA=127.0.0.1:9042
+	export CHAT_TEST_CASSANDRA=${CASSANDRA_ADDR:-127.0.0.1}:${CASSANDRA_PORT:-9042}
 	trap 'schema/cassandra.sh stop >/dev/null 2>&1 || true' EXIT
 fi
 
