@@ -165,7 +165,7 @@ func testTokens(t *testing.T, e *env) {
 	for _, p := range paths {
 		e.fail(t, "GET", p, "", nil, http.StatusUnauthorized, "unauthorized")
 		for what, tok := range bad {
-			t.Run(what, func(t *testing.T) {
+			t.Run(strings.TrimPrefix(p, "/api/v1/")+" "+what, func(t *testing.T) {
 				e.fail(t, "GET", p, tok, nil, http.StatusUnauthorized, "unauthorized")
 			})
 		}
