@@ -16,7 +16,11 @@ import (
 const (
 	DefaultKeyspace    = "chat"
 	DefaultBucketWidth = 10 * 24 * time.Hour
-	DefaultTimeout     = 5 * time.Second
+	// DefaultTimeout is above Cassandra's own request timeouts (2 s for
+	// writes, 5 s for reads, 10 s for range reads by default), so that a
+	// slow node answers with a typed, retryable timeout before the client
+	// gives up on the connection's request.
+	DefaultTimeout     = 12 * time.Second
 	DefaultMaxInFlight = 64
 	DefaultRetries     = 3
 	DefaultNumConns    = 2
