@@ -51,6 +51,12 @@ type Conn struct {
 	// queued: a client never sees a message of a conversation it does not
 	// know yet. nil almost always.
 	held map[string]*heldConv
+	// holdAll holds back every delivery until hello is queued: hello must
+	// be the first frame, yet the connection subscribes before sending it
+	// so that nothing sent after hello is missed.
+	holdAll bool
+	heldAll heldConv
+	slow    bool // the queue overflowed: close as a slow consumer
 
 	closed atomic.Bool
 }
@@ -213,6 +219,25 @@ func (c *Conn) Deliver(d *router.Delivery) {
 	c.send(d.Frame, typ)
 }
 
+// sendHello queues the first frame, then what arrived meanwhile, with no
+// other frame in between.
+func (c *Conn) sendHello(hello []byte) {
+	c.mu.Lock()
+	held := c.heldAll
+	c.heldAll, c.holdAll = heldConv{}, false
+	ok, start := c.enqueueLocked(hello, "hello")
+	for i, f := range held.frames {
+		if !ok {
+			break
+		}
+		var s bool
+		ok, s = c.enqueueLocked(f, held.types[i])
+		start = start || s
+	}
+	c.mu.Unlock()
+	c.afterEnqueue(ok, start)
+}
+
 // hold starts holding back conv's deliveries (see Conn.held).
 func (c *Conn) hold(conv string) {
 	c.mu.Lock()
@@ -270,26 +295,53 @@ func kindName(k router.Kind) string {
 // it is closed (1013) rather than slowing the sender or anyone else.
 func (c *Conn) send(frame []byte, typ string) bool {
 	c.mu.Lock()
-	if c.closing {
+	if c.holdAll {
+		c.heldAll.frames = append(c.heldAll.frames, frame)
+		c.heldAll.types = append(c.heldAll.types, typ)
 		c.mu.Unlock()
-		return false
+		return true
+	}
+	ok, start := c.enqueueLocked(frame, typ)
+	c.mu.Unlock()
+	return c.afterEnqueue(ok, start)
+}
+
+// enqueueLocked queues a frame under c.mu; it reports whether it was
+// queued and whether a flush must be scheduled.
+func (c *Conn) enqueueLocked(frame []byte, typ string) (ok, start bool) {
+	if c.closing {
+		return false, false
 	}
 	if len(c.queue) >= c.s.cfg.WriteQueue || c.queuedBytes+len(frame) > c.s.cfg.WriteQueueBytes {
-		c.mu.Unlock()
-		c.s.m.slowConsumers.Inc()
-		c.closeWith(statusTryAgainLater, reasonSlowConsumer, "too slow to read")
-		return false
+		c.slow = true
+		return false, false
 	}
 	c.queue = append(c.queue, frame)
 	c.queuedBytes += len(frame)
-	start := !c.flushing
-	c.flushing = true
-	c.mu.Unlock()
 	c.s.m.frameOut(typ)
+	start = !c.flushing
+	c.flushing = true
+	return true, start
+}
+
+// afterEnqueue does, outside c.mu, what enqueueLocked decided.
+func (c *Conn) afterEnqueue(ok, start bool) bool {
 	if start {
 		c.s.scheduleWrite(c.flushFn)
 	}
-	return true
+	if !ok && c.takeSlow() {
+		c.s.m.slowConsumers.Inc()
+		c.closeWith(statusTryAgainLater, reasonSlowConsumer, "too slow to read")
+	}
+	return ok
+}
+
+func (c *Conn) takeSlow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	slow := c.slow
+	c.slow = false
+	return slow
 }
 
 func (c *Conn) sendControl(op ws.OpCode, payload []byte) {

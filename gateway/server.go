@@ -320,6 +320,7 @@ func (s *Server) open(raw net.Conn, id identity) {
 	c := &Conn{
 		s: s, id: s.nextID.Add(1), raw: raw, user: id.User, name: id.Name, expires: id.Expires,
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
+		holdAll: true,
 	}
 	c.flushFn = c.flush
 	c.lastRead.Store(time.Now().UnixNano())
@@ -338,10 +339,10 @@ func (s *Server) open(raw net.Conn, id identity) {
 		c.closeWith(ws.StatusInternalServerError, reasonShutdown, "unavailable")
 		return
 	}
-	c.send(hello, "hello")
 	for _, cv := range convs {
 		s.hub.join(c, cv.ID, cv.Members)
 	}
+	c.sendHello(hello)
 	// Watch hands the callback its Desc: the first frame may already be
 	// waiting, so the callback can run before Watch returns.
 	desc, err := s.poller.Watch(raw, func(d *netpoll.Desc, ev netpoll.Event) {
