@@ -56,7 +56,7 @@ type Migration struct {
 const (
 	DefaultKeyspace = "chat"
 	DefaultTimeout  = 60 * time.Second
-	DefaultLeaseTTL = 60 * time.Second
+	DefaultLeaseTTL = 2 * time.Minute
 )
 
 // Config says where and how to migrate.
