@@ -59,12 +59,19 @@ func AcquireNodeID(ctx context.Context, js jetstream.JetStream, cfg LeaseConfig)
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kvc := jetstream.KeyValueConfig{
 		Bucket: leaseBucket, TTL: cfg.TTL, Replicas: cfg.Replicas, History: 1,
 		Description: "node IDs for time-ordered message IDs, leased by gateways and stores",
+	}
+	kv, err := ensure(ctx, "lease bucket", func(actx context.Context) (jetstream.KeyValue, error) {
+		kv, err := js.CreateKeyValue(actx, kvc)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.UpdateKeyValue(actx, kvc)
+		}
+		return kv, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("router: lease bucket: %w", err)
+		return nil, err
 	}
 	start := rand.IntN(store.MaxNode + 1)
 	for i := 0; i <= store.MaxNode; i++ {

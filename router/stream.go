@@ -65,23 +65,47 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 			Destination: convPrefix + "{{wildcard(1)}}.msg",
 		},
 	}
+	return ensure(ctx, "stream "+StreamName, func(actx context.Context) (jetstream.Stream, error) {
+		// CreateStream returns an identical existing stream as it is;
+		// CreateOrUpdateStream was seen to hang when several processes of a
+		// fresh cluster called it at once for an R3 stream.
+		st, err := js.CreateStream(actx, sc)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			st, err = js.UpdateStream(actx, sc)
+		}
+		return st, err
+	})
+}
+
+// attemptTimeout bounds one JetStream API call of a start-up step, so that
+// a request lost while a fresh cluster elects its leaders is retried rather
+// than waited for until the caller's deadline.
+const attemptTimeout = 5 * time.Second
+
+// ensure retries a start-up step, each attempt with its own timeout and a
+// growing pause, until it succeeds or ctx ends (or two minutes pass, when
+// ctx has no deadline).
+func ensure[T any](ctx context.Context, what string, step func(context.Context) (T, error)) (T, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+	}
+	var zero T
 	var lastErr error
-	for attempt := 0; attempt < 20; attempt++ {
-		s, err := js.CreateOrUpdateStream(ctx, sc)
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		v, err := step(actx)
+		cancel()
 		if err == nil {
-			return s, nil
+			return v, nil
 		}
 		lastErr = err
-		// A cluster that is still electing its meta leader answers with
-		// errors for a moment after start.
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			break
-		}
+		pause := time.Duration(min(attempt+1, 10)) * 100 * time.Millisecond
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("router: stream %s: %w", StreamName, ctx.Err())
-		case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
+			return zero, fmt.Errorf("router: %s: %w (last error: %v)", what, ctx.Err(), lastErr)
+		case <-time.After(pause):
 		}
 	}
-	return nil, fmt.Errorf("router: stream %s: %w", StreamName, lastErr)
 }
