@@ -91,8 +91,10 @@ func (c *Conn) onReadable(d *netpoll.Desc, ev netpoll.Event) {
 		br.Reset(nil)
 		readerPool.Put(br)
 	}()
-	_ = c.raw.SetReadDeadline(time.Now().Add(c.s.cfg.ReadTimeout))
 	for {
+		// Per frame: handling a frame may wait (a publish), and that wait
+		// must not eat into the time the next frame has to arrive.
+		_ = c.raw.SetReadDeadline(time.Now().Add(c.s.cfg.ReadTimeout))
 		msg, at, err := c.readFrame(br)
 		if err == nil && msg != nil {
 			c.s.handleMessage(c, msg, at)
@@ -408,13 +410,21 @@ func (c *Conn) closeWith(code ws.StatusCode, reason, text string) {
 	c.closing = true
 	c.closeReason = reason
 	c.closeFrame = frame
+	busy := c.flushing
 	if reason == reasonSlowConsumer {
 		c.queue, c.queuedBytes = nil, 0
+		if busy {
+			// A write to this client is stuck; the close frame could not
+			// get out behind it. Close now rather than hold the writer
+			// until its deadline.
+			c.mu.Unlock()
+			c.teardown(reason)
+			return
+		}
 	}
-	start := !c.flushing
 	c.flushing = true
 	c.mu.Unlock()
-	if start {
+	if !busy {
 		c.s.scheduleWrite(c.flushFn)
 	}
 }

@@ -87,7 +87,7 @@ type devServer struct {
 	err  error
 }
 
-func startDev(ctx context.Context, o devOptions, log *zap.Logger) (d *devServer, err error) {
+func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer, err error) {
 	if err := os.MkdirAll(o.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -95,7 +95,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (d *devServer,
 	if err != nil {
 		return nil, err
 	}
-	d = &devServer{log: log}
+	d := &devServer{log: log}
 	defer func() {
 		if err != nil {
 			_ = d.Close(context.Background())
