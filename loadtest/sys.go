@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
 )
 
 // ErrNoRSS is returned when a process's resident memory cannot be read.

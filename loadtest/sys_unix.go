@@ -42,4 +42,3 @@ func MaxRSS() uint64 {
 	}
 	return maxrssBytes(ru.Maxrss)
 }
-
