@@ -49,7 +49,8 @@ type Server struct {
 	interest *router.Interest
 	presence *router.Presence
 	poller   netpoll.Poller
-	pool     *workers.Pool // reads and handshakes
+	pool     *workers.Pool // reads of readable connections
+	accepts  *workers.Pool // handshakes: apart, so a busy read path never stalls new connections or /metrics
 	writers  *workers.Pool // flushes of write queues
 	auth     *authenticator
 	hub      *hub
@@ -95,6 +96,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 		return nil, fmt.Errorf("gateway: poller: %w", err)
 	}
 	s.pool = workers.New(workers.Config{Size: cfg.Workers, Queue: cfg.Queue})
+	s.accepts = workers.New(workers.Config{Size: cfg.Workers, Queue: cfg.Queue})
 	s.writers = workers.New(workers.Config{Size: cfg.Workers, Queue: 65536})
 	s.interest = router.NewInterest(d.NATS, router.InterestConfig{
 		Stream: d.Stream, Publisher: d.Publisher, Log: d.Log.Named("interest"),
@@ -109,6 +111,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		s.interest.Close()
 		s.pool.Close()
+		s.accepts.Close()
 		s.writers.Close()
 		s.poller.Close()
 		return nil, err
@@ -184,7 +187,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		backoff = 0
 		// When every worker is busy, this waits: accepting slows down
 		// instead of piling up handshakes.
-		if err := s.pool.ScheduleCtx(s.ctx, func() { s.handshake(raw) }); err != nil {
+		if err := s.accepts.ScheduleCtx(s.ctx, func() { s.handshake(raw) }); err != nil {
 			s.m.upgradeFailures.WithLabelValues(failOverloaded).Inc()
 			_ = raw.Close()
 		}
@@ -479,6 +482,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.presence.Close()
 		s.interest.Close()
+		s.accepts.Close()
 		s.pool.Close()
 		s.writers.Close()
 		_ = s.poller.Close()
