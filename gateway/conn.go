@@ -385,14 +385,18 @@ func (c *Conn) flush() {
 		if err != nil {
 			c.mu.Lock()
 			c.closing, c.flushing, c.queue = true, false, nil
+			reason := c.closeReason // set when closeWith closed the socket under us
 			c.mu.Unlock()
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			switch {
+			case reason != "":
+			case errors.As(err, &ne) && ne.Timeout():
 				c.s.m.slowConsumers.Inc()
-				c.teardown(reasonSlowConsumer)
-			} else {
-				c.teardown(reasonReadError)
+				reason = reasonSlowConsumer
+			default:
+				reason = reasonReadError
 			}
+			c.teardown(reason)
 			return
 		}
 	}
@@ -415,10 +419,12 @@ func (c *Conn) closeWith(code ws.StatusCode, reason, text string) {
 		c.queue, c.queuedBytes = nil, 0
 		if busy {
 			// A write to this client is stuck; the close frame could not
-			// get out behind it. Close now rather than hold the writer
-			// until its deadline.
+			// get out behind it. Closing the socket fails that write now
+			// rather than at its deadline, and the writer tears down. Not
+			// teardown here: this may run inside a fan-out, under the
+			// interest table's lock that teardown needs.
 			c.mu.Unlock()
-			c.teardown(reason)
+			_ = c.raw.Close()
 			return
 		}
 	}
