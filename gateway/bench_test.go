@@ -47,6 +47,7 @@ func benchServer() *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, m: newMetrics(prometheus.NewRegistry())}
 	s.writers = newTestPool()
+	s.hub = newHub(s) // teardown unregisters from it; these connections were never added
 	return s
 }
 

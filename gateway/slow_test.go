@@ -37,7 +37,6 @@ func (s *stuckConn) SetReadDeadline(time.Time) error  { return nil }
 func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 	s := benchServer()
 	s.cfg.WriteQueue = 64
-	s.hub = newHub(s)
 	defer s.writers.Close()
 
 	stuck := newStuckConn()
