@@ -46,7 +46,10 @@ func FuzzReadFrame(f *testing.F) {
 			if msg != nil && !utf8.Valid(msg) {
 				t.Fatal("invalid UTF-8 passed")
 			}
-			if c.closing {
+			c.mu.Lock()
+			closing := c.closing
+			c.mu.Unlock()
+			if closing {
 				return
 			}
 		}
