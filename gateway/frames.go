@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -413,6 +412,3 @@ func (c *Conn) sendJSON(typ string, v any) {
 }
 
 func textFrame(payload []byte) []byte { return router.TextFrame(payload) }
-
-// formatID is for places that build JSON by hand.
-func formatID(id store.ID) string { return strconv.FormatUint(uint64(id), 10) }

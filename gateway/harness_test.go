@@ -133,22 +133,6 @@ func (e *env) signup(t tb, name string) (string, string) {
 	return out.Token, out.User.ID.String()
 }
 
-func (e *env) post(t tb, token, path, body string) []byte {
-	t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+e.addr+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
-	}
-	return b
-}
-
 // rawClient is a WebSocket client with no goroutine of its own: a socket
 // and a buffered reader, so that tests can hold thousands and count the
 // server's goroutines alone.

@@ -508,10 +508,9 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 
 // chanListener hands connections the gateway accepted to net/http.
 type chanListener struct {
-	ch     chan net.Conn
-	done   chan struct{}
-	once   sync.Once
-	closed atomic.Bool
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
 }
 
 func newChanListener() *chanListener {

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/chatcluster/chat/store"
@@ -33,14 +32,6 @@ func publishEvent(nc *nats.Conn, conv, kind string, user store.ID, payload []byt
 	m.Header.Set(hdrUser, user.String())
 	if err := nc.PublishMsg(m); err != nil {
 		return fmt.Errorf("router: %s event: %w", kind, err)
-	}
-	return nil
-}
-
-// PublishUserEvent sends payload to wherever user is connected.
-func PublishUserEvent(ctx context.Context, nc *nats.Conn, user store.ID, payload []byte) error {
-	if err := nc.Publish(UserSubject(user), payload); err != nil {
-		return fmt.Errorf("router: user event: %w", err)
 	}
 	return nil
 }

@@ -269,7 +269,7 @@ func (in *Interest) dispatch() {
 
 func (in *Interest) handle(m *nats.Msg) {
 	now := time.Now()
-	if rest, ok := strings.CutPrefix(m.Subject, userPrefix); ok {
+	if rest, ok := strings.CutPrefix(m.Subject, store.UserSubjectPrefix); ok {
 		if in.cfg.OnUserEvent == nil {
 			return
 		}

@@ -20,7 +20,6 @@ const (
 
 	msgPrefix      = "chat.msg."
 	convPrefix     = "chat.conv."
-	userPrefix     = "chat.user."
 	presencePrefix = "chat.presence."
 	heartbeatAll   = "chat.gw.*.hb"
 	presenceSync   = "chat.presence_sync"
@@ -40,12 +39,12 @@ func MsgSubject(conversation string) string { return msgPrefix + conversation }
 // republished stored messages (.msg) and ephemeral events (.evt).
 func ConvSubject(conversation string) string { return convPrefix + conversation + ".*" }
 
-func convMsgSubject(conversation string) string { return convPrefix + conversation + ".msg" }
 func convEvtSubject(conversation string) string { return convPrefix + conversation + ".evt" }
 
 // UserSubject carries events for one user wherever they are connected
-// (a conversation they were added to).
-func UserSubject(user store.ID) string { return userPrefix + user.String() }
+// (a conversation they were added to). The store publishes on it, so its
+// name is the store's.
+func UserSubject(user store.ID) string { return store.UserSubject(user) }
 
 func heartbeatSubject(instance string) string { return "chat.gw." + instance + ".hb" }
 

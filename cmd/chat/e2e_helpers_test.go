@@ -562,23 +562,6 @@ func (c *wsClient) none(t testing.TB, what string, match func(frame) bool) {
 	}
 }
 
-// drop discards queued frames of the given types (e.g. presence noise).
-func (c *wsClient) drop(types ...string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	kept := c.queue[:0]
-	for _, f := range c.queue {
-		skip := false
-		for _, ty := range types {
-			skip = skip || f.Type == ty
-		}
-		if !skip {
-			kept = append(kept, f)
-		}
-	}
-	c.queue = kept
-}
-
 func ofType(ty string) func(frame) bool { return func(f frame) bool { return f.Type == ty } }
 
 // reply matches the answer (any type) to the request with this id.
