@@ -380,10 +380,16 @@ func (s *Server) keepalive() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	ping := ws.MustCompileFrame(ws.NewPingFrame(nil))
+	forget := time.NewTicker(time.Minute)
+	defer forget.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
+		case <-forget.C:
+			// The publisher remembers each conversation's newest message;
+			// drop those not sent to lately so the map stays bounded.
+			s.pub.Forget(10 * time.Minute)
 		case now := <-tick.C:
 			s.updateReady()
 			var pingConns, dead, expired []*Conn

@@ -349,3 +349,27 @@ func TestLeaseUnique(t *testing.T) {
 		l.Release(ctx)
 	}
 }
+
+func TestPublisherForgetsIdleConversations(t *testing.T) {
+	s := runServer(t)
+	ctx := context.Background()
+	_, js := connect(t, s)
+	st, err := EnsureStream(ctx, js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := store.NewGenerator(5)
+	p := NewPublisher(js, st, g)
+	if _, _, err := p.Publish(ctx, store.Message{Conversation: "3", Sender: 1, Body: "x", ClientID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	p.Forget(time.Hour)
+	if len(p.convs) != 1 {
+		t.Fatalf("a recently used tail was forgotten")
+	}
+	p.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	p.Forget(time.Hour)
+	if len(p.convs) != 0 {
+		t.Fatalf("%d idle tails kept", len(p.convs))
+	}
+}
