@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/argon2"
 )
@@ -30,7 +30,7 @@ type claims struct {
 
 // identity is an authenticated user.
 type identity struct {
-	User    store.ID
+	User    chat.ID
 	Name    string
 	Expires time.Time
 }
@@ -61,7 +61,7 @@ func newAuthenticator(cfg *Config) *authenticator {
 	return a
 }
 
-func (a *authenticator) issue(u store.User, now time.Time) (string, error) {
+func (a *authenticator) issue(u chat.User, now time.Time) (string, error) {
 	c := claims{
 		Username: u.Username,
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -85,7 +85,7 @@ func (a *authenticator) verify(token string) (identity, error) {
 	if err != nil || !t.Valid {
 		return identity{}, fmt.Errorf("%w: %v", ErrBadToken, err)
 	}
-	id, err := store.ParseID(c.Subject)
+	id, err := chat.ParseID(c.Subject)
 	if err != nil || id == 0 {
 		return identity{}, fmt.Errorf("%w: subject", ErrBadToken)
 	}

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/router"
-	"github.com/chatcluster/chat/store"
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -87,10 +87,10 @@ func BenchmarkFanout1000(b *testing.B) {
 	sinks := make([]*discardConn, n)
 	for i := range conns {
 		sinks[i] = &discardConn{}
-		conns[i] = &Conn{s: s, raw: sinks[i], user: store.ID(i + 1)}
+		conns[i] = &Conn{s: s, raw: sinks[i], user: chat.ID(i + 1)}
 		conns[i].flushFn = conns[i].flush
 	}
-	m := store.Message{ID: 1 << 40, Conversation: "9", Sender: 1, Body: "hello everyone", SentAt: time.Now(), ClientID: "x"}
+	m := chat.Message{ID: 1 << 40, Conversation: "9", Sender: 1, Body: "hello everyone", SentAt: time.Now(), ClientID: "x"}
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()

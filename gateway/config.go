@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"runtime"
 	"time"
+
+	"github.com/chatcluster/chat"
 )
 
 // Config configures a Server. Zero values take the documented defaults.
@@ -106,5 +108,5 @@ func (c *Config) setDefaults() {
 	defInt(&c.Queue, 4096)
 	defInt(&c.MaxHashes, runtime.GOMAXPROCS(0))
 	defInt(&c.HelloConversations, 1000)
-	defInt(&c.MaxMembers, 1000)
+	defInt(&c.MaxMembers, chat.MaxGroupMembers)
 }

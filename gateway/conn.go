@@ -10,9 +10,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/gateway/netpoll"
 	"github.com/chatcluster/chat/router"
-	"github.com/chatcluster/chat/store"
 	"github.com/gobwas/ws"
 	"golang.org/x/time/rate"
 )
@@ -25,7 +25,7 @@ type Conn struct {
 	id      uint64
 	raw     net.Conn
 	desc    *netpoll.Desc
-	user    store.ID
+	user    chat.ID
 	name    string
 	expires time.Time
 	limiter *rate.Limiter

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/router"
-	"github.com/chatcluster/chat/store"
 	"go.uber.org/zap"
 )
 
@@ -71,7 +69,7 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 // flexID accepts an ID as a decimal string (the protocol's form) or a JSON
 // number, and remembers whether it was valid so the handler can say so.
 type flexID struct {
-	id store.ID
+	id chat.ID
 	ok bool
 }
 
@@ -80,7 +78,7 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
 		s = string(b[1 : len(b)-1])
 	}
-	id, err := store.ParseID(s)
+	id, err := chat.ParseID(s)
 	f.id, f.ok = id, err == nil
 	return nil
 }
@@ -156,14 +154,14 @@ func (s *Server) isMember(ctx context.Context, c *Conn, conv string) (bool, erro
 	if c.member(conv) {
 		return true, nil
 	}
-	if !store.ValidConversationID(conv) {
+	if !chat.ValidConversationID(conv) {
 		return false, nil
 	}
-	if a, b, ok := store.DirectMembers(conv); ok && a != c.user && b != c.user {
+	if a, b, ok := chat.DirectMembers(conv); ok && a != c.user && b != c.user {
 		return false, nil
 	}
 	cv, err := s.store.Conversation(ctx, conv)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, chat.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -178,41 +176,14 @@ func (s *Server) isMember(ctx context.Context, c *Conn, conv string) (bool, erro
 	return false, nil
 }
 
-// validClientID: 1-64 printable ASCII characters.
-func validClientID(s string) bool {
-	if len(s) < 1 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// validBody: 1-4096 code points, not only white space.
-func validBody(s string) bool {
-	n := utf8.RuneCountInString(s)
-	if n < 1 || n > 4096 || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if !unicode.IsSpace(r) {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time) {
 	clientID, ok := req.ClientID.str()
-	if !ok || !validClientID(clientID) {
+	if !ok || !chat.ValidClientID(clientID) {
 		c.sendError(req.ID, codeInvalidMessage, "client_id must be 1-64 printable ASCII characters")
 		return
 	}
 	body, ok := req.Body.str()
-	if !ok || !validBody(body) {
+	if !ok || !chat.ValidBody(body) {
 		c.sendError(req.ID, codeInvalidMessage, "body must be 1-4096 characters, not only white space")
 		return
 	}
@@ -221,7 +192,7 @@ func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time
 		return
 	}
 	start := time.Now()
-	m, _, err := s.pub.Publish(ctx, store.Message{Conversation: conv, Sender: c.user, Body: body, ClientID: clientID})
+	m, _, err := s.pub.Publish(ctx, chat.Message{Conversation: conv, Sender: c.user, Body: body, ClientID: clientID})
 	s.m.publishLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("publish failed", zap.String("conversation", conv), zap.Error(err))
@@ -264,7 +235,7 @@ func (s *Server) onHistory(ctx context.Context, c *Conn, req *request) {
 // parsePage validates history parameters: one cursor at most, limit
 // defaulting to 50, clamped to 200, under 1 refused.
 func parsePage(before, after *flexID, limit *flexInt) (page, string) {
-	p := page{Page: store.Page{Limit: 50}}
+	p := page{Page: chat.Page{Limit: 50}}
 	if before != nil && after != nil {
 		return p, "give before or after, not both"
 	}
@@ -279,7 +250,7 @@ func parsePage(before, after *flexID, limit *flexInt) (page, string) {
 		if !after.ok {
 			return p, "after must be a message ID"
 		}
-		// store.Page's zero means "no cursor"; no message has ID 0 or 1
+		// chat.Page's zero means "no cursor"; no message has ID 0 or 1
 		// (IDs carry milliseconds since 2025 above bit 22), so after=0 is
 		// after=1: the whole history, oldest first.
 		p.After = max(after.id, 1)
@@ -293,30 +264,30 @@ func parsePage(before, after *flexID, limit *flexInt) (page, string) {
 	return p, ""
 }
 
-// page is a history request: store.Page, plus before=0, which the store
+// page is a history request: chat.Page, plus before=0, which the store
 // cannot express (its zero means "newest").
 type page struct {
-	store.Page
+	chat.Page
 	emptyBefore bool
 }
 
 // historyPage is a page of history in the protocol's shape.
 type historyPage struct {
-	Messages []store.Message
-	Next     *store.ID
+	Messages []chat.Message
+	Next     *chat.ID
 	After    bool // the page went forward: the cursor is next_after
 }
 
 func (s *Server) historyPage(ctx context.Context, conv string, p page) (historyPage, error) {
 	if p.emptyBefore {
-		return historyPage{Messages: []store.Message{}}, nil
+		return historyPage{Messages: []chat.Message{}}, nil
 	}
 	msgs, more, err := s.store.History(ctx, conv, p.Page)
 	if err != nil {
 		return historyPage{}, err
 	}
 	if msgs == nil {
-		msgs = []store.Message{}
+		msgs = []chat.Message{}
 	}
 	hp := historyPage{Messages: msgs, After: p.After != 0}
 	if more && len(msgs) > 0 {
@@ -331,14 +302,14 @@ func (hp historyPage) withFrame(id json.RawMessage) any {
 	type beforePage struct {
 		Type       string          `json:"type,omitempty"`
 		ID         json.RawMessage `json:"id,omitempty"`
-		Messages   []store.Message `json:"messages"`
-		NextBefore *store.ID       `json:"next_before"`
+		Messages   []chat.Message  `json:"messages"`
+		NextBefore *chat.ID        `json:"next_before"`
 	}
 	type afterPage struct {
 		Type      string          `json:"type,omitempty"`
 		ID        json.RawMessage `json:"id,omitempty"`
-		Messages  []store.Message `json:"messages"`
-		NextAfter *store.ID       `json:"next_after"`
+		Messages  []chat.Message  `json:"messages"`
+		NextAfter *chat.ID        `json:"next_after"`
 	}
 	typ := ""
 	if id != nil {
@@ -368,10 +339,10 @@ func (s *Server) onRead(ctx context.Context, c *Conn, req *request) {
 		return
 	}
 	b, _ := json.Marshal(struct {
-		Type         string   `json:"type"`
-		Conversation string   `json:"conversation"`
-		User         store.ID `json:"user"`
-		MessageID    store.ID `json:"message_id"`
+		Type         string  `json:"type"`
+		Conversation string  `json:"conversation"`
+		User         chat.ID `json:"user"`
+		MessageID    chat.ID `json:"message_id"`
 	}{"read", conv, c.user, mark})
 	if err := router.PublishRead(s.nc, conv, c.user, b); err != nil {
 		c.sendError(req.ID, codeUnavailable, "read mark saved but not broadcast")
@@ -384,9 +355,9 @@ func (s *Server) onTyping(ctx context.Context, c *Conn, req *request) {
 		return
 	}
 	b, _ := json.Marshal(struct {
-		Type         string   `json:"type"`
-		Conversation string   `json:"conversation"`
-		User         store.ID `json:"user"`
+		Type         string  `json:"type"`
+		Conversation string  `json:"conversation"`
+		User         chat.ID `json:"user"`
 	}{"typing", conv, c.user})
 	if err := router.PublishTyping(s.nc, conv, c.user, b); err != nil {
 		c.sendError(req.ID, codeUnavailable, "typing not sent")

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/gateway/workers"
 	"github.com/gobwas/ws"
 )
@@ -68,12 +69,12 @@ func FuzzDecodeRequest(f *testing.F) {
 		if json.Unmarshal(data, &req) != nil {
 			return
 		}
-		if body, ok := req.Body.str(); ok && validBody(body) {
+		if body, ok := req.Body.str(); ok && chat.ValidBody(body) {
 			if n := utf8.RuneCountInString(body); n < 1 || n > 4096 {
 				t.Fatalf("body of %d code points accepted", n)
 			}
 		}
-		if id, ok := req.ClientID.str(); ok && validClientID(id) && (len(id) > 64 || !utf8.ValidString(id)) {
+		if id, ok := req.ClientID.str(); ok && chat.ValidClientID(id) && (len(id) > 64 || !utf8.ValidString(id)) {
 			t.Fatalf("client_id %q accepted", id)
 		}
 		p, msg := parsePage(req.Before, req.After, req.Limit)

@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/router"
 	"github.com/chatcluster/chat/store"
 	"github.com/chatcluster/chat/store/bolt"
+	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/gobwas/ws"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -67,7 +69,7 @@ func newEnv(t tb, mod func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := store.NewService(store.ServiceConfig{Stream: router.StreamName, Durable: router.StoreDurable}, backend, nc, js, 1, prometheus.NewRegistry(), nil)
+	svc, err := store.NewService(store.ServiceConfig{Stream: chat.StreamName, Durable: chat.StoreDurable}, backend, nc, js, 1, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,14 +78,14 @@ func newEnv(t tb, mod func(*Config)) *env {
 		defer close(svcDone)
 		_ = svc.Run(context.Background())
 	}()
-	ids, _ := store.NewGenerator(2)
+	ids, _ := chat.NewGenerator(2)
 	cfg := Config{JWTSecret: []byte("test-secret-0123456789abcdef")}
 	if mod != nil {
 		mod(&cfg)
 	}
 	reg := prometheus.NewRegistry()
 	gw, err := New(ctx, cfg, Deps{NATS: nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
-		Store: store.NewClient(nc, store.ClientConfig{}), Registry: reg, Gatherer: reg})
+		Store: storeclient.NewClient(nc, storeclient.ClientConfig{}), Registry: reg, Gatherer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +122,8 @@ func (e *env) signup(t tb, name string) (string, string) {
 	}
 	defer resp.Body.Close()
 	var out struct {
-		User  store.User `json:"user"`
-		Token string     `json:"token"`
+		User  chat.User `json:"user"`
+		Token string    `json:"token"`
 	}
 	if resp.StatusCode != http.StatusCreated {
 		b, _ := io.ReadAll(resp.Body)

@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -86,13 +86,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // storeError answers a failed store call with the fitting status.
 func (s *Server) storeError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, chat.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "not found")
-	case errors.Is(err, store.ErrUsernameTaken):
+	case errors.Is(err, chat.ErrUsernameTaken):
 		writeError(w, http.StatusConflict, "username_taken", "that username is taken")
-	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrTooMany):
+	case errors.Is(err, chat.ErrInvalid), errors.Is(err, chat.ErrTooMany):
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
-	case errors.Is(err, ErrBusy), errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrBusy), errors.Is(err, chat.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "try again shortly")
 	default:
 		s.log.Error("request failed", zap.Error(err))
@@ -110,21 +110,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-var (
-	usernameRE = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
-	prefixRE   = regexp.MustCompile(`^[a-z0-9_.-]+$`)
-)
-
-// foldUsername lower-cases a username and reports whether it is valid.
-func foldUsername(u string) (string, bool) {
-	u = strings.ToLower(u)
-	return u, usernameRE.MatchString(u)
-}
-
-func validPassword(p string) bool {
-	n := utf8.RuneCountInString(p)
-	return utf8.ValidString(p) && n >= 8 && n <= 256
-}
+var prefixRE = regexp.MustCompile(`^[a-z0-9_.-]+$`)
 
 type credentials struct {
 	Username    string `json:"username"`
@@ -133,8 +119,8 @@ type credentials struct {
 }
 
 type authResponse struct {
-	User  store.User `json:"user"`
-	Token string     `json:"token"`
+	User  chat.User `json:"user"`
+	Token string    `json:"token"`
 }
 
 func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
@@ -142,12 +128,12 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	name, ok := foldUsername(req.Username)
+	name, ok := chat.FoldUsername(req.Username)
 	if !ok {
 		writeError(w, http.StatusBadRequest, "invalid_request", "username must be 3-32 characters of a-z, 0-9, _ . -")
 		return
 	}
-	if !validPassword(req.Password) {
+	if !chat.ValidPassword(req.Password) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "password must be 8-256 characters")
 		return
 	}
@@ -155,7 +141,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	if display == "" {
 		display = name
 	}
-	if n := utf8.RuneCountInString(display); n > 64 || !utf8.ValidString(display) {
+	if n := utf8.RuneCountInString(display); n > chat.MaxDisplayName || !utf8.ValidString(display) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "display_name must be at most 64 characters")
 		return
 	}
@@ -166,7 +152,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, err)
 		return
 	}
-	u, err := s.store.Signup(ctx, store.Account{User: store.User{Username: name, DisplayName: display}, PasswordHash: hash, CreatedAt: time.Now().UTC()})
+	u, err := s.store.Signup(ctx, chat.Account{User: chat.User{Username: name, DisplayName: display}, PasswordHash: hash, CreatedAt: time.Now().UTC()})
 	if err != nil {
 		s.storeError(w, err)
 		return
@@ -174,7 +160,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	s.respondToken(w, http.StatusCreated, u)
 }
 
-func (s *Server) respondToken(w http.ResponseWriter, status int, u store.User) {
+func (s *Server) respondToken(w http.ResponseWriter, status int, u chat.User) {
 	tok, err := s.auth.issue(u, time.Now())
 	if err != nil {
 		s.storeError(w, err)
@@ -194,12 +180,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.m.authFailures.WithLabelValues("login").Inc()
 		writeError(w, http.StatusUnauthorized, "unauthorized", "wrong username or password")
 	}
-	name, ok := foldUsername(req.Username)
-	var acct store.Account
+	name, ok := chat.FoldUsername(req.Username)
+	var acct chat.Account
 	var err error
-	if ok && validPassword(req.Password) {
+	if ok && chat.ValidPassword(req.Password) {
 		acct, err = s.store.Account(ctx, name)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err != nil && !errors.Is(err, chat.ErrNotFound) {
 			s.storeError(w, err)
 			return
 		}
@@ -255,7 +241,7 @@ func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request, id identity
 		return
 	}
 	if users == nil {
-		users = []store.User{}
+		users = []chat.User{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"users": users})
 }
@@ -290,7 +276,7 @@ func (s *Server) direct(w http.ResponseWriter, r *http.Request, id identity) {
 	if !decode(w, r, &req) {
 		return
 	}
-	name, ok := foldUsername(req.Username)
+	name, ok := chat.FoldUsername(req.Username)
 	if !ok {
 		writeError(w, http.StatusNotFound, "not_found", "no such user")
 		return
@@ -312,7 +298,7 @@ func (s *Server) direct(w http.ResponseWriter, r *http.Request, id identity) {
 	s.respondConversation(w, r, id, http.StatusOK, cv)
 }
 
-func (s *Server) respondConversation(w http.ResponseWriter, r *http.Request, id identity, status int, cv store.Conversation) {
+func (s *Server) respondConversation(w http.ResponseWriter, r *http.Request, id identity, status int, cv chat.Conversation) {
 	ac, err := s.renderOne(r.Context(), id.User, cv)
 	if err != nil {
 		s.storeError(w, err)
@@ -322,13 +308,13 @@ func (s *Server) respondConversation(w http.ResponseWriter, r *http.Request, id 
 }
 
 // resolve turns usernames into user IDs; 404 for any unknown one.
-func (s *Server) resolve(ctx context.Context, names []string) ([]store.ID, error) {
-	ids := make([]store.ID, 0, len(names))
+func (s *Server) resolve(ctx context.Context, names []string) ([]chat.ID, error) {
+	ids := make([]chat.ID, 0, len(names))
 	seen := make(map[string]bool, len(names))
 	for _, n := range names {
-		name, ok := foldUsername(n)
+		name, ok := chat.FoldUsername(n)
 		if !ok {
-			return nil, store.ErrNotFound
+			return nil, chat.ErrNotFound
 		}
 		if seen[name] {
 			continue
@@ -352,7 +338,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, id identity
 		return
 	}
 	title := strings.TrimSpace(req.Title)
-	if n := utf8.RuneCountInString(title); n < 1 || n > 128 {
+	if n := utf8.RuneCountInString(title); n < 1 || n > chat.MaxTitle {
 		writeError(w, http.StatusBadRequest, "invalid_request", "title must be 1-128 characters")
 		return
 	}
@@ -400,7 +386,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request, id identity) 
 // memberHTTP answers 404 unless the caller is in the conversation (its
 // existence is not disclosed to others).
 func (s *Server) memberHTTP(w http.ResponseWriter, r *http.Request, id identity, conv string) bool {
-	if !store.ValidConversationID(conv) {
+	if !chat.ValidConversationID(conv) {
 		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
 		return false
 	}

@@ -4,8 +4,8 @@ import (
 	"hash/maphash"
 	"sync"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/router"
-	"github.com/chatcluster/chat/store"
 )
 
 const hubShards = 64
@@ -20,9 +20,9 @@ type hub struct {
 	shards [hubShards]hubShard
 
 	mu       sync.Mutex
-	users    map[store.ID][]*Conn
-	rooms    map[string]*room                 // conversations with local interest
-	memberOf map[store.ID]map[string]struct{} // user -> local rooms they are a member of
+	users    map[chat.ID][]*Conn
+	rooms    map[string]*room                // conversations with local interest
+	memberOf map[chat.ID]map[string]struct{} // user -> local rooms they are a member of
 }
 
 type hubShard struct {
@@ -32,13 +32,13 @@ type hubShard struct {
 
 // room is a conversation some local connection is in.
 type room struct {
-	members []store.ID
+	members []chat.ID
 	refs    int
 }
 
 func newHub(s *Server) *hub {
-	h := &hub{s: s, seed: maphash.MakeSeed(), users: make(map[store.ID][]*Conn),
-		rooms: make(map[string]*room), memberOf: make(map[store.ID]map[string]struct{})}
+	h := &hub{s: s, seed: maphash.MakeSeed(), users: make(map[chat.ID][]*Conn),
+		rooms: make(map[string]*room), memberOf: make(map[chat.ID]map[string]struct{})}
 	for i := range h.shards {
 		h.shards[i].conns = make(map[uint64]*Conn)
 	}
@@ -62,7 +62,7 @@ func (h *hub) add(c *Conn) {
 }
 
 // join subscribes c to a conversation whose members are known.
-func (h *hub) join(c *Conn, conv string, members []store.ID) {
+func (h *hub) join(c *Conn, conv string, members []chat.ID) {
 	c.mu.Lock()
 	if c.closing { // closing or torn down: teardown already took convs
 		c.mu.Unlock()
@@ -94,14 +94,14 @@ func (h *hub) join(c *Conn, conv string, members []store.ID) {
 }
 
 // setMembers records a local room's member list (it only grows).
-func (h *hub) setMembers(conv string, members []store.ID) {
+func (h *hub) setMembers(conv string, members []chat.ID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rooms[conv]
 	if r == nil || len(members) <= len(r.members) {
 		return
 	}
-	r.members = append([]store.ID(nil), members...)
+	r.members = append([]chat.ID(nil), members...)
 	for _, u := range members {
 		set := h.memberOf[u]
 		if set == nil {
@@ -165,7 +165,7 @@ func (h *hub) remove(c *Conn, convs map[string]struct{}) {
 }
 
 // userConns returns the local connections of user.
-func (h *hub) userConns(user store.ID) []*Conn {
+func (h *hub) userConns(user chat.ID) []*Conn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]*Conn(nil), h.users[user]...)
@@ -173,7 +173,7 @@ func (h *hub) userConns(user store.ID) []*Conn {
 
 // coMembers returns the local connections that share a conversation with
 // user, each once.
-func (h *hub) coMembers(user store.ID) []*Conn {
+func (h *hub) coMembers(user chat.ID) []*Conn {
 	h.mu.Lock()
 	convs := make([]string, 0, len(h.memberOf[user]))
 	for conv := range h.memberOf[user] {

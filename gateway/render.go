@@ -6,54 +6,55 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/store/storeclient"
 	"go.uber.org/zap"
 )
 
 // apiUser is PROTOCOL.md's User, with presence where it is known.
 type apiUser struct {
-	ID          store.ID `json:"id"`
-	Username    string   `json:"username"`
-	DisplayName string   `json:"display_name"`
-	Online      *bool    `json:"online,omitempty"`
+	ID          chat.ID `json:"id"`
+	Username    string  `json:"username"`
+	DisplayName string  `json:"display_name"`
+	Online      *bool   `json:"online,omitempty"`
 }
 
 // apiConversation is PROTOCOL.md's Conversation as one reader sees it.
 type apiConversation struct {
-	ID          string         `json:"id"`
-	Kind        store.Kind     `json:"kind"`
-	Title       string         `json:"title"`
-	Members     []apiUser      `json:"members"`
-	LastMessage *store.Message `json:"last_message"`
-	Unread      int            `json:"unread"`
+	ID          string        `json:"id"`
+	Kind        chat.Kind     `json:"kind"`
+	Title       string        `json:"title"`
+	Members     []apiUser     `json:"members"`
+	LastMessage *chat.Message `json:"last_message"`
+	Unread      int           `json:"unread"`
 }
 
 // userCache keeps users by ID. Users never change once created, so entries
 // need no invalidation; the cache is only bounded.
 type userCache struct {
-	st  *store.Client
+	st  *storeclient.Client
 	max int
 
 	mu    sync.Mutex
-	users map[store.ID]store.User
+	users map[chat.ID]chat.User
 }
 
-func newUserCache(st *store.Client, max int) *userCache {
-	return &userCache{st: st, max: max, users: make(map[store.ID]store.User)}
+func newUserCache(st *storeclient.Client, max int) *userCache {
+	return &userCache{st: st, max: max, users: make(map[chat.ID]chat.User)}
 }
 
 // get returns the users with these IDs that exist, asking the store once
 // for all that are not cached.
-func (uc *userCache) get(ctx context.Context, ids []store.ID) (map[store.ID]store.User, error) {
-	out := make(map[store.ID]store.User, len(ids))
-	var missing []store.ID
+func (uc *userCache) get(ctx context.Context, ids []chat.ID) (map[chat.ID]chat.User, error) {
+	out := make(map[chat.ID]chat.User, len(ids))
+	var missing []chat.ID
 	uc.mu.Lock()
 	for _, id := range ids {
 		if u, ok := uc.users[id]; ok {
 			out[id] = u
 		} else if _, dup := out[id]; !dup {
 			missing = append(missing, id)
-			out[id] = store.User{} // placeholder, replaced or removed below
+			out[id] = chat.User{} // placeholder, replaced or removed below
 		}
 	}
 	uc.mu.Unlock()
@@ -79,22 +80,22 @@ func (uc *userCache) get(ctx context.Context, ids []store.ID) (map[store.ID]stor
 	return out, nil
 }
 
-func (uc *userCache) one(ctx context.Context, id store.ID) (store.User, error) {
-	m, err := uc.get(ctx, []store.ID{id})
+func (uc *userCache) one(ctx context.Context, id chat.ID) (chat.User, error) {
+	m, err := uc.get(ctx, []chat.ID{id})
 	if err != nil {
-		return store.User{}, err
+		return chat.User{}, err
 	}
 	u, ok := m[id]
 	if !ok {
-		return store.User{}, store.ErrNotFound
+		return chat.User{}, chat.ErrNotFound
 	}
 	return u, nil
 }
 
 // render turns stored conversations into what reader sees: member users,
 // a direct conversation's title being the other member's display name.
-func (s *Server) render(ctx context.Context, reader store.ID, sums []store.Summary) ([]apiConversation, error) {
-	var ids []store.ID
+func (s *Server) render(ctx context.Context, reader chat.ID, sums []chat.Summary) ([]apiConversation, error) {
+	var ids []chat.ID
 	for i := range sums {
 		ids = append(ids, sums[i].Members...)
 	}
@@ -110,11 +111,11 @@ func (s *Server) render(ctx context.Context, reader store.ID, sums []store.Summa
 		for _, id := range sm.Members {
 			u, ok := users[id]
 			if !ok {
-				u = store.User{ID: id}
+				u = chat.User{ID: id}
 			}
 			online := s.presence.Online(id)
 			ac.Members = append(ac.Members, apiUser{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Online: &online})
-			if sm.Kind == store.Direct && id != reader {
+			if sm.Kind == chat.Direct && id != reader {
 				ac.Title = u.DisplayName
 			}
 		}
@@ -123,8 +124,8 @@ func (s *Server) render(ctx context.Context, reader store.ID, sums []store.Summa
 	return out, nil
 }
 
-func (s *Server) renderOne(ctx context.Context, reader store.ID, c store.Conversation) (apiConversation, error) {
-	r, err := s.render(ctx, reader, []store.Summary{{Conversation: c}})
+func (s *Server) renderOne(ctx context.Context, reader chat.ID, c chat.Conversation) (apiConversation, error) {
+	r, err := s.render(ctx, reader, []chat.Summary{{Conversation: c}})
 	if err != nil {
 		return apiConversation{}, err
 	}
@@ -133,7 +134,7 @@ func (s *Server) renderOne(ctx context.Context, reader store.ID, c store.Convers
 
 // hello builds a connection's first frame and returns the conversations
 // it should be subscribed to.
-func (s *Server) hello(ctx context.Context, c *Conn) ([]byte, []store.Conversation, error) {
+func (s *Server) hello(ctx context.Context, c *Conn) ([]byte, []chat.Conversation, error) {
 	me, err := s.users.one(ctx, c.user)
 	if err != nil {
 		return nil, nil, err
@@ -148,13 +149,13 @@ func (s *Server) hello(ctx context.Context, c *Conn) ([]byte, []store.Conversati
 	}
 	b, err := json.Marshal(struct {
 		Type          string            `json:"type"`
-		User          store.User        `json:"user"`
+		User          chat.User         `json:"user"`
 		Conversations []apiConversation `json:"conversations"`
 	}{"hello", me, convs})
 	if err != nil {
 		return nil, nil, err
 	}
-	raw := make([]store.Conversation, len(sums))
+	raw := make([]chat.Conversation, len(sums))
 	for i := range sums {
 		raw[i] = sums[i].Conversation
 	}
@@ -164,12 +165,12 @@ func (s *Server) hello(ctx context.Context, c *Conn) ([]byte, []store.Conversati
 // onUserEvent handles an event the store sent to a local user: a
 // conversation they are in was created or changed. Their connections
 // subscribe to it and are told. Runs off the dispatcher.
-func (s *Server) onUserEvent(user store.ID, data []byte) {
+func (s *Server) onUserEvent(user chat.ID, data []byte) {
 	var ev struct {
-		Type         string             `json:"type"`
-		Conversation store.Conversation `json:"conversation"`
+		Type         string            `json:"type"`
+		Conversation chat.Conversation `json:"conversation"`
 	}
-	if err := json.Unmarshal(data, &ev); err != nil || ev.Type != "conversation" || !store.ValidConversationID(ev.Conversation.ID) {
+	if err := json.Unmarshal(data, &ev); err != nil || ev.Type != "conversation" || !chat.ValidConversationID(ev.Conversation.ID) {
 		return
 	}
 	// Subscribe now, on the dispatcher, so that no message sent after the
@@ -204,11 +205,11 @@ func (s *Server) onUserEvent(user store.ID, data []byte) {
 }
 
 // onPresence tells local connections that share a conversation with user.
-func (s *Server) onPresence(user store.ID, online bool) {
+func (s *Server) onPresence(user chat.ID, online bool) {
 	b, _ := json.Marshal(struct {
-		Type   string   `json:"type"`
-		User   store.ID `json:"user"`
-		Online bool     `json:"online"`
+		Type   string  `json:"type"`
+		User   chat.ID `json:"user"`
+		Online bool    `json:"online"`
 	}{"presence", user, online})
 	frame := textFrame(b)
 	for _, c := range s.hub.coMembers(user) {

@@ -16,7 +16,7 @@ import (
 	"github.com/chatcluster/chat/gateway/netpoll"
 	"github.com/chatcluster/chat/gateway/workers"
 	"github.com/chatcluster/chat/router"
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/gobwas/ws"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,7 +33,7 @@ type Deps struct {
 	NATS      *nats.Conn
 	Stream    jetstream.Stream // the message stream, for filling gaps
 	Publisher *router.Publisher
-	Store     *store.Client
+	Store     *storeclient.Client
 	// Registry takes the gateway's metrics; Gatherer serves /metrics.
 	Registry prometheus.Registerer
 	Gatherer prometheus.Gatherer
@@ -44,7 +44,7 @@ type Deps struct {
 type Server struct {
 	cfg      Config
 	nc       *nats.Conn
-	store    *store.Client
+	store    *storeclient.Client
 	pub      *router.Publisher
 	interest *router.Interest
 	presence *router.Presence

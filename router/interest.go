@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -34,7 +34,7 @@ type Delivery struct {
 	Kind         Kind
 	Conversation string
 	// User is who caused it: the sender of a message, the typist.
-	User  store.ID
+	User  chat.ID
 	Frame []byte
 	// Received is when the gateway got it from NATS, for fan-out latency.
 	Received time.Time
@@ -55,7 +55,7 @@ type InterestConfig struct {
 	// OnUserEvent receives the payload of an event sent to a local user
 	// (chat.user.<id>), such as being added to a conversation. Called on the
 	// dispatcher goroutine: it must not block for long.
-	OnUserEvent func(user store.ID, data []byte)
+	OnUserEvent func(user chat.ID, data []byte)
 	// OnDelivered is told, after each fan-out, how many subscribers got it.
 	OnDelivered func(d *Delivery, receivers int)
 	// Publisher, when set, learns each conversation's newest stored message
@@ -83,7 +83,7 @@ type Interest struct {
 	shards [interestShards]interestShard
 
 	umu   sync.Mutex
-	users map[store.ID]*userEntry
+	users map[chat.ID]*userEntry
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -118,7 +118,7 @@ func NewInterest(nc *nats.Conn, cfg InterestConfig) *Interest {
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &Interest{
 		nc: nc, cfg: cfg, log: cfg.Log, ch: make(chan *nats.Msg, cfg.Buffer),
-		seed: maphash.MakeSeed(), users: make(map[store.ID]*userEntry),
+		seed: maphash.MakeSeed(), users: make(map[chat.ID]*userEntry),
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
 	for i := range in.shards {
@@ -145,7 +145,7 @@ func (in *Interest) Join(conv string, s Subscriber) error {
 	if e == nil {
 		// ChanSubscribe: no goroutine per subscription, all conversations
 		// feed the one dispatcher.
-		sub, err := in.nc.ChanSubscribe(ConvSubject(conv), in.ch)
+		sub, err := in.nc.ChanSubscribe(chat.ConvSubject(conv), in.ch)
 		if err != nil {
 			return fmt.Errorf("router: subscribe %s: %w", conv, err)
 		}
@@ -199,7 +199,7 @@ func (in *Interest) Subscribed() int {
 
 // JoinUser subscribes to events for user (reference counted: one per
 // local connection of the user).
-func (in *Interest) JoinUser(user store.ID) error {
+func (in *Interest) JoinUser(user chat.ID) error {
 	if in.ctx.Err() != nil {
 		return ErrClosed
 	}
@@ -207,7 +207,7 @@ func (in *Interest) JoinUser(user store.ID) error {
 	defer in.umu.Unlock()
 	e := in.users[user]
 	if e == nil {
-		sub, err := in.nc.ChanSubscribe(UserSubject(user), in.ch)
+		sub, err := in.nc.ChanSubscribe(chat.UserSubject(user), in.ch)
 		if err != nil {
 			return fmt.Errorf("router: subscribe user %d: %w", user, err)
 		}
@@ -219,7 +219,7 @@ func (in *Interest) JoinUser(user store.ID) error {
 }
 
 // LeaveUser drops one reference taken by JoinUser.
-func (in *Interest) LeaveUser(user store.ID) {
+func (in *Interest) LeaveUser(user chat.ID) {
 	in.umu.Lock()
 	defer in.umu.Unlock()
 	e := in.users[user]
@@ -269,16 +269,16 @@ func (in *Interest) dispatch() {
 
 func (in *Interest) handle(m *nats.Msg) {
 	now := time.Now()
-	if rest, ok := strings.CutPrefix(m.Subject, store.UserSubjectPrefix); ok {
+	if rest, ok := strings.CutPrefix(m.Subject, chat.UserSubjectPrefix); ok {
 		if in.cfg.OnUserEvent == nil {
 			return
 		}
-		if u, err := store.ParseID(rest); err == nil {
+		if u, err := chat.ParseID(rest); err == nil {
 			in.cfg.OnUserEvent(u, m.Data)
 		}
 		return
 	}
-	rest, ok := strings.CutPrefix(m.Subject, convPrefix)
+	rest, ok := strings.CutPrefix(m.Subject, chat.ConvSubjectPrefix)
 	if !ok {
 		return
 	}
@@ -291,20 +291,20 @@ func (in *Interest) handle(m *nats.Msg) {
 		in.handleMessage(conv, m, now)
 	case "evt":
 		d := &Delivery{Kind: KindEvent, Conversation: conv, Frame: TextFrame(m.Data), Received: now}
-		switch m.Header.Get(hdrKind) {
+		switch m.Header.Get(chat.HdrKind) {
 		case kindTyping:
 			d.Kind = KindTyping
 		case kindRead:
 			d.Kind = KindRead
 		}
-		d.User, _ = store.ParseID(m.Header.Get(hdrUser))
+		d.User, _ = chat.ParseID(m.Header.Get(chat.HdrUser))
 		in.deliver(conv, d)
 	}
 }
 
 func (in *Interest) handleMessage(conv string, m *nats.Msg, now time.Time) {
-	seq := parseSeq(m.Header, hdrNatsSeq)
-	prev := parseSeq(m.Header, hdrNatsLast)
+	seq := parseSeq(m.Header, chat.HdrNatsSeq)
+	prev := parseSeq(m.Header, chat.HdrNatsLastSeq)
 	sh := in.shard(conv)
 	sh.mu.RLock()
 	e := sh.convs[conv]
@@ -334,7 +334,7 @@ func (in *Interest) fill(conv string, from, to uint64, now time.Time) {
 	ctx, cancel := context.WithTimeout(in.ctx, 5*time.Second)
 	defer cancel()
 	for s := from + 1; s < to; {
-		raw, err := in.cfg.Stream.GetMsg(ctx, s, jetstream.WithGetMsgSubject(MsgSubject(conv)))
+		raw, err := in.cfg.Stream.GetMsg(ctx, s, jetstream.WithGetMsgSubject(chat.MsgSubject(conv)))
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrMsgNotFound) {
 				in.log.Warn("gap fill failed", zap.String("conversation", conv), zap.Error(err))
@@ -350,9 +350,9 @@ func (in *Interest) fill(conv string, from, to uint64, now time.Time) {
 }
 
 func (in *Interest) deliverMessage(conv string, seq uint64, h nats.Header, data []byte, now time.Time) {
-	sender, _ := store.ParseID(h.Get(hdrSender))
+	sender, _ := chat.ParseID(h.Get(chat.HdrSender))
 	if in.cfg.Publisher != nil {
-		if id, err := store.ParseID(h.Get(hdrMsgID)); err == nil {
+		if id, err := chat.ParseID(h.Get(chat.HdrMsgID)); err == nil {
 			in.cfg.Publisher.Observe(conv, seq, id)
 		}
 	}

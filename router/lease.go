@@ -9,16 +9,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
 // ErrNoNodeID is returned when every node ID is leased.
 var ErrNoNodeID = errors.New("router: no free node ID")
-
-// leaseBucket is the KV bucket of node-ID leases.
-const leaseBucket = "chat_node_ids"
 
 // LeaseConfig tunes node-ID leases.
 type LeaseConfig struct {
@@ -48,7 +45,7 @@ type Lease struct {
 	lost   error
 }
 
-// AcquireNodeID leases a free node ID in 0..store.MaxNode.
+// AcquireNodeID leases a free node ID in 0..chat.MaxNode.
 func AcquireNodeID(ctx context.Context, js jetstream.JetStream, cfg LeaseConfig) (*Lease, error) {
 	if cfg.TTL <= 0 {
 		cfg.TTL = 30 * time.Second
@@ -60,7 +57,7 @@ func AcquireNodeID(ctx context.Context, js jetstream.JetStream, cfg LeaseConfig)
 		cfg.Log = zap.NewNop()
 	}
 	kvc := jetstream.KeyValueConfig{
-		Bucket: leaseBucket, TTL: cfg.TTL, Replicas: cfg.Replicas, History: 1,
+		Bucket: chat.NodeIDBucket, TTL: cfg.TTL, Replicas: cfg.Replicas, History: 1,
 		Description: "node IDs for time-ordered message IDs, leased by gateways and stores",
 	}
 	kv, err := ensure(ctx, "lease bucket", func(actx context.Context) (jetstream.KeyValue, error) {
@@ -73,9 +70,9 @@ func AcquireNodeID(ctx context.Context, js jetstream.JetStream, cfg LeaseConfig)
 	if err != nil {
 		return nil, err
 	}
-	start := rand.IntN(store.MaxNode + 1)
-	for i := 0; i <= store.MaxNode; i++ {
-		n := (start + i) % (store.MaxNode + 1)
+	start := rand.IntN(chat.MaxNode + 1)
+	for i := 0; i <= chat.MaxNode; i++ {
+		n := (start + i) % (chat.MaxNode + 1)
 		key := "node." + strconv.Itoa(n)
 		rev, err := kv.Create(ctx, key, []byte(time.Now().UTC().Format(time.RFC3339)))
 		if errors.Is(err, jetstream.ErrKeyExists) {

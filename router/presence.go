@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
@@ -33,7 +33,7 @@ type PresenceConfig struct {
 	// OnChange is told when a user comes online anywhere (first connection
 	// in the cluster) or goes offline everywhere. Called from presence's
 	// own goroutines, never under its lock.
-	OnChange func(user store.ID, online bool)
+	OnChange func(user chat.ID, online bool)
 	Log      *zap.Logger
 }
 
@@ -65,10 +65,10 @@ type Presence struct {
 	self string // this process's instance: node IDs are reused, instances never
 
 	mu       sync.Mutex
-	local    map[store.ID]int       // connections per local user
-	leaving  map[store.ID]time.Time // local users whose last connection closed, when to announce it
-	online   map[store.ID][]string  // user -> instances it is connected to
-	lastSeen map[string]time.Time   // instance -> last heartbeat or event
+	local    map[chat.ID]int       // connections per local user
+	leaving  map[chat.ID]time.Time // local users whose last connection closed, when to announce it
+	online   map[chat.ID][]string  // user -> instances it is connected to
+	lastSeen map[string]time.Time  // instance -> last heartbeat or event
 
 	subs   []*nats.Subscription
 	stop   chan struct{}
@@ -77,9 +77,9 @@ type Presence struct {
 }
 
 type presenceEvent struct {
-	Instance string     `json:"instance"`
-	Online   bool       `json:"online,omitempty"`
-	Users    []store.ID `json:"users,omitempty"` // in sync replies
+	Instance string    `json:"instance"`
+	Online   bool      `json:"online,omitempty"`
+	Users    []chat.ID `json:"users,omitempty"` // in sync replies
 }
 
 // NewPresence joins the cluster's presence and collects who is online.
@@ -87,14 +87,14 @@ func NewPresence(ctx context.Context, nc *nats.Conn, cfg PresenceConfig) (*Prese
 	cfg.setDefaults()
 	p := &Presence{
 		nc: nc, cfg: cfg, self: nuid.Next(),
-		local: make(map[store.ID]int), leaving: make(map[store.ID]time.Time),
-		online: make(map[store.ID][]string), lastSeen: make(map[string]time.Time),
+		local: make(map[chat.ID]int), leaving: make(map[chat.ID]time.Time),
+		online: make(map[chat.ID][]string), lastSeen: make(map[string]time.Time),
 		stop: make(chan struct{}),
 	}
 	for subj, h := range map[string]nats.MsgHandler{
-		presencePrefix + "*": p.onEvent,
-		heartbeatAll:         p.onHeartbeat,
-		presenceSync:         p.onSync,
+		chat.PresenceSubjectPrefix + "*": p.onEvent,
+		chat.HeartbeatSubjects:           p.onHeartbeat,
+		chat.PresenceSyncSubject:         p.onSync,
 	} {
 		sub, err := nc.Subscribe(subj, h)
 		if err != nil {
@@ -121,7 +121,7 @@ func (p *Presence) sync(ctx context.Context) error {
 		return fmt.Errorf("router: presence sync: %w", err)
 	}
 	defer sub.Unsubscribe()
-	if err := p.nc.PublishRequest(presenceSync, inbox, []byte(p.self)); err != nil {
+	if err := p.nc.PublishRequest(chat.PresenceSyncSubject, inbox, []byte(p.self)); err != nil {
 		return fmt.Errorf("router: presence sync: %w", err)
 	}
 	deadline := time.NewTimer(p.cfg.SyncWait)
@@ -152,7 +152,7 @@ func (p *Presence) onSync(m *nats.Msg) {
 		return
 	}
 	p.mu.Lock()
-	users := make([]store.ID, 0, len(p.local))
+	users := make([]chat.ID, 0, len(p.local))
 	for u := range p.local {
 		users = append(users, u)
 	}
@@ -162,7 +162,7 @@ func (p *Presence) onSync(m *nats.Msg) {
 }
 
 // Connect counts a new local connection of user.
-func (p *Presence) Connect(user store.ID) {
+func (p *Presence) Connect(user chat.ID) {
 	p.mu.Lock()
 	p.local[user]++
 	first := p.local[user] == 1
@@ -176,7 +176,7 @@ func (p *Presence) Connect(user store.ID) {
 
 // Disconnect counts a closed local connection of user; the last one out
 // is announced after OfflineGrace unless the user reconnects.
-func (p *Presence) Disconnect(user store.ID) {
+func (p *Presence) Disconnect(user chat.ID) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.local[user] <= 1 {
@@ -188,7 +188,7 @@ func (p *Presence) Disconnect(user store.ID) {
 }
 
 // Online reports whether user is connected anywhere in the cluster.
-func (p *Presence) Online(user store.ID) bool {
+func (p *Presence) Online(user chat.ID) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, local := p.local[user]
@@ -196,15 +196,15 @@ func (p *Presence) Online(user store.ID) bool {
 	return local || leaving || len(p.online[user]) > 0
 }
 
-func (p *Presence) announce(user store.ID, online bool) {
+func (p *Presence) announce(user chat.ID, online bool) {
 	b, _ := json.Marshal(presenceEvent{Instance: p.self, Online: online})
-	if err := p.nc.Publish(presencePrefix+user.String(), b); err != nil {
+	if err := p.nc.Publish(chat.PresenceSubject(user), b); err != nil {
 		p.cfg.Log.Warn("presence publish failed", zap.Error(err))
 	}
 }
 
 func (p *Presence) onEvent(m *nats.Msg) {
-	u, err := store.ParseID(strings.TrimPrefix(m.Subject, presencePrefix))
+	u, err := chat.ParseID(strings.TrimPrefix(m.Subject, chat.PresenceSubjectPrefix))
 	var ev presenceEvent
 	if err != nil || json.Unmarshal(m.Data, &ev) != nil || ev.Instance == "" {
 		return
@@ -232,7 +232,7 @@ func (p *Presence) onEvent(m *nats.Msg) {
 // onlineLocked is the cluster's view, built from announcements only (our
 // own come back to us through NATS like everyone else's), so that a local
 // user's first connection is a change here too.
-func (p *Presence) onlineLocked(u store.ID) bool { return len(p.online[u]) > 0 }
+func (p *Presence) onlineLocked(u chat.ID) bool { return len(p.online[u]) > 0 }
 
 func (p *Presence) onHeartbeat(m *nats.Msg) {
 	inst := string(m.Data)
@@ -259,7 +259,7 @@ func (p *Presence) loop() {
 		case <-p.stop:
 			return
 		case <-hb.C:
-			_ = p.nc.Publish(heartbeatSubject(p.self), []byte(p.self))
+			_ = p.nc.Publish(chat.HeartbeatSubject(p.self), []byte(p.self))
 		case now := <-sweep.C:
 			p.sweep(now)
 		}
@@ -269,8 +269,8 @@ func (p *Presence) loop() {
 // sweep announces local users whose grace ran out and forgets the users of
 // gateways that went silent.
 func (p *Presence) sweep(now time.Time) {
-	var gone []store.ID
-	var changed []store.ID
+	var gone []chat.ID
+	var changed []chat.ID
 	p.mu.Lock()
 	for u, at := range p.leaving {
 		if now.After(at) {
@@ -313,15 +313,15 @@ func (p *Presence) Close() {
 		close(p.stop)
 		p.wg.Wait()
 		p.mu.Lock()
-		users := make([]store.ID, 0, len(p.local)+len(p.leaving))
+		users := make([]chat.ID, 0, len(p.local)+len(p.leaving))
 		for u := range p.local {
 			users = append(users, u)
 		}
 		for u := range p.leaving {
 			users = append(users, u)
 		}
-		p.local = map[store.ID]int{}
-		p.leaving = map[store.ID]time.Time{}
+		p.local = map[chat.ID]int{}
+		p.leaving = map[chat.ID]time.Time{}
 		p.mu.Unlock()
 		for _, u := range users {
 			p.announce(u, false)

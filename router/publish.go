@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -33,7 +33,7 @@ const maxPublishAttempts = 32
 type Publisher struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	ids    *store.Generator
+	ids    *chat.Generator
 	now    func() time.Time
 
 	mu    sync.Mutex
@@ -47,12 +47,12 @@ type convTail struct {
 	mu      sync.Mutex
 	known   bool
 	lastSeq uint64
-	lastID  store.ID
+	lastID  chat.ID
 	used    time.Time
 }
 
 // NewPublisher returns a publisher that takes IDs from ids.
-func NewPublisher(js jetstream.JetStream, stream jetstream.Stream, ids *store.Generator) *Publisher {
+func NewPublisher(js jetstream.JetStream, stream jetstream.Stream, ids *chat.Generator) *Publisher {
 	return &Publisher{js: js, stream: stream, ids: ids, now: time.Now, convs: make(map[string]*convTail)}
 }
 
@@ -69,7 +69,7 @@ func (p *Publisher) tail(conv string) *convTail {
 
 // Observe records a stored message seen on the fan-out subscription, so the
 // next publish to its conversation rarely conflicts.
-func (p *Publisher) Observe(conv string, seq uint64, id store.ID) {
+func (p *Publisher) Observe(conv string, seq uint64, id chat.ID) {
 	p.mu.Lock()
 	t := p.convs[conv]
 	p.mu.Unlock()
@@ -103,13 +103,13 @@ func (p *Publisher) Forget(idle time.Duration) {
 // and returns it as stored, with its ID and time. When the same sender has
 // already sent the same ClientID to the conversation within the
 // deduplication window it returns that first message instead; dup says so.
-func (p *Publisher) Publish(ctx context.Context, m store.Message) (stored store.Message, dup bool, err error) {
+func (p *Publisher) Publish(ctx context.Context, m chat.Message) (stored chat.Message, dup bool, err error) {
 	t := p.tail(m.Conversation)
 	t.pub.Lock()
 	defer t.pub.Unlock()
 
-	subject := MsgSubject(m.Conversation)
-	msgID := MsgIDHeader(m.Conversation, m.Sender, m.ClientID)
+	subject := chat.MsgSubject(m.Conversation)
+	msgID := chat.MsgIDHeader(m.Conversation, m.Sender, m.ClientID)
 	buf := make([]byte, 0, 160+len(m.Body))
 	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
 		t.mu.Lock()
@@ -118,7 +118,7 @@ func (p *Publisher) Publish(ctx context.Context, m store.Message) (stored store.
 		t.mu.Unlock()
 		if !known {
 			if lastSeq, lastID, err = p.loadTail(ctx, subject); err != nil {
-				return store.Message{}, false, err
+				return chat.Message{}, false, err
 			}
 			t.mu.Lock()
 			if lastSeq >= t.lastSeq {
@@ -131,8 +131,8 @@ func (p *Publisher) Publish(ctx context.Context, m store.Message) (stored store.
 		m.SentAt = p.now().UTC().Truncate(time.Millisecond)
 		buf = m.AppendJSON(buf[:0])
 		nm := &nats.Msg{Subject: subject, Data: buf, Header: nats.Header{}}
-		nm.Header.Set(hdrMsgID, m.ID.String())
-		nm.Header.Set(hdrSender, m.Sender.String())
+		nm.Header.Set(chat.HdrMsgID, m.ID.String())
+		nm.Header.Set(chat.HdrSender, m.Sender.String())
 		ack, perr := p.js.PublishMsg(ctx, nm,
 			jetstream.WithMsgID(msgID),
 			jetstream.WithExpectLastSequencePerSubject(lastSeq))
@@ -144,11 +144,11 @@ func (p *Publisher) Publish(ctx context.Context, m store.Message) (stored store.
 				// Back off a random while, growing, so that gateways racing
 				// for one busy conversation take turns instead of colliding.
 				if err := sleepCtx(ctx, time.Duration(rand.Int64N(int64(attempt+1)*int64(200*time.Microsecond)))); err != nil {
-					return store.Message{}, false, err
+					return chat.Message{}, false, err
 				}
 				continue
 			}
-			return store.Message{}, false, fmt.Errorf("router: publish: %w", perr)
+			return chat.Message{}, false, fmt.Errorf("router: publish: %w", perr)
 		}
 		if ack.Duplicate {
 			orig, gerr := p.original(ctx, ack.Sequence)
@@ -161,7 +161,7 @@ func (p *Publisher) Publish(ctx context.Context, m store.Message) (stored store.
 		t.mu.Unlock()
 		return m, false, nil
 	}
-	return store.Message{}, false, ErrConflict
+	return chat.Message{}, false, ErrConflict
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -185,7 +185,7 @@ func isWrongLastSeq(err error) bool {
 }
 
 // loadTail asks the stream for a conversation's newest message.
-func (p *Publisher) loadTail(ctx context.Context, subject string) (uint64, store.ID, error) {
+func (p *Publisher) loadTail(ctx context.Context, subject string) (uint64, chat.ID, error) {
 	raw, err := p.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, 0, nil
@@ -193,9 +193,9 @@ func (p *Publisher) loadTail(ctx context.Context, subject string) (uint64, store
 	if err != nil {
 		return 0, 0, fmt.Errorf("router: last message of %s: %w", subject, err)
 	}
-	id, err := store.ParseID(raw.Header.Get(hdrMsgID))
+	id, err := chat.ParseID(raw.Header.Get(chat.HdrMsgID))
 	if err != nil {
-		var m store.Message
+		var m chat.Message
 		if jerr := json.Unmarshal(raw.Data, &m); jerr != nil {
 			return 0, 0, fmt.Errorf("router: last message of %s: %w", subject, jerr)
 		}
@@ -205,14 +205,14 @@ func (p *Publisher) loadTail(ctx context.Context, subject string) (uint64, store
 }
 
 // original fetches the message a duplicate send refers to.
-func (p *Publisher) original(ctx context.Context, seq uint64) (store.Message, error) {
+func (p *Publisher) original(ctx context.Context, seq uint64) (chat.Message, error) {
 	raw, err := p.stream.GetMsg(ctx, seq)
 	if err != nil {
-		return store.Message{}, fmt.Errorf("router: original of duplicate at %d: %w", seq, err)
+		return chat.Message{}, fmt.Errorf("router: original of duplicate at %d: %w", seq, err)
 	}
-	var m store.Message
+	var m chat.Message
 	if err := json.Unmarshal(raw.Data, &m); err != nil {
-		return store.Message{}, fmt.Errorf("router: original of duplicate at %d: %w", seq, err)
+		return chat.Message{}, fmt.Errorf("router: original of duplicate at %d: %w", seq, err)
 	}
 	return m, nil
 }

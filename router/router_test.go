@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -82,10 +82,10 @@ func (r *recorder) Deliver(d *Delivery) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) messages(t *testing.T) []store.Message {
+func (r *recorder) messages(t *testing.T) []chat.Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []store.Message
+	var out []chat.Message
 	for _, d := range r.frames {
 		if d.Kind != KindMessage {
 			continue
@@ -96,8 +96,8 @@ func (r *recorder) messages(t *testing.T) []store.Message {
 			p = d.Frame[4:]
 		}
 		var f struct {
-			Type    string        `json:"type"`
-			Message store.Message `json:"message"`
+			Type    string       `json:"type"`
+			Message chat.Message `json:"message"`
 		}
 		if err := json.Unmarshal(p, &f); err != nil || f.Type != "message" {
 			t.Fatalf("frame %q: %v", p, err)
@@ -116,8 +116,8 @@ func TestPublishOrderedAcrossSkewedGatewaysAndFanOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Two gateways; the second's clock runs two seconds behind.
-	g1, _ := store.NewGenerator(1)
-	g2, _ := store.NewGenerator(2)
+	g1, _ := chat.NewGenerator(1)
+	g2, _ := chat.NewGenerator(2)
 	p1 := NewPublisher(js, st, g1)
 	p2 := NewPublisher(js, st, g2)
 	p2.now = func() time.Time { return time.Now().Add(-2 * time.Second) }
@@ -140,7 +140,7 @@ func TestPublishOrderedAcrossSkewedGatewaysAndFanOut(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < per; i++ {
-					_, _, err := p.Publish(ctx, store.Message{Conversation: "10", Sender: store.ID(gi + 1), Body: "x", ClientID: fmt.Sprintf("g%dw%di%d", gi, w, i)})
+					_, _, err := p.Publish(ctx, chat.Message{Conversation: "10", Sender: chat.ID(gi + 1), Body: "x", ClientID: fmt.Sprintf("g%dw%di%d", gi, w, i)})
 					if err != nil {
 						t.Error(err)
 						return
@@ -172,18 +172,18 @@ func TestPublishDuplicateReturnsOriginal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, _ := store.NewGenerator(3)
+	g, _ := chat.NewGenerator(3)
 	p := NewPublisher(js, st, g)
-	first, dup, err := p.Publish(ctx, store.Message{Conversation: "1-2", Sender: 1, Body: "hello", ClientID: "c-1"})
+	first, dup, err := p.Publish(ctx, chat.Message{Conversation: "1-2", Sender: 1, Body: "hello", ClientID: "c-1"})
 	if err != nil || dup {
 		t.Fatal(err, dup)
 	}
 	// Another gateway (no cached tail) sends meanwhile, then the retry.
 	p2 := NewPublisher(js, st, g)
-	if _, _, err := p2.Publish(ctx, store.Message{Conversation: "1-2", Sender: 2, Body: "other", ClientID: "c-1"}); err != nil {
+	if _, _, err := p2.Publish(ctx, chat.Message{Conversation: "1-2", Sender: 2, Body: "other", ClientID: "c-1"}); err != nil {
 		t.Fatal(err)
 	}
-	again, dup, err := p.Publish(ctx, store.Message{Conversation: "1-2", Sender: 1, Body: "different body", ClientID: "c-1"})
+	again, dup, err := p.Publish(ctx, chat.Message{Conversation: "1-2", Sender: 1, Body: "different body", ClientID: "c-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestInterestFillsGapsAndRefcounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, _ := store.NewGenerator(4)
+	g, _ := chat.NewGenerator(4)
 	p := NewPublisher(js, st, g)
 	in := NewInterest(nc, InterestConfig{Stream: st})
 	defer in.Close()
@@ -223,7 +223,7 @@ func TestInterestFillsGapsAndRefcounts(t *testing.T) {
 	}
 	nc.Flush()
 	send := func(i int) {
-		if _, _, err := p.Publish(ctx, store.Message{Conversation: "7", Sender: 1, Body: "m", ClientID: fmt.Sprint(i)}); err != nil {
+		if _, _, err := p.Publish(ctx, chat.Message{Conversation: "7", Sender: 1, Body: "m", ClientID: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -248,7 +248,7 @@ func TestInterestFillsGapsAndRefcounts(t *testing.T) {
 	nc.Flush()
 	send(1)
 	send(2)
-	newSub, err := nc.ChanSubscribe(ConvSubject("7"), in.ch)
+	newSub, err := nc.ChanSubscribe(chat.ConvSubject("7"), in.ch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestPresenceAcrossGateways(t *testing.T) {
 	nc1, _ := connect(t, s)
 	nc2, _ := connect(t, s)
 	type change struct {
-		user   store.ID
+		user   chat.ID
 		online bool
 	}
 	changes := make(chan change, 16)
@@ -296,7 +296,7 @@ func TestPresenceAcrossGateways(t *testing.T) {
 	p2, err := NewPresence(ctx, nc2, PresenceConfig{
 		SyncWait: 200 * time.Millisecond, OfflineGrace: 20 * time.Millisecond,
 		Heartbeat: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
-		OnChange: func(u store.ID, on bool) { changes <- change{u, on} },
+		OnChange: func(u chat.ID, on bool) { changes <- change{u, on} },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -358,9 +358,9 @@ func TestPublisherForgetsIdleConversations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, _ := store.NewGenerator(5)
+	g, _ := chat.NewGenerator(5)
 	p := NewPublisher(js, st, g)
-	if _, _, err := p.Publish(ctx, store.Message{Conversation: "3", Sender: 1, Body: "x", ClientID: "a"}); err != nil {
+	if _, _, err := p.Publish(ctx, chat.Message{Conversation: "3", Sender: 1, Body: "x", ClientID: "a"}); err != nil {
 		t.Fatal(err)
 	}
 	p.Forget(time.Hour)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -46,9 +47,9 @@ func (c *StreamConfig) setDefaults() {
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	cfg.setDefaults()
 	sc := jetstream.StreamConfig{
-		Name:        StreamName,
+		Name:        chat.StreamName,
 		Description: "chat messages, one subject per conversation",
-		Subjects:    []string{MsgSubjects},
+		Subjects:    []string{chat.MsgSubjects},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
@@ -61,11 +62,11 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		// message is stored: they never fan out a message that failed to
 		// store, and the Nats-Sequence headers let them see gaps.
 		RePublish: &jetstream.RePublish{
-			Source:      MsgSubjects,
-			Destination: convPrefix + "{{wildcard(1)}}.msg",
+			Source:      chat.MsgSubjects,
+			Destination: chat.ConvMsgRepublish,
 		},
 	}
-	return ensure(ctx, "stream "+StreamName, func(actx context.Context) (jetstream.Stream, error) {
+	return ensure(ctx, "stream "+chat.StreamName, func(actx context.Context) (jetstream.Stream, error) {
 		// CreateStream returns an identical existing stream as it is;
 		// CreateOrUpdateStream was seen to hang when several processes of a
 		// fresh cluster called it at once for an R3 stream.

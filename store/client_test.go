@@ -12,7 +12,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat/store/storeclient"
 )
 
 // events collects the user events published on chat.user.*.
@@ -23,7 +25,7 @@ type events struct {
 
 func watchUsers(t *testing.T, nc *nats.Conn) *events {
 	t.Helper()
-	sub, err := nc.SubscribeSync(store.UserSubjectPrefix + "*")
+	sub, err := nc.SubscribeSync(chat.UserSubjectPrefix + "*")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,19 +37,19 @@ func watchUsers(t *testing.T, nc *nats.Conn) *events {
 }
 
 // expect reads one event per user of to (any order) about conversation id.
-func (e *events) expect(id string, to ...store.ID) store.Conversation {
+func (e *events) expect(id string, to ...chat.ID) chat.Conversation {
 	e.t.Helper()
 	want := map[string]bool{}
 	for _, u := range to {
-		want[store.UserSubject(u)] = true
+		want[chat.UserSubject(u)] = true
 	}
-	var c store.Conversation
+	var c chat.Conversation
 	for len(want) > 0 {
 		m, err := e.sub.NextMsg(5 * time.Second)
 		if err != nil {
 			e.t.Fatalf("waiting for events to %v: %v", want, err)
 		}
-		var ev store.UserEvent
+		var ev storeclient.UserEvent
 		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			e.t.Fatal(err)
 		}
@@ -78,10 +80,10 @@ func (e *events) none() {
 	}
 }
 
-func signup(t *testing.T, c *store.Client, name string) store.User {
+func signup(t *testing.T, c *storeclient.Client, name string) chat.User {
 	t.Helper()
-	u, err := c.Signup(t.Context(), store.Account{
-		User: store.User{Username: name, DisplayName: strings.ToUpper(name)}, PasswordHash: "hash-" + name,
+	u, err := c.Signup(t.Context(), chat.Account{
+		User: chat.User{Username: name, DisplayName: strings.ToUpper(name)}, PasswordHash: "hash-" + name,
 	})
 	if err != nil {
 		t.Fatalf("signup %s: %v", name, err)
@@ -95,7 +97,7 @@ func TestAPI(t *testing.T) {
 	cfg := store.ServiceConfig{MaxMembers: 4}
 	s := startService(t, e, b, cfg, 1)
 	waitReady(t, s.svc)
-	c := store.NewClient(e.nc, store.ClientConfig{})
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	ctx := t.Context()
 	ev := watchUsers(t, e.nc)
 
@@ -107,26 +109,26 @@ func TestAPI(t *testing.T) {
 	anna := signup(t, c, "anna")
 	bob := signup(t, c, "bob")
 	ann := signup(t, c, "ann_2")
-	if _, err := c.Signup(ctx, store.Account{User: store.User{Username: "BILLY"}, PasswordHash: "x"}); !errors.Is(err, store.ErrUsernameTaken) {
+	if _, err := c.Signup(ctx, chat.Account{User: chat.User{Username: "BILLY"}, PasswordHash: "x"}); !errors.Is(err, chat.ErrUsernameTaken) {
 		t.Errorf("duplicate signup: %v", err)
 	}
-	for _, bad := range []store.Account{
-		{User: store.User{Username: "no"}, PasswordHash: "x"},
-		{User: store.User{Username: "with space"}, PasswordHash: "x"},
-		{User: store.User{Username: "nohash"}},
+	for _, bad := range []chat.Account{
+		{User: chat.User{Username: "no"}, PasswordHash: "x"},
+		{User: chat.User{Username: "with space"}, PasswordHash: "x"},
+		{User: chat.User{Username: "nohash"}},
 	} {
-		if _, err := c.Signup(ctx, bad); !errors.Is(err, store.ErrInvalid) {
-			t.Errorf("signup %+v: %v, want ErrInvalid", bad, err)
+		if _, err := c.Signup(ctx, bad); !errors.Is(err, chat.ErrInvalid) {
+			t.Errorf("signup %+v: %v, want chat.ErrInvalid", bad, err)
 		}
 	}
 	a, err := c.Account(ctx, "BiLLy")
 	if err != nil || a.ID != billy.ID || a.PasswordHash != "hash-Billy" || a.CreatedAt.IsZero() {
 		t.Errorf("account: %+v %v", a, err)
 	}
-	if _, err := c.Account(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := c.Account(ctx, "nobody"); !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("unknown account: %v", err)
 	}
-	users, err := c.Users(ctx, []store.ID{anna.ID, 12345, billy.ID})
+	users, err := c.Users(ctx, []chat.ID{anna.ID, 12345, billy.ID})
 	if err != nil || len(users) != 2 || users[0].ID != anna.ID || users[1].ID != billy.ID {
 		t.Errorf("users: %+v %v", users, err)
 	}
@@ -143,7 +145,7 @@ func TestAPI(t *testing.T) {
 
 	// Direct conversations.
 	d, created, err := c.Direct(ctx, billy.ID, anna.ID)
-	if err != nil || !created || d.ID != store.DirectID(billy.ID, anna.ID) || d.Kind != store.Direct {
+	if err != nil || !created || d.ID != chat.DirectID(billy.ID, anna.ID) || d.Kind != chat.Direct {
 		t.Fatalf("direct: %+v %v %v", d, created, err)
 	}
 	ev.expect(d.ID, billy.ID, anna.ID)
@@ -151,63 +153,63 @@ func TestAPI(t *testing.T) {
 	if err != nil || created || d2.ID != d.ID {
 		t.Errorf("direct again: %+v %v %v", d2, created, err)
 	}
-	if _, _, err := c.Direct(ctx, billy.ID, 999); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := c.Direct(ctx, billy.ID, 999); !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("direct with unknown user: %v", err)
 	}
-	if _, _, err := c.Direct(ctx, billy.ID, billy.ID); !errors.Is(err, store.ErrInvalid) {
+	if _, _, err := c.Direct(ctx, billy.ID, billy.ID); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("direct with oneself: %v", err)
 	}
 
 	// Groups.
-	g, err := c.Group(ctx, "trip", billy.ID, []store.ID{anna.ID, anna.ID})
-	if err != nil || g.Kind != store.Group || g.Title != "trip" || g.CreatedBy != billy.ID {
+	g, err := c.Group(ctx, "trip", billy.ID, []chat.ID{anna.ID, anna.ID})
+	if err != nil || g.Kind != chat.Group || g.Title != "trip" || g.CreatedBy != billy.ID {
 		t.Fatalf("group: %+v %v", g, err)
 	}
 	if want := sorted(billy.ID, anna.ID); !slices.Equal(g.Members, want) {
 		t.Errorf("group members %v, want %v", g.Members, want)
 	}
-	if _, err := store.ParseID(g.ID); err != nil {
+	if _, err := chat.ParseID(g.ID); err != nil {
 		t.Errorf("group id %q: %v", g.ID, err)
 	}
 	ev.expect(g.ID, billy.ID, anna.ID)
-	if _, err := c.Group(ctx, "x", billy.ID, []store.ID{404}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := c.Group(ctx, "x", billy.ID, []chat.ID{404}); !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("group with unknown member: %v", err)
 	}
-	if _, err := c.Group(ctx, "x", billy.ID, []store.ID{anna.ID, bob.ID, ann.ID, 5}); !errors.Is(err, store.ErrTooMany) {
+	if _, err := c.Group(ctx, "x", billy.ID, []chat.ID{anna.ID, bob.ID, ann.ID, 5}); !errors.Is(err, chat.ErrTooMany) {
 		t.Errorf("group over MaxMembers: %v", err)
 	}
-	if _, err := c.Group(ctx, "x", 0, nil); !errors.Is(err, store.ErrInvalid) {
+	if _, err := c.Group(ctx, "x", 0, nil); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("group without creator: %v", err)
 	}
 
 	// Adding members.
-	if _, _, err := c.AddMembers(ctx, g.ID, bob.ID, []store.ID{bob.ID}); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := c.AddMembers(ctx, g.ID, bob.ID, []chat.ID{bob.ID}); !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("add by a non-member: %v", err)
 	}
-	if _, _, err := c.AddMembers(ctx, g.ID, anna.ID, []store.ID{777}); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := c.AddMembers(ctx, g.ID, anna.ID, []chat.ID{777}); !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("add an unknown user: %v", err)
 	}
-	if _, _, err := c.AddMembers(ctx, "123456", anna.ID, []store.ID{bob.ID}); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := c.AddMembers(ctx, "123456", anna.ID, []chat.ID{bob.ID}); !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("add to an unknown conversation: %v", err)
 	}
-	if _, _, err := c.AddMembers(ctx, d.ID, anna.ID, []store.ID{bob.ID}); !errors.Is(err, store.ErrInvalid) {
+	if _, _, err := c.AddMembers(ctx, d.ID, anna.ID, []chat.ID{bob.ID}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("add to a direct conversation: %v", err)
 	}
-	g2, added, err := c.AddMembers(ctx, g.ID, anna.ID, []store.ID{bob.ID, billy.ID})
-	if err != nil || !slices.Equal(added, []store.ID{bob.ID}) || !slices.Equal(g2.Members, sorted(billy.ID, anna.ID, bob.ID)) {
+	g2, added, err := c.AddMembers(ctx, g.ID, anna.ID, []chat.ID{bob.ID, billy.ID})
+	if err != nil || !slices.Equal(added, []chat.ID{bob.ID}) || !slices.Equal(g2.Members, sorted(billy.ID, anna.ID, bob.ID)) {
 		t.Fatalf("add: %+v %v %v", g2, added, err)
 	}
 	if got := ev.expect(g.ID, billy.ID, anna.ID, bob.ID); len(got.Members) != 3 {
 		t.Errorf("event members %v", got.Members)
 	}
-	if _, added, err := c.AddMembers(ctx, g.ID, anna.ID, []store.ID{bob.ID}); err != nil || len(added) != 0 {
+	if _, added, err := c.AddMembers(ctx, g.ID, anna.ID, []chat.ID{bob.ID}); err != nil || len(added) != 0 {
 		t.Errorf("add again: %v %v", added, err)
 	}
 	if _, created, err := c.Direct(ctx, billy.ID, anna.ID); err != nil || created {
 		t.Errorf("direct again: %v %v", created, err)
 	}
 	ev.none() // neither changed anything
-	if _, _, err := c.AddMembers(ctx, g.ID, anna.ID, []store.ID{ann.ID, 8, 9}); !errors.Is(err, store.ErrTooMany) {
+	if _, _, err := c.AddMembers(ctx, g.ID, anna.ID, []chat.ID{ann.ID, 8, 9}); !errors.Is(err, chat.ErrTooMany) {
 		t.Errorf("add over MaxMembers: %v", err)
 	}
 
@@ -216,35 +218,35 @@ func TestAPI(t *testing.T) {
 	if err != nil || got.ID != g.ID || len(got.Members) != 3 {
 		t.Errorf("conversation: %+v %v", got, err)
 	}
-	if _, err := c.Conversation(ctx, "98765"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := c.Conversation(ctx, "98765"); !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("unknown conversation: %v", err)
 	}
-	if _, err := c.Conversation(ctx, "not an id"); !errors.Is(err, store.ErrInvalid) {
+	if _, err := c.Conversation(ctx, "not an id"); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("bad conversation id: %v", err)
 	}
 
 	// Messages, history, read marks, the conversation list.
 	p := newPublisher(t, e.js)
 	msgs, _ := p.publishN(g.ID, bob.ID, 5)
-	page, more, err := c.History(ctx, g.ID, store.Page{Limit: 2})
+	page, more, err := c.History(ctx, g.ID, chat.Page{Limit: 2})
 	if err != nil || !more || len(page) != 2 || page[0].ID != msgs[4].ID || page[1].ID != msgs[3].ID {
 		t.Fatalf("history newest: %v %v %v", ids(page), more, err)
 	}
-	page, more, err = c.History(ctx, g.ID, store.Page{Before: msgs[3].ID, Limit: 10})
+	page, more, err = c.History(ctx, g.ID, chat.Page{Before: msgs[3].ID, Limit: 10})
 	if err != nil || more || len(page) != 3 || page[0].ID != msgs[2].ID {
 		t.Errorf("history before: %v %v %v", ids(page), more, err)
 	}
-	page, more, err = c.History(ctx, g.ID, store.Page{After: msgs[1].ID, Limit: 2})
+	page, more, err = c.History(ctx, g.ID, chat.Page{After: msgs[1].ID, Limit: 2})
 	if err != nil || !more || len(page) != 2 || page[0].ID != msgs[2].ID {
 		t.Errorf("history after: %v %v %v", ids(page), more, err)
 	}
-	if _, _, err := c.History(ctx, g.ID, store.Page{Before: 1, After: 2}); !errors.Is(err, store.ErrInvalid) {
+	if _, _, err := c.History(ctx, g.ID, chat.Page{Before: 1, After: 2}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("history before and after: %v", err)
 	}
-	if _, _, err := c.History(ctx, g.ID, store.Page{Limit: -1}); !errors.Is(err, store.ErrInvalid) {
+	if _, _, err := c.History(ctx, g.ID, chat.Page{Limit: -1}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("history limit -1: %v", err)
 	}
-	if _, _, err := c.History(ctx, "bad.id", store.Page{}); !errors.Is(err, store.ErrInvalid) {
+	if _, _, err := c.History(ctx, "bad.id", chat.Page{}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("history of a bad id: %v", err)
 	}
 
@@ -256,7 +258,7 @@ func TestAPI(t *testing.T) {
 	if err != nil || moved || mark != msgs[3].ID {
 		t.Errorf("read backward: %v %v %v", mark, moved, err)
 	}
-	if _, _, err := c.MarkRead(ctx, g.ID, ann.ID, msgs[1].ID); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := c.MarkRead(ctx, g.ID, ann.ID, msgs[1].ID); !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("read by a non-member: %v", err)
 	}
 
@@ -275,12 +277,12 @@ func TestAPI(t *testing.T) {
 	}
 
 	// An unknown op answers invalid.
-	m, err := e.nc.RequestWithContext(ctx, store.APISubjectPrefix+"nope", []byte(`{}`))
+	m, err := e.nc.RequestWithContext(ctx, chat.StoreSubjectPrefix+"nope", []byte(`{}`))
 	if err != nil || !strings.Contains(string(m.Data), `"code":"invalid"`) {
 		t.Errorf("unknown op: %s %v", m.Data, err)
 	}
 	// A body that is not JSON answers invalid.
-	m, err = e.nc.RequestWithContext(ctx, store.APISubjectPrefix+store.OpUsers, []byte(`{`))
+	m, err = e.nc.RequestWithContext(ctx, chat.StoreSubjectPrefix+storeclient.OpUsers, []byte(`{`))
 	if err != nil || !strings.Contains(string(m.Data), `"code":"invalid"`) {
 		t.Errorf("bad body: %s %v", m.Data, err)
 	}
@@ -290,13 +292,13 @@ func TestAPI(t *testing.T) {
 	}
 }
 
-func sorted(ids ...store.ID) []store.ID {
+func sorted(ids ...chat.ID) []chat.ID {
 	slices.Sort(ids)
 	return ids
 }
 
-func ids(msgs []store.Message) []store.ID {
-	out := make([]store.ID, len(msgs))
+func ids(msgs []chat.Message) []chat.ID {
+	out := make([]chat.ID, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID
 	}
@@ -306,24 +308,24 @@ func ids(msgs []store.Message) []store.ID {
 // brokenBackend fails every call with an internal error.
 type brokenBackend struct{ store.Backend }
 
-func (brokenBackend) AccountByUsername(context.Context, string) (store.Account, error) {
-	return store.Account{}, errors.New("cassandra at 10.0.0.7: connection refused")
+func (brokenBackend) AccountByUsername(context.Context, string) (chat.Account, error) {
+	return chat.Account{}, errors.New("cassandra at 10.0.0.7: connection refused")
 }
 
 func TestInternalErrorsStayInside(t *testing.T) {
 	e := newEnv(t)
 	s := startService(t, e, brokenBackend{openBolt(t)}, store.ServiceConfig{}, 1)
 	waitReady(t, s.svc)
-	c := store.NewClient(e.nc, store.ClientConfig{})
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	_, err := c.Account(t.Context(), "billy")
-	if !errors.Is(err, store.ErrInternal) {
+	if !errors.Is(err, storeclient.ErrInternal) {
 		t.Fatalf("%v, want ErrInternal", err)
 	}
 	if strings.Contains(err.Error(), "10.0.0.7") {
 		t.Errorf("internal detail leaked: %v", err)
 	}
-	var re *store.RemoteError
-	if !errors.As(err, &re) || re.Code != store.CodeInternal {
+	var re *storeclient.RemoteError
+	if !errors.As(err, &re) || re.Code != storeclient.CodeInternal {
 		t.Errorf("not a RemoteError: %#v", err)
 	}
 	if v := metricValue(t, s.reg, "chat_store_backend_errors_total", "op", "account"); v != 1 {
@@ -334,14 +336,14 @@ func TestInternalErrorsStayInside(t *testing.T) {
 func TestClientUnavailable(t *testing.T) {
 	ns := runNATS(t)
 	nc, _ := connect(t, ns)
-	c := store.NewClient(nc, store.ClientConfig{Timeout: 200 * time.Millisecond})
+	c := storeclient.NewClient(nc, storeclient.ClientConfig{Timeout: 200 * time.Millisecond})
 
 	// Nobody serves: no responders.
-	if _, err := c.Users(t.Context(), []store.ID{1}); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := c.Users(t.Context(), []chat.ID{1}); !errors.Is(err, chat.ErrUnavailable) {
 		t.Errorf("no responders: %v", err)
 	}
 	// A responder that never answers: timeout.
-	sub, err := nc.Subscribe(store.APISubjectPrefix+">", func(*nats.Msg) {})
+	sub, err := nc.Subscribe(chat.StoreSubjectPrefix+">", func(*nats.Msg) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,8 +351,8 @@ func TestClientUnavailable(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = c.History(t.Context(), "1", store.Page{})
-	if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+	_, _, err = c.History(t.Context(), "1", chat.Page{})
+	if !errors.Is(err, chat.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("timeout: %v", err)
 	}
 	// The caller's own cancellation stays visible.
@@ -363,19 +365,19 @@ func TestClientUnavailable(t *testing.T) {
 
 func TestErrorCodes(t *testing.T) {
 	for _, sentinel := range []error{
-		store.ErrNotFound, store.ErrUsernameTaken, store.ErrInvalid, store.ErrUnavailable,
-		store.ErrTooMany, store.ErrInternal,
+		chat.ErrNotFound, chat.ErrUsernameTaken, chat.ErrInvalid, chat.ErrUnavailable,
+		chat.ErrTooMany, storeclient.ErrInternal,
 	} {
 		wrapped := fmt.Errorf("context: %w", sentinel)
-		re := &store.RemoteError{Code: store.ErrorCode(wrapped), Message: wrapped.Error()}
+		re := &storeclient.RemoteError{Code: storeclient.ErrorCode(wrapped), Message: wrapped.Error()}
 		if !errors.Is(re, sentinel) {
 			t.Errorf("%v: code %q does not map back", sentinel, re.Code)
 		}
 	}
-	if got := store.ErrorCode(errors.New("boom")); got != store.CodeInternal {
+	if got := storeclient.ErrorCode(errors.New("boom")); got != storeclient.CodeInternal {
 		t.Errorf("plain error: %q", got)
 	}
-	if !errors.Is(&store.RemoteError{Code: "from the future"}, store.ErrInternal) {
+	if !errors.Is(&storeclient.RemoteError{Code: "from the future"}, storeclient.ErrInternal) {
 		t.Error("unknown code is not internal")
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -103,7 +105,7 @@ func newMetrics(reg prometheus.Registerer, ready func() bool) (*metrics, error) 
 		m.backendLat.WithLabelValues(op)
 		m.backendErrors.WithLabelValues(op)
 	}
-	for _, op := range []string{OpSignup, OpAccount, OpUsers, OpSearch, OpDirect, OpGroup, OpAddMembers, OpConversation, OpConversations, OpHistory, OpRead} {
+	for _, op := range []string{storeclient.OpSignup, storeclient.OpAccount, storeclient.OpUsers, storeclient.OpSearch, storeclient.OpDirect, storeclient.OpGroup, storeclient.OpAddMembers, storeclient.OpConversation, storeclient.OpConversations, storeclient.OpHistory, storeclient.OpRead} {
 		m.requests.WithLabelValues(op, "ok")
 	}
 	return m, nil
@@ -114,8 +116,8 @@ func (m *metrics) observe(op string, start time.Time, err error) {
 	m.backendLat.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	// Answers such as "not found" or "username taken" are the backend
 	// working; only failures count as errors.
-	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUsernameTaken) &&
-		!errors.Is(err, ErrInvalid) && !errors.Is(err, ErrTooMany) {
+	if err != nil && !errors.Is(err, chat.ErrNotFound) && !errors.Is(err, chat.ErrUsernameTaken) &&
+		!errors.Is(err, chat.ErrInvalid) && !errors.Is(err, chat.ErrTooMany) {
 		m.backendErrors.WithLabelValues(op).Inc()
 	}
 }
@@ -128,77 +130,77 @@ type instrumented struct {
 
 var _ Backend = instrumented{}
 
-func (i instrumented) CreateAccount(ctx context.Context, a Account) error {
+func (i instrumented) CreateAccount(ctx context.Context, a chat.Account) error {
 	start := time.Now()
 	err := i.b.CreateAccount(ctx, a)
 	i.m.observe(opAccount, start, err)
 	return err
 }
 
-func (i instrumented) AccountByUsername(ctx context.Context, username string) (Account, error) {
+func (i instrumented) AccountByUsername(ctx context.Context, username string) (chat.Account, error) {
 	start := time.Now()
 	a, err := i.b.AccountByUsername(ctx, username)
 	i.m.observe(opAccount, start, err)
 	return a, err
 }
 
-func (i instrumented) Users(ctx context.Context, ids []ID) ([]User, error) {
+func (i instrumented) Users(ctx context.Context, ids []chat.ID) ([]chat.User, error) {
 	start := time.Now()
 	u, err := i.b.Users(ctx, ids)
 	i.m.observe(opAccount, start, err)
 	return u, err
 }
 
-func (i instrumented) SearchUsers(ctx context.Context, prefix string, limit int) ([]User, error) {
+func (i instrumented) SearchUsers(ctx context.Context, prefix string, limit int) ([]chat.User, error) {
 	start := time.Now()
 	u, err := i.b.SearchUsers(ctx, prefix, limit)
 	i.m.observe(opAccount, start, err)
 	return u, err
 }
 
-func (i instrumented) CreateConversation(ctx context.Context, c Conversation) (Conversation, bool, error) {
+func (i instrumented) CreateConversation(ctx context.Context, c chat.Conversation) (chat.Conversation, bool, error) {
 	start := time.Now()
 	got, created, err := i.b.CreateConversation(ctx, c)
 	i.m.observe(opMembership, start, err)
 	return got, created, err
 }
 
-func (i instrumented) AddMembers(ctx context.Context, conversation string, users []ID, at time.Time) (Conversation, []ID, error) {
+func (i instrumented) AddMembers(ctx context.Context, conversation string, users []chat.ID, at time.Time) (chat.Conversation, []chat.ID, error) {
 	start := time.Now()
 	c, added, err := i.b.AddMembers(ctx, conversation, users, at)
 	i.m.observe(opMembership, start, err)
 	return c, added, err
 }
 
-func (i instrumented) Conversation(ctx context.Context, id string) (Conversation, error) {
+func (i instrumented) Conversation(ctx context.Context, id string) (chat.Conversation, error) {
 	start := time.Now()
 	c, err := i.b.Conversation(ctx, id)
 	i.m.observe(opMembership, start, err)
 	return c, err
 }
 
-func (i instrumented) Conversations(ctx context.Context, user ID, limit int) ([]Summary, error) {
+func (i instrumented) Conversations(ctx context.Context, user chat.ID, limit int) ([]chat.Summary, error) {
 	start := time.Now()
 	s, err := i.b.Conversations(ctx, user, limit)
 	i.m.observe(opConversations, start, err)
 	return s, err
 }
 
-func (i instrumented) SaveMessages(ctx context.Context, msgs []Message) error {
+func (i instrumented) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	start := time.Now()
 	err := i.b.SaveMessages(ctx, msgs)
 	i.m.observe(opSaveMessages, start, err)
 	return err
 }
 
-func (i instrumented) Messages(ctx context.Context, conversation string, p Page) ([]Message, bool, error) {
+func (i instrumented) Messages(ctx context.Context, conversation string, p chat.Page) ([]chat.Message, bool, error) {
 	start := time.Now()
 	msgs, more, err := i.b.Messages(ctx, conversation, p)
 	i.m.observe(opHistory, start, err)
 	return msgs, more, err
 }
 
-func (i instrumented) MarkRead(ctx context.Context, conversation string, user ID, msg ID) (ID, bool, error) {
+func (i instrumented) MarkRead(ctx context.Context, conversation string, user chat.ID, msg chat.ID) (chat.ID, bool, error) {
 	start := time.Now()
 	mark, moved, err := i.b.MarkRead(ctx, conversation, user, msg)
 	i.m.observe(opRead, start, err)

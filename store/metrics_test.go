@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/chatcluster/chat/store"
 )
 
 // metricValue returns the value of the sample of name whose labels include
@@ -65,9 +65,9 @@ func TestMetricNames(t *testing.T) {
 	cfg := fastConfig()
 	s := startService(t, e, b, cfg, 1)
 	waitReady(t, s.svc)
-	c := store.NewClient(e.nc, store.ClientConfig{})
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	_, last := newPublisher(t, e.js).publishN("11", 1, 10)
-	if _, _, err := c.History(t.Context(), "11", store.Page{}); err != nil {
+	if _, _, err := c.History(t.Context(), "11", chat.Page{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Account(t.Context(), "nobody"); err == nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,9 +22,9 @@ import (
 
 // Defaults of ServiceConfig.
 const (
-	DefaultStream         = "CHAT_MSGS"
-	DefaultDurable        = "store"
-	DefaultFilterSubject  = "chat.msg.*"
+	DefaultStream         = chat.StreamName
+	DefaultDurable        = chat.StoreDurable
+	DefaultFilterSubject  = chat.MsgSubjects
 	DefaultAckWait        = 30 * time.Second
 	DefaultMaxAckPending  = 20000
 	DefaultBatchSize      = 500
@@ -39,9 +41,8 @@ const (
 	DefaultHistoryPoll    = 2 * time.Millisecond
 	DefaultInfoInterval   = 5 * time.Second
 	DefaultSetupRetry     = time.Second
-	DefaultMaxMembers     = 1000
+	DefaultMaxMembers     = chat.MaxGroupMembers
 	DefaultMaxIDs         = 5000
-	DefaultMaxTitle       = 256
 )
 
 // Limits of request fields, as in PROTOCOL.md.
@@ -129,9 +130,6 @@ type ServiceConfig struct {
 	MaxMembers int
 	// MaxIDs bounds the IDs of one users request (DefaultMaxIDs).
 	MaxIDs int
-	// MaxTitle bounds a group title and a display name, in code points
-	// (DefaultMaxTitle).
-	MaxTitle int
 }
 
 func (c *ServiceConfig) setDefaults() {
@@ -172,7 +170,6 @@ func (c *ServiceConfig) setDefaults() {
 	def(&c.SetupRetry, DefaultSetupRetry)
 	defInt(&c.MaxMembers, DefaultMaxMembers)
 	defInt(&c.MaxIDs, DefaultMaxIDs)
-	defInt(&c.MaxTitle, DefaultMaxTitle)
 }
 
 // pinger is what a backend implements when it can tell whether its database
@@ -190,7 +187,7 @@ type Service struct {
 	ping      pinger  // nil when the backend cannot be pinged
 	nc        *nats.Conn
 	js        jetstream.JetStream
-	gen       *Generator
+	gen       *chat.Generator
 	log       *zap.Logger
 	m         *metrics
 	ops       map[string]func(context.Context, []byte) (any, error)
@@ -223,12 +220,12 @@ func NewService(cfg ServiceConfig, b Backend, nc *nats.Conn, js jetstream.JetStr
 	reg prometheus.Registerer, log *zap.Logger) (*Service, error) {
 	cfg.setDefaults()
 	if b == nil || nc == nil || js == nil {
-		return nil, fmt.Errorf("%w: NewService needs a backend, a NATS connection and JetStream", ErrInvalid)
+		return nil, fmt.Errorf("%w: NewService needs a backend, a NATS connection and JetStream", chat.ErrInvalid)
 	}
 	if !strings.HasSuffix(cfg.FilterSubject, ".*") {
-		return nil, fmt.Errorf("%w: filter subject %q must end in .*", ErrInvalid, cfg.FilterSubject)
+		return nil, fmt.Errorf("%w: filter subject %q must end in .*", chat.ErrInvalid, cfg.FilterSubject)
 	}
-	gen, err := NewGenerator(node)
+	gen, err := chat.NewGenerator(node)
 	if err != nil {
 		return nil, err
 	}
@@ -264,17 +261,17 @@ func NewService(cfg ServiceConfig, b Backend, nc *nats.Conn, js jetstream.JetStr
 	}
 	s.b = instrumented{b: b, m: s.m}
 	s.ops = map[string]func(context.Context, []byte) (any, error){
-		OpSignup:        s.signup,
-		OpAccount:       s.account,
-		OpUsers:         s.users,
-		OpSearch:        s.search,
-		OpDirect:        s.direct,
-		OpGroup:         s.group,
-		OpAddMembers:    s.addMembers,
-		OpConversation:  s.conversation,
-		OpConversations: s.conversations,
-		OpHistory:       s.history,
-		OpRead:          s.read,
+		storeclient.OpSignup:        s.signup,
+		storeclient.OpAccount:       s.account,
+		storeclient.OpUsers:         s.users,
+		storeclient.OpSearch:        s.search,
+		storeclient.OpDirect:        s.direct,
+		storeclient.OpGroup:         s.group,
+		storeclient.OpAddMembers:    s.addMembers,
+		storeclient.OpConversation:  s.conversation,
+		storeclient.OpConversations: s.conversations,
+		storeclient.OpHistory:       s.history,
+		storeclient.OpRead:          s.read,
 	}
 	return s, nil
 }
@@ -313,7 +310,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return ErrClosed
 	case s.running:
 		s.mu.Unlock()
-		return fmt.Errorf("%w: Run called twice", ErrInvalid)
+		return fmt.Errorf("%w: Run called twice", chat.ErrInvalid)
 	}
 	s.running = true
 	s.mu.Unlock()
@@ -328,7 +325,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	subDone := make(chan struct{})
 	var handlers sync.WaitGroup
-	sub, err := s.nc.QueueSubscribe(APISubjectPrefix+">", APIQueueGroup, func(m *nats.Msg) {
+	sub, err := s.nc.QueueSubscribe(chat.StoreSubjectPrefix+">", chat.StoreQueueGroup, func(m *nats.Msg) {
 		// The dispatcher only waits for a free slot; the work runs on the
 		// slot's goroutine.
 		select {
@@ -342,7 +339,7 @@ func (s *Service) Run(ctx context.Context) error {
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("store: subscribe %s>: %w", APISubjectPrefix, err)
+		return fmt.Errorf("store: subscribe %s>: %w", chat.StoreSubjectPrefix, err)
 	}
 	sub.SetClosedHandler(func(string) { close(subDone) })
 	s.subscribed.Store(true)
@@ -429,7 +426,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 
 // handle answers one API request.
 func (s *Service) handle(ctx context.Context, m *nats.Msg) {
-	op := strings.TrimPrefix(m.Subject, APISubjectPrefix)
+	op := strings.TrimPrefix(m.Subject, chat.StoreSubjectPrefix)
 	h, known := s.ops[op]
 	label := op
 	if !known {
@@ -441,7 +438,7 @@ func (s *Service) handle(ctx context.Context, m *nats.Msg) {
 	var body []byte
 	var err error
 	if !known {
-		err = fmt.Errorf("%w: unknown op %q", ErrInvalid, op)
+		err = fmt.Errorf("%w: unknown op %q", chat.ErrInvalid, op)
 	} else {
 		var resp any
 		if resp, err = h(ctx, m.Data); err == nil {
@@ -450,15 +447,15 @@ func (s *Service) handle(ctx context.Context, m *nats.Msg) {
 	}
 	result := "ok"
 	if err != nil {
-		if ErrorCode(err) == CodeInternal &&
+		if storeclient.ErrorCode(err) == storeclient.CodeInternal &&
 			(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
-			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			err = fmt.Errorf("%w: %w", chat.ErrUnavailable, err)
 		}
-		result = ErrorCode(err)
-		if result == CodeInternal || result == CodeUnavailable {
+		result = storeclient.ErrorCode(err)
+		if result == storeclient.CodeInternal || result == storeclient.CodeUnavailable {
 			s.log.Warn("store request failed", zap.String("op", label), zap.Error(err))
 		}
-		body = encodeError(err)
+		body = storeclient.EncodeError(err)
 	}
 	s.m.requests.WithLabelValues(label, result).Inc()
 	if m.Reply == "" {
@@ -475,43 +472,25 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
 func decode(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%w: request: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: request: %v", chat.ErrInvalid, err)
 	}
 	return nil
 }
 
-// validUsername: 3-32 characters of [a-z0-9_.-] (PROTOCOL.md), after
-// folding to lower case.
-func validUsername(u string) bool {
-	if len(u) < 3 || len(u) > 32 {
-		return false
-	}
-	for i := 0; i < len(u); i++ {
-		if !usernameByte(u[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func usernameByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
-}
-
 func (s *Service) signup(ctx context.Context, data []byte) (any, error) {
-	var req SignupRequest
+	var req storeclient.SignupRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
 	a := req.Account
 	a.Username = strings.ToLower(a.Username)
 	switch {
-	case !validUsername(a.Username):
-		return nil, fmt.Errorf("%w: username %q", ErrInvalid, a.Username)
+	case !chat.ValidUsername(a.Username):
+		return nil, fmt.Errorf("%w: username %q", chat.ErrInvalid, a.Username)
 	case a.PasswordHash == "":
-		return nil, fmt.Errorf("%w: empty password hash", ErrInvalid)
-	case utf8.RuneCountInString(a.DisplayName) > s.cfg.MaxTitle || !utf8.ValidString(a.DisplayName):
-		return nil, fmt.Errorf("%w: display name", ErrInvalid)
+		return nil, fmt.Errorf("%w: empty password hash", chat.ErrInvalid)
+	case utf8.RuneCountInString(a.DisplayName) > chat.MaxDisplayName || !utf8.ValidString(a.DisplayName):
+		return nil, fmt.Errorf("%w: display name", chat.ErrInvalid)
 	}
 	if a.DisplayName == "" {
 		a.DisplayName = a.Username
@@ -525,34 +504,34 @@ func (s *Service) signup(ctx context.Context, data []byte) (any, error) {
 	if err := s.b.CreateAccount(ctx, a); err != nil {
 		return nil, err
 	}
-	return SignupResponse{User: a.User}, nil
+	return storeclient.SignupResponse{User: a.User}, nil
 }
 
 func (s *Service) account(ctx context.Context, data []byte) (any, error) {
-	var req AccountRequest
+	var req storeclient.AccountRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
 	u := strings.ToLower(req.Username)
-	if !validUsername(u) {
-		return nil, fmt.Errorf("%w: no account %q", ErrNotFound, req.Username)
+	if !chat.ValidUsername(u) {
+		return nil, fmt.Errorf("%w: no account %q", chat.ErrNotFound, req.Username)
 	}
 	a, err := s.b.AccountByUsername(ctx, u)
 	if err != nil {
 		return nil, err
 	}
-	return AccountResponse{Account: a}, nil
+	return storeclient.AccountResponse{Account: a}, nil
 }
 
 func (s *Service) users(ctx context.Context, data []byte) (any, error) {
-	var req UsersRequest
+	var req storeclient.UsersRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
 	if len(req.IDs) > s.cfg.MaxIDs {
-		return nil, fmt.Errorf("%w: %d ids, at most %d", ErrInvalid, len(req.IDs), s.cfg.MaxIDs)
+		return nil, fmt.Errorf("%w: %d ids, at most %d", chat.ErrInvalid, len(req.IDs), s.cfg.MaxIDs)
 	}
-	resp := UsersResponse{Users: []User{}}
+	resp := storeclient.UsersResponse{Users: []chat.User{}}
 	if len(req.IDs) == 0 {
 		return resp, nil
 	}
@@ -567,13 +546,13 @@ func (s *Service) users(ctx context.Context, data []byte) (any, error) {
 }
 
 func (s *Service) search(ctx context.Context, data []byte) (any, error) {
-	var req SearchRequest
+	var req storeclient.SearchRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
-	resp := SearchResponse{Users: []User{}}
+	resp := storeclient.SearchResponse{Users: []chat.User{}}
 	prefix := strings.ToLower(req.Prefix)
-	if len(prefix) > 32 || strings.IndexFunc(prefix, func(r rune) bool { return r > 127 || !usernameByte(byte(r)) }) >= 0 {
+	if len(prefix) > 32 || strings.IndexFunc(prefix, func(r rune) bool { return r > 127 || !chat.UsernameByte(byte(r)) }) >= 0 {
 		return resp, nil // no username can start with it
 	}
 	limit := req.Limit
@@ -592,7 +571,7 @@ func (s *Service) search(ctx context.Context, data []byte) (any, error) {
 }
 
 // checkUsers returns ErrNotFound unless every user of ids exists.
-func (s *Service) checkUsers(ctx context.Context, ids []ID) error {
+func (s *Service) checkUsers(ctx context.Context, ids []chat.ID) error {
 	users, err := s.b.Users(ctx, ids)
 	if err != nil {
 		return err
@@ -600,42 +579,42 @@ func (s *Service) checkUsers(ctx context.Context, ids []ID) error {
 	if len(users) == len(ids) {
 		return nil
 	}
-	found := make(map[ID]bool, len(users))
+	found := make(map[chat.ID]bool, len(users))
 	for _, u := range users {
 		found[u.ID] = true
 	}
 	for _, id := range ids {
 		if !found[id] {
-			return fmt.Errorf("%w: user %s", ErrNotFound, id)
+			return fmt.Errorf("%w: user %s", chat.ErrNotFound, id)
 		}
 	}
 	return nil
 }
 
 func (s *Service) direct(ctx context.Context, data []byte) (any, error) {
-	var req DirectRequest
+	var req storeclient.DirectRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
 	a, b := req.A, req.B
 	switch {
 	case a == 0 || b == 0:
-		return nil, fmt.Errorf("%w: direct needs two users", ErrInvalid)
+		return nil, fmt.Errorf("%w: direct needs two users", chat.ErrInvalid)
 	case a == b:
-		return nil, fmt.Errorf("%w: direct conversation with oneself", ErrInvalid)
+		return nil, fmt.Errorf("%w: direct conversation with oneself", chat.ErrInvalid)
 	}
-	id := DirectID(a, b)
+	id := chat.DirectID(a, b)
 	if c, err := s.b.Conversation(ctx, id); err == nil {
-		return DirectResponse{Conversation: c}, nil
-	} else if !errors.Is(err, ErrNotFound) {
+		return storeclient.DirectResponse{Conversation: c}, nil
+	} else if !errors.Is(err, chat.ErrNotFound) {
 		return nil, err
 	}
-	if err := s.checkUsers(ctx, []ID{a, b}); err != nil {
+	if err := s.checkUsers(ctx, []chat.ID{a, b}); err != nil {
 		return nil, err
 	}
 	lo, hi := min(a, b), max(a, b)
-	c, created, err := s.b.CreateConversation(ctx, Conversation{
-		ID: id, Kind: Direct, CreatedBy: a, CreatedAt: now(), Members: []ID{lo, hi},
+	c, created, err := s.b.CreateConversation(ctx, chat.Conversation{
+		ID: id, Kind: chat.Direct, CreatedBy: a, CreatedAt: now(), Members: []chat.ID{lo, hi},
 	})
 	if err != nil {
 		return nil, err
@@ -643,57 +622,57 @@ func (s *Service) direct(ctx context.Context, data []byte) (any, error) {
 	if created {
 		s.notify(c)
 	}
-	return DirectResponse{Conversation: c, Created: created}, nil
+	return storeclient.DirectResponse{Conversation: c, Created: created}, nil
 }
 
 // sortedIDs returns ids sorted ascending without duplicates; ErrInvalid for
 // a zero ID.
-func sortedIDs(ids []ID) ([]ID, error) {
+func sortedIDs(ids []chat.ID) ([]chat.ID, error) {
 	out := slices.Clone(ids)
 	slices.Sort(out)
 	out = slices.Compact(out)
 	if len(out) > 0 && out[0] == 0 {
-		return nil, fmt.Errorf("%w: user id 0", ErrInvalid)
+		return nil, fmt.Errorf("%w: user id 0", chat.ErrInvalid)
 	}
 	return out, nil
 }
 
 func (s *Service) group(ctx context.Context, data []byte) (any, error) {
-	var req GroupRequest
+	var req storeclient.GroupRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
 	if req.Creator == 0 {
-		return nil, fmt.Errorf("%w: group needs a creator", ErrInvalid)
+		return nil, fmt.Errorf("%w: group needs a creator", chat.ErrInvalid)
 	}
-	if !utf8.ValidString(req.Title) || utf8.RuneCountInString(req.Title) > s.cfg.MaxTitle {
-		return nil, fmt.Errorf("%w: title", ErrInvalid)
+	if !utf8.ValidString(req.Title) || utf8.RuneCountInString(req.Title) > chat.MaxTitle {
+		return nil, fmt.Errorf("%w: title", chat.ErrInvalid)
 	}
 	if len(req.Members) >= 2*s.cfg.MaxMembers {
-		return nil, fmt.Errorf("%w: %d members, at most %d", ErrTooMany, len(req.Members), s.cfg.MaxMembers)
+		return nil, fmt.Errorf("%w: %d members, at most %d", chat.ErrTooMany, len(req.Members), s.cfg.MaxMembers)
 	}
 	members, err := sortedIDs(append(slices.Clip(req.Members), req.Creator))
 	if err != nil {
 		return nil, err
 	}
 	if len(members) > s.cfg.MaxMembers {
-		return nil, fmt.Errorf("%w: %d members, at most %d", ErrTooMany, len(members), s.cfg.MaxMembers)
+		return nil, fmt.Errorf("%w: %d members, at most %d", chat.ErrTooMany, len(members), s.cfg.MaxMembers)
 	}
 	if err := s.checkUsers(ctx, members); err != nil {
 		return nil, err
 	}
-	c, _, err := s.b.CreateConversation(ctx, Conversation{
-		ID: s.gen.Next().String(), Kind: Group, Title: req.Title, CreatedBy: req.Creator,
+	c, _, err := s.b.CreateConversation(ctx, chat.Conversation{
+		ID: s.gen.Next().String(), Kind: chat.Group, Title: req.Title, CreatedBy: req.Creator,
 		CreatedAt: now(), Members: members,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.notify(c)
-	return GroupResponse{Conversation: c}, nil
+	return storeclient.GroupResponse{Conversation: c}, nil
 }
 
-func isMember(c Conversation, u ID) bool {
+func isMember(c chat.Conversation, u chat.ID) bool {
 	_, ok := slices.BinarySearch(c.Members, u)
 	if !ok {
 		// Members should be sorted; do not trust it for access control.
@@ -704,50 +683,50 @@ func isMember(c Conversation, u ID) bool {
 
 // memberConversation returns conversation id if user is a member; the same
 // ErrNotFound otherwise, so that its existence is not disclosed.
-func (s *Service) memberConversation(ctx context.Context, id string, user ID) (Conversation, error) {
-	if !ValidConversationID(id) {
-		return Conversation{}, fmt.Errorf("%w: conversation %q", ErrInvalid, id)
+func (s *Service) memberConversation(ctx context.Context, id string, user chat.ID) (chat.Conversation, error) {
+	if !chat.ValidConversationID(id) {
+		return chat.Conversation{}, fmt.Errorf("%w: conversation %q", chat.ErrInvalid, id)
 	}
 	c, err := s.b.Conversation(ctx, id)
 	if err != nil {
-		return Conversation{}, err
+		return chat.Conversation{}, err
 	}
 	if !isMember(c, user) {
-		return Conversation{}, fmt.Errorf("%w: conversation %s", ErrNotFound, id)
+		return chat.Conversation{}, fmt.Errorf("%w: conversation %s", chat.ErrNotFound, id)
 	}
 	return c, nil
 }
 
 func (s *Service) addMembers(ctx context.Context, data []byte) (any, error) {
-	var req AddMembersRequest
+	var req storeclient.AddMembersRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
 	if len(req.Users) == 0 {
-		return nil, fmt.Errorf("%w: no users to add", ErrInvalid)
+		return nil, fmt.Errorf("%w: no users to add", chat.ErrInvalid)
 	}
 	if len(req.Users) >= 2*s.cfg.MaxMembers {
-		return nil, fmt.Errorf("%w: %d users, at most %d members", ErrTooMany, len(req.Users), s.cfg.MaxMembers)
+		return nil, fmt.Errorf("%w: %d users, at most %d members", chat.ErrTooMany, len(req.Users), s.cfg.MaxMembers)
 	}
 	c, err := s.memberConversation(ctx, req.Conversation, req.By)
 	if err != nil {
 		return nil, err
 	}
-	if c.Kind != Group {
-		return nil, fmt.Errorf("%w: cannot add members to a %s conversation", ErrInvalid, c.Kind)
+	if c.Kind != chat.Group {
+		return nil, fmt.Errorf("%w: cannot add members to a %s conversation", chat.ErrInvalid, c.Kind)
 	}
 	users, err := sortedIDs(req.Users)
 	if err != nil {
 		return nil, err
 	}
-	users = slices.DeleteFunc(users, func(u ID) bool { return isMember(c, u) })
+	users = slices.DeleteFunc(users, func(u chat.ID) bool { return isMember(c, u) })
 	if len(users) == 0 {
-		return AddMembersResponse{Conversation: c, Added: []ID{}}, nil // adding again changes nothing
+		return storeclient.AddMembersResponse{Conversation: c, Added: []chat.ID{}}, nil // adding again changes nothing
 	}
 	// Two concurrent adds may together pass the limit a little; the limit
 	// bounds fan-out cost, not an invariant.
 	if len(c.Members)+len(users) > s.cfg.MaxMembers {
-		return nil, fmt.Errorf("%w: %d members, at most %d", ErrTooMany, len(c.Members)+len(users), s.cfg.MaxMembers)
+		return nil, fmt.Errorf("%w: %d members, at most %d", chat.ErrTooMany, len(c.Members)+len(users), s.cfg.MaxMembers)
 	}
 	if err := s.checkUsers(ctx, users); err != nil {
 		return nil, err
@@ -757,36 +736,36 @@ func (s *Service) addMembers(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	if added == nil {
-		added = []ID{}
+		added = []chat.ID{}
 	}
 	if len(added) > 0 {
 		s.notify(c)
 	}
-	return AddMembersResponse{Conversation: c, Added: added}, nil
+	return storeclient.AddMembersResponse{Conversation: c, Added: added}, nil
 }
 
 func (s *Service) conversation(ctx context.Context, data []byte) (any, error) {
-	var req ConversationRequest
+	var req storeclient.ConversationRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
-	if !ValidConversationID(req.ID) {
-		return nil, fmt.Errorf("%w: conversation %q", ErrInvalid, req.ID)
+	if !chat.ValidConversationID(req.ID) {
+		return nil, fmt.Errorf("%w: conversation %q", chat.ErrInvalid, req.ID)
 	}
 	c, err := s.b.Conversation(ctx, req.ID)
 	if err != nil {
 		return nil, err
 	}
-	return ConversationResponse{Conversation: c}, nil
+	return storeclient.ConversationResponse{Conversation: c}, nil
 }
 
 func (s *Service) conversations(ctx context.Context, data []byte) (any, error) {
-	var req ConversationsRequest
+	var req storeclient.ConversationsRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
 	if req.User == 0 {
-		return nil, fmt.Errorf("%w: user id 0", ErrInvalid)
+		return nil, fmt.Errorf("%w: user id 0", chat.ErrInvalid)
 	}
 	limit := req.Limit
 	if limit <= 0 {
@@ -798,25 +777,25 @@ func (s *Service) conversations(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	if list == nil {
-		list = []Summary{}
+		list = []chat.Summary{}
 	}
-	return ConversationsResponse{Summaries: list}, nil
+	return storeclient.ConversationsResponse{Summaries: list}, nil
 }
 
 func (s *Service) history(ctx context.Context, data []byte) (any, error) {
-	var req HistoryRequest
+	var req storeclient.HistoryRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
 	switch {
-	case !ValidConversationID(req.Conversation):
-		return nil, fmt.Errorf("%w: conversation %q", ErrInvalid, req.Conversation)
+	case !chat.ValidConversationID(req.Conversation):
+		return nil, fmt.Errorf("%w: conversation %q", chat.ErrInvalid, req.Conversation)
 	case req.Before != 0 && req.After != 0:
-		return nil, fmt.Errorf("%w: both before and after", ErrInvalid)
+		return nil, fmt.Errorf("%w: both before and after", chat.ErrInvalid)
 	case req.Limit < 0:
-		return nil, fmt.Errorf("%w: limit %d", ErrInvalid, req.Limit)
+		return nil, fmt.Errorf("%w: limit %d", chat.ErrInvalid, req.Limit)
 	}
-	p := Page{Before: req.Before, After: req.After, Limit: req.Limit}
+	p := chat.Page{Before: req.Before, After: req.After, Limit: req.Limit}
 	if p.Limit == 0 {
 		p.Limit = defaultHistoryLimit
 	}
@@ -829,18 +808,18 @@ func (s *Service) history(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	if msgs == nil {
-		msgs = []Message{}
+		msgs = []chat.Message{}
 	}
-	return HistoryResponse{Messages: msgs, More: more}, nil
+	return storeclient.HistoryResponse{Messages: msgs, More: more}, nil
 }
 
 func (s *Service) read(ctx context.Context, data []byte) (any, error) {
-	var req ReadRequest
+	var req storeclient.ReadRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
 	if req.User == 0 || req.MessageID == 0 {
-		return nil, fmt.Errorf("%w: read needs a user and a message", ErrInvalid)
+		return nil, fmt.Errorf("%w: read needs a user and a message", chat.ErrInvalid)
 	}
 	if _, err := s.memberConversation(ctx, req.Conversation, req.User); err != nil {
 		return nil, err
@@ -849,20 +828,20 @@ func (s *Service) read(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ReadResponse{Mark: mark, Moved: moved}, nil
+	return storeclient.ReadResponse{Mark: mark, Moved: moved}, nil
 }
 
 // notify tells every member that c was created or its members changed.
 // Core NATS: a gateway that misses it (disconnected) learns the change from
 // the next conversation list.
-func (s *Service) notify(c Conversation) {
-	body, err := json.Marshal(UserEvent{Type: "conversation", Conversation: &c})
+func (s *Service) notify(c chat.Conversation) {
+	body, err := json.Marshal(storeclient.UserEvent{Type: "conversation", Conversation: &c})
 	if err != nil {
 		s.log.Error("encode conversation event", zap.Error(err))
 		return
 	}
 	for _, u := range c.Members {
-		if err := s.nc.Publish(UserSubject(u), body); err != nil {
+		if err := s.nc.Publish(chat.UserSubject(u), body); err != nil {
 			s.log.Warn("publish conversation event", zap.String("conversation", c.ID), zap.Error(err))
 			return
 		}
@@ -878,14 +857,14 @@ func (s *Service) awaitStored(ctx context.Context, conversation string) error {
 	defer cancel()
 	seq, err := s.lastSeq(ctx, s.msgPrefix+conversation)
 	if err != nil {
-		return fmt.Errorf("%w: last message of %s: %w", ErrUnavailable, conversation, err)
+		return fmt.Errorf("%w: last message of %s: %w", chat.ErrUnavailable, conversation, err)
 	}
 	if seq == 0 {
 		return nil
 	}
 	if err := s.floor.wait(ctx, seq); err != nil {
 		return fmt.Errorf("%w: store behind the stream (sequence %d of %s not yet stored): %w",
-			ErrUnavailable, seq, conversation, err)
+			chat.ErrUnavailable, seq, conversation, err)
 	}
 	return nil
 }
@@ -1193,21 +1172,21 @@ func (s *Service) drain(work context.Context, iter jetstream.MessagesContext) {
 
 // decodeStreamMessage decodes a message of the stream and checks that it
 // names itself consistently with its subject.
-func (s *Service) decodeStreamMessage(m jetstream.Msg) (Message, error) {
-	var msg Message
+func (s *Service) decodeStreamMessage(m jetstream.Msg) (chat.Message, error) {
+	var msg chat.Message
 	if err := json.Unmarshal(m.Data(), &msg); err != nil {
-		return Message{}, err
+		return chat.Message{}, err
 	}
 	conv := strings.TrimPrefix(m.Subject(), s.msgPrefix)
 	switch {
 	case msg.ID == 0:
-		return Message{}, errors.New("message without id")
+		return chat.Message{}, errors.New("message without id")
 	case msg.Sender == 0:
-		return Message{}, errors.New("message without sender")
+		return chat.Message{}, errors.New("message without sender")
 	case msg.Conversation != conv:
-		return Message{}, fmt.Errorf("conversation %q on subject %q", msg.Conversation, m.Subject())
-	case !ValidConversationID(conv):
-		return Message{}, fmt.Errorf("invalid conversation %q", conv)
+		return chat.Message{}, fmt.Errorf("conversation %q on subject %q", msg.Conversation, m.Subject())
+	case !chat.ValidConversationID(conv):
+		return chat.Message{}, fmt.Errorf("invalid conversation %q", conv)
 	}
 	return msg, nil
 }
@@ -1215,7 +1194,7 @@ func (s *Service) decodeStreamMessage(m jetstream.Msg) (Message, error) {
 // process writes one batch and acks it, or hands it back to JetStream.
 func (s *Service) process(work context.Context, batch []jetstream.Msg) {
 	s.m.consumed.Add(float64(len(batch)))
-	msgs := make([]Message, 0, len(batch))
+	msgs := make([]chat.Message, 0, len(batch))
 	keep := make([]jetstream.Msg, 0, len(batch))
 	for _, m := range batch {
 		msg, err := s.decodeStreamMessage(m)
@@ -1232,17 +1211,17 @@ func (s *Service) process(work context.Context, batch []jetstream.Msg) {
 }
 
 // write saves msgs (delivered as ms) and acks them.
-func (s *Service) write(work context.Context, msgs []Message, ms []jetstream.Msg) {
+func (s *Service) write(work context.Context, msgs []chat.Message, ms []jetstream.Msg) {
 	err := s.save(work, msgs, ms)
 	switch {
-	case errors.Is(err, ErrInvalid) && len(msgs) > 1:
+	case errors.Is(err, chat.ErrInvalid) && len(msgs) > 1:
 		// The backend refused one of them; find it, so that one bad
 		// message does not block the stream.
 		for i := range msgs {
 			s.write(work, msgs[i:i+1], ms[i:i+1])
 		}
 		return
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, chat.ErrInvalid):
 		s.terminate(ms[0], err)
 		return
 	case err != nil:
@@ -1288,13 +1267,13 @@ func (s *Service) terminate(m jetstream.Msg, reason error) {
 // save writes msgs with bounded retries. While it retries, the messages'
 // ack deadlines are pushed back so that JetStream does not hand them to
 // another replica meanwhile.
-func (s *Service) save(work context.Context, msgs []Message, ms []jetstream.Msg) error {
+func (s *Service) save(work context.Context, msgs []chat.Message, ms []jetstream.Msg) error {
 	backoff := s.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(work, s.cfg.SaveTimeout)
 		err := s.b.SaveMessages(ctx, msgs)
 		cancel()
-		if err == nil || errors.Is(err, ErrInvalid) {
+		if err == nil || errors.Is(err, chat.ErrInvalid) {
 			return err
 		}
 		s.saveOK.Store(false)

@@ -17,8 +17,10 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store"
 	"github.com/chatcluster/chat/store/bolt"
+	"github.com/chatcluster/chat/store/storeclient"
 )
 
 func TestMain(m *testing.M) {
@@ -184,22 +186,22 @@ func waitReady(t testing.TB, svc *store.Service) {
 type publisher struct {
 	t   testing.TB
 	js  jetstream.JetStream
-	gen *store.Generator
+	gen *chat.Generator
 	n   atomic.Int64
 }
 
 func newPublisher(t testing.TB, js jetstream.JetStream) *publisher {
-	gen, err := store.NewGenerator(900)
+	gen, err := chat.NewGenerator(900)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &publisher{t: t, js: js, gen: gen}
 }
 
-func (p *publisher) publish(conv string, sender store.ID) (store.Message, uint64) {
+func (p *publisher) publish(conv string, sender chat.ID) (chat.Message, uint64) {
 	p.t.Helper()
 	n := p.n.Add(1)
-	m := store.Message{
+	m := chat.Message{
 		ID: p.gen.Next(), Conversation: conv, Sender: sender,
 		Body: fmt.Sprintf("message %d", n), SentAt: time.Now().UTC().Truncate(time.Millisecond),
 		ClientID: fmt.Sprintf("c-%d", n),
@@ -213,10 +215,10 @@ func (p *publisher) publish(conv string, sender store.ID) (store.Message, uint64
 	return m, ack.Sequence
 }
 
-func (p *publisher) publishN(conv string, sender store.ID, n int) ([]store.Message, uint64) {
+func (p *publisher) publishN(conv string, sender chat.ID, n int) ([]chat.Message, uint64) {
 	p.t.Helper()
 	var last uint64
-	out := make([]store.Message, 0, n)
+	out := make([]chat.Message, 0, n)
 	for range n {
 		m, seq := p.publish(conv, sender)
 		out = append(out, m)
@@ -228,9 +230,9 @@ func (p *publisher) publishN(conv string, sender store.ID, n int) ([]store.Messa
 // storedCount counts conv's messages in b (pages of 200, oldest first).
 func storedCount(ctx context.Context, b store.Backend, conv string) (int, error) {
 	n := 0
-	after := store.ID(1) // After set: oldest first
+	after := chat.ID(1) // After set: oldest first
 	for {
-		msgs, more, err := b.Messages(ctx, conv, store.Page{After: after, Limit: 200})
+		msgs, more, err := b.Messages(ctx, conv, chat.Page{After: after, Limit: 200})
 		if err != nil {
 			return 0, err
 		}
@@ -270,11 +272,11 @@ func waitAcked(t testing.TB, e *env, seq uint64) {
 }
 
 // sameIDs reports whether got holds exactly the IDs of want, in any order.
-func sameIDs(got, want []store.Message) error {
+func sameIDs(got, want []chat.Message) error {
 	if len(got) != len(want) {
 		return fmt.Errorf("%d messages, want %d", len(got), len(want))
 	}
-	seen := make(map[store.ID]bool, len(want))
+	seen := make(map[chat.ID]bool, len(want))
 	for _, m := range want {
 		seen[m.ID] = true
 	}
@@ -294,7 +296,7 @@ func TestConsumeStoresAndAcks(t *testing.T) {
 	waitReady(t, s.svc)
 	p := newPublisher(t, e.js)
 
-	want := map[string][]store.Message{}
+	want := map[string][]chat.Message{}
 	var last uint64
 	for i := range 120 {
 		conv := fmt.Sprintf("%d", 1000+i%3)
@@ -304,7 +306,7 @@ func TestConsumeStoresAndAcks(t *testing.T) {
 	}
 	waitAcked(t, e, last)
 	for conv, msgs := range want {
-		got, more, err := b.Messages(t.Context(), conv, store.Page{After: 1, Limit: 200}) // oldest first
+		got, more, err := b.Messages(t.Context(), conv, chat.Page{After: 1, Limit: 200}) // oldest first
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,15 +336,15 @@ func TestHistoryReadYourWrites(t *testing.T) {
 	b := openBolt(t)
 	s := startService(t, e, b, store.ServiceConfig{}, 1)
 	waitReady(t, s.svc)
-	c := store.NewClient(e.nc, store.ClientConfig{})
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	p := newPublisher(t, e.js)
 
 	// Several rounds: each asks right after its last publish was acked.
-	var all []store.Message
+	var all []chat.Message
 	for round := range 5 {
 		msgs, _ := p.publishN("42", 1, 40)
 		all = append(all, msgs...)
-		got, more, err := c.History(t.Context(), "42", store.Page{Limit: 200})
+		got, more, err := c.History(t.Context(), "42", chat.Page{Limit: 200})
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -357,7 +359,7 @@ func TestHistoryReadYourWrites(t *testing.T) {
 		}
 	}
 	// A conversation that never had a message needs no wait.
-	got, more, err := c.History(t.Context(), "43", store.Page{})
+	got, more, err := c.History(t.Context(), "43", chat.Page{})
 	if err != nil || len(got) != 0 || more {
 		t.Fatalf("empty conversation: %v %v %v", got, more, err)
 	}
@@ -370,7 +372,7 @@ type gatedBackend struct {
 	entered atomic.Int64
 }
 
-func (g *gatedBackend) SaveMessages(ctx context.Context, msgs []store.Message) error {
+func (g *gatedBackend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	g.entered.Add(1)
 	select {
 	case <-g.gate:
@@ -386,17 +388,17 @@ func TestHistoryWaitsForSlowBackend(t *testing.T) {
 	b := &gatedBackend{Backend: inner, gate: make(chan struct{})}
 	s := startService(t, e, b, store.ServiceConfig{SaveTimeout: 30 * time.Second}, 1)
 	waitReady(t, s.svc)
-	c := store.NewClient(e.nc, store.ClientConfig{Timeout: 20 * time.Second})
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{Timeout: 20 * time.Second})
 	p := newPublisher(t, e.js)
 
 	want, _ := p.publishN("7", 1, 50)
 	type result struct {
-		msgs []store.Message
+		msgs []chat.Message
 		err  error
 	}
 	res := make(chan result, 1)
 	go func() {
-		msgs, _, err := c.History(context.Background(), "7", store.Page{Limit: 100})
+		msgs, _, err := c.History(context.Background(), "7", chat.Page{Limit: 100})
 		res <- result{msgs, err}
 	}()
 	// The request is waiting while the write is held: nothing is stored yet.
@@ -428,7 +430,7 @@ type failingBackend struct {
 
 var errDown = errors.New("database down")
 
-func (f *failingBackend) SaveMessages(ctx context.Context, msgs []store.Message) error {
+func (f *failingBackend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	f.tries.Add(1)
 	if f.fail.Load() {
 		return errDown
@@ -445,7 +447,7 @@ func TestBackendFailureLosesNothing(t *testing.T) {
 	cfg.HistoryWait = 300 * time.Millisecond
 	cfg.SaveAttempts = 2
 	s := startService(t, e, b, cfg, 1)
-	c := store.NewClient(e.nc, store.ClientConfig{})
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	p := newPublisher(t, e.js)
 
 	want, last := p.publishN("99", 3, 30)
@@ -458,9 +460,9 @@ func TestBackendFailureLosesNothing(t *testing.T) {
 	if s.svc.Ready() {
 		t.Error("ready while every write fails")
 	}
-	_, _, err := c.History(t.Context(), "99", store.Page{})
-	if !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("history while the backend fails: %v, want ErrUnavailable", err)
+	_, _, err := c.History(t.Context(), "99", chat.Page{})
+	if !errors.Is(err, chat.ErrUnavailable) {
+		t.Fatalf("history while the backend fails: %v, want chat.ErrUnavailable", err)
 	}
 	if info := consumerInfo(t, e); info.AckFloor.Stream != 0 {
 		t.Fatalf("acked up to %d while nothing was written", info.AckFloor.Stream)
@@ -471,7 +473,7 @@ func TestBackendFailureLosesNothing(t *testing.T) {
 
 	b.fail.Store(false)
 	waitAcked(t, e, last)
-	got, _, err := c.History(t.Context(), "99", store.Page{Limit: 100})
+	got, _, err := c.History(t.Context(), "99", chat.Page{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +491,7 @@ func TestPoisonMessageIsTerminated(t *testing.T) {
 	b := openBolt(t)
 	s := startService(t, e, b, store.ServiceConfig{}, 1)
 	waitReady(t, s.svc)
-	c := store.NewClient(e.nc, store.ClientConfig{})
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	p := newPublisher(t, e.js)
 
 	before, _ := p.publishN("5", 1, 3)
@@ -504,7 +506,7 @@ func TestPoisonMessageIsTerminated(t *testing.T) {
 	}
 	after, last := p.publishN("5", 1, 3)
 	waitAcked(t, e, last)
-	got, _, err := c.History(t.Context(), "5", store.Page{})
+	got, _, err := c.History(t.Context(), "5", chat.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -520,7 +522,7 @@ func TestPoisonMessageIsTerminated(t *testing.T) {
 type countingBackend struct {
 	store.Backend
 	mu     sync.Mutex
-	counts map[store.ID]int
+	counts map[chat.ID]int
 	by     map[string]int
 }
 
@@ -531,7 +533,7 @@ type namedSaver struct {
 	name string
 }
 
-func (n *namedSaver) SaveMessages(ctx context.Context, msgs []store.Message) error {
+func (n *namedSaver) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	if err := n.c.Backend.SaveMessages(ctx, msgs); err != nil {
 		return err
 	}
@@ -545,41 +547,41 @@ func (n *namedSaver) SaveMessages(ctx context.Context, msgs []store.Message) err
 }
 
 // The rest of namedSaver delegates to the shared backend.
-func (n *namedSaver) CreateAccount(ctx context.Context, a store.Account) error {
+func (n *namedSaver) CreateAccount(ctx context.Context, a chat.Account) error {
 	return n.c.CreateAccount(ctx, a)
 }
-func (n *namedSaver) AccountByUsername(ctx context.Context, u string) (store.Account, error) {
+func (n *namedSaver) AccountByUsername(ctx context.Context, u string) (chat.Account, error) {
 	return n.c.AccountByUsername(ctx, u)
 }
-func (n *namedSaver) Users(ctx context.Context, ids []store.ID) ([]store.User, error) {
+func (n *namedSaver) Users(ctx context.Context, ids []chat.ID) ([]chat.User, error) {
 	return n.c.Users(ctx, ids)
 }
-func (n *namedSaver) SearchUsers(ctx context.Context, p string, l int) ([]store.User, error) {
+func (n *namedSaver) SearchUsers(ctx context.Context, p string, l int) ([]chat.User, error) {
 	return n.c.SearchUsers(ctx, p, l)
 }
-func (n *namedSaver) CreateConversation(ctx context.Context, c store.Conversation) (store.Conversation, bool, error) {
+func (n *namedSaver) CreateConversation(ctx context.Context, c chat.Conversation) (chat.Conversation, bool, error) {
 	return n.c.CreateConversation(ctx, c)
 }
-func (n *namedSaver) AddMembers(ctx context.Context, c string, u []store.ID, at time.Time) (store.Conversation, []store.ID, error) {
+func (n *namedSaver) AddMembers(ctx context.Context, c string, u []chat.ID, at time.Time) (chat.Conversation, []chat.ID, error) {
 	return n.c.AddMembers(ctx, c, u, at)
 }
-func (n *namedSaver) Conversation(ctx context.Context, id string) (store.Conversation, error) {
+func (n *namedSaver) Conversation(ctx context.Context, id string) (chat.Conversation, error) {
 	return n.c.Conversation(ctx, id)
 }
-func (n *namedSaver) Conversations(ctx context.Context, u store.ID, l int) ([]store.Summary, error) {
+func (n *namedSaver) Conversations(ctx context.Context, u chat.ID, l int) ([]chat.Summary, error) {
 	return n.c.Conversations(ctx, u, l)
 }
-func (n *namedSaver) Messages(ctx context.Context, c string, p store.Page) ([]store.Message, bool, error) {
+func (n *namedSaver) Messages(ctx context.Context, c string, p chat.Page) ([]chat.Message, bool, error) {
 	return n.c.Messages(ctx, c, p)
 }
-func (n *namedSaver) MarkRead(ctx context.Context, c string, u store.ID, m store.ID) (store.ID, bool, error) {
+func (n *namedSaver) MarkRead(ctx context.Context, c string, u chat.ID, m chat.ID) (chat.ID, bool, error) {
 	return n.c.MarkRead(ctx, c, u, m)
 }
 func (n *namedSaver) Close() error { return nil }
 
 func TestReplicasShareTheConsumer(t *testing.T) {
 	e := newEnv(t)
-	shared := &countingBackend{Backend: openBolt(t), counts: map[store.ID]int{}, by: map[string]int{}}
+	shared := &countingBackend{Backend: openBolt(t), counts: map[chat.ID]int{}, by: map[string]int{}}
 	cfg := store.ServiceConfig{Prefetch: 50, BatchSize: 20}
 	s1 := startService(t, e, shared.saver("a"), cfg, 1)
 	s2 := startService(t, e, shared.saver("b"), cfg, 2)
@@ -588,7 +590,7 @@ func TestReplicasShareTheConsumer(t *testing.T) {
 	p := newPublisher(t, e.js)
 
 	const n = 600
-	var want []store.Message
+	var want []chat.Message
 	var last uint64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -617,7 +619,7 @@ func TestReplicasShareTheConsumer(t *testing.T) {
 	t.Logf("written by replica: %v", shared.by)
 	// Both replicas answer history for the same data.
 	for _, conv := range []string{"500", "505"} {
-		got, _, err := store.NewClient(e.nc, store.ClientConfig{}).History(t.Context(), conv, store.Page{Limit: 200})
+		got, _, err := storeclient.NewClient(e.nc, storeclient.ClientConfig{}).History(t.Context(), conv, chat.Page{Limit: 200})
 		if err != nil || len(got) != n/6 {
 			t.Errorf("history %s: %d messages, %v", conv, len(got), err)
 		}
@@ -631,9 +633,9 @@ func TestStreamCreatedAfterStart(t *testing.T) {
 	b := openBolt(t)
 	s := startService(t, e, b, fastConfig(), 1)
 	// Requests are served while the consumer cannot start; history is not.
-	c := store.NewClient(nc, store.ClientConfig{})
+	c := storeclient.NewClient(nc, storeclient.ClientConfig{})
 	waitFor(t, 5*time.Second, func() error {
-		if _, err := c.Conversation(t.Context(), "77"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := c.Conversation(t.Context(), "77"); !errors.Is(err, chat.ErrNotFound) {
 			return fmt.Errorf("conversation: %v", err)
 		}
 		return nil
@@ -645,7 +647,7 @@ func TestStreamCreatedAfterStart(t *testing.T) {
 	waitReady(t, s.svc)
 	p := newPublisher(t, js)
 	want, _ := p.publishN("77", 1, 5)
-	got, _, err := c.History(t.Context(), "77", store.Page{})
+	got, _, err := c.History(t.Context(), "77", chat.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -734,8 +736,8 @@ func TestShutdown(t *testing.T) {
 		t.Fatal("ready after Shutdown")
 	}
 	// No responder is left: requests fail as unavailable.
-	c := store.NewClient(nc, store.ClientConfig{Timeout: time.Second})
-	if _, err := c.Conversation(t.Context(), "1"); !errors.Is(err, store.ErrUnavailable) {
+	c := storeclient.NewClient(nc, storeclient.ClientConfig{Timeout: time.Second})
+	if _, err := c.Conversation(t.Context(), "1"); !errors.Is(err, chat.ErrUnavailable) {
 		t.Fatalf("after Shutdown: %v", err)
 	}
 }
@@ -804,10 +806,10 @@ func TestShutdownDeadlineCutsWritesShort(t *testing.T) {
 func TestNewServiceRejects(t *testing.T) {
 	e := newEnv(t)
 	b := openBolt(t)
-	if _, err := store.NewService(store.ServiceConfig{}, b, e.nc, e.js, store.MaxNode+1, nil, nil); !errors.Is(err, store.ErrInvalid) {
+	if _, err := store.NewService(store.ServiceConfig{}, b, e.nc, e.js, chat.MaxNode+1, nil, nil); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("node out of range: %v", err)
 	}
-	if _, err := store.NewService(store.ServiceConfig{FilterSubject: "chat.msg.>"}, b, e.nc, e.js, 1, nil, nil); !errors.Is(err, store.ErrInvalid) {
+	if _, err := store.NewService(store.ServiceConfig{FilterSubject: "chat.msg.>"}, b, e.nc, e.js, 1, nil, nil); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("bad filter: %v", err)
 	}
 	reg := prometheus.NewRegistry()
@@ -825,7 +827,7 @@ func BenchmarkConsume(b *testing.B) {
 	e := newEnv(b)
 	s := startService(b, e, openBolt(b), store.ServiceConfig{}, 1)
 	waitReady(b, s.svc)
-	gen, _ := store.NewGenerator(901)
+	gen, _ := chat.NewGenerator(901)
 	var last uint64
 	futures := make([]jetstream.PubAckFuture, 0, 1000)
 	flush := func() {
@@ -841,7 +843,7 @@ func BenchmarkConsume(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := range b.N {
-		m := store.Message{ID: gen.Next(), Conversation: fmt.Sprint(i % 100), Sender: 1, Body: "benchmark message body", SentAt: time.Now(), ClientID: fmt.Sprint(i)}
+		m := chat.Message{ID: gen.Next(), Conversation: fmt.Sprint(i % 100), Sender: 1, Body: "benchmark message body", SentAt: time.Now(), ClientID: fmt.Sprint(i)}
 		f, err := e.js.PublishAsync("chat.msg."+m.Conversation, m.AppendJSON(nil))
 		if err != nil {
 			b.Fatal(err)
@@ -861,12 +863,12 @@ func BenchmarkSendThenHistory(b *testing.B) {
 	e := newEnv(b)
 	s := startService(b, e, openBolt(b), store.ServiceConfig{}, 1)
 	waitReady(b, s.svc)
-	c := store.NewClient(e.nc, store.ClientConfig{})
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	p := newPublisher(b, e.js)
 	b.ResetTimer()
 	for range b.N {
 		m, _ := p.publish("1", 1)
-		got, _, err := c.History(b.Context(), "1", store.Page{Limit: 1})
+		got, _, err := c.History(b.Context(), "1", chat.Page{Limit: 1})
 		if err != nil || len(got) != 1 || got[0].ID != m.ID {
 			b.Fatalf("history: %v %v", got, err)
 		}

@@ -14,10 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/gateway"
 	"github.com/chatcluster/chat/router"
 	"github.com/chatcluster/chat/store"
 	"github.com/chatcluster/chat/store/bolt"
+	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/chatcluster/chat/web"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -140,7 +142,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 		return nil, err
 	}
 	d.leases = append(d.leases, storeLease)
-	d.svc, err = store.NewService(store.ServiceConfig{Stream: router.StreamName, Durable: router.StoreDurable, AckWait: storeAckWait},
+	d.svc, err = store.NewService(store.ServiceConfig{Stream: chat.StreamName, Durable: chat.StoreDurable, AckWait: storeAckWait},
 		d.backend, d.nc, js, storeLease.Node, reg, log.Named("store"))
 	if err != nil {
 		return nil, err
@@ -158,7 +160,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 		return nil, err
 	}
 	d.leases = append(d.leases, gwLease)
-	ids, err := store.NewGenerator(gwLease.Node)
+	ids, err := chat.NewGenerator(gwLease.Node)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +168,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 		JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.svc.Ready, Pprof: o.Pprof,
 	}, gateway.Deps{
 		NATS: d.nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
-		Store: store.NewClient(d.nc, store.ClientConfig{}), Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
+		Store: storeclient.NewClient(d.nc, storeclient.ClientConfig{}), Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {
 		return nil, err

@@ -9,9 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/gateway"
 	"github.com/chatcluster/chat/router"
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/chatcluster/chat/web"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -66,7 +67,7 @@ func runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	defer lease.Release(context.Background())
-	ids, err := store.NewGenerator(lease.Node)
+	ids, err := chat.NewGenerator(lease.Node)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func runGateway(ctx context.Context, args []string) error {
 	reg := newRegistry()
 	gw, err := gateway.New(startCtx, gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn}, gateway.Deps{
 		NATS: nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
-		Store: store.NewClient(nc, store.ClientConfig{}), Registry: reg, Gatherer: reg, Log: log,
+		Store: storeclient.NewClient(nc, storeclient.ClientConfig{}), Registry: reg, Gatherer: reg, Log: log,
 	})
 	if err != nil {
 		return err

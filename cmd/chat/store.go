@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/router"
 	"github.com/chatcluster/chat/store"
 	"github.com/chatcluster/chat/store/cassandra"
@@ -101,7 +102,7 @@ func runStore(ctx context.Context, args []string) error {
 	// Bigger batches for Cassandra: per message they cost it a fifth of the
 	// requests; measured +83% persisted per second (docs/BENCHMARKS.md), at
 	// up to 100 ms more before a message is in history under steady load.
-	s, err := store.NewService(store.ServiceConfig{Stream: router.StreamName, Durable: router.StoreDurable, AckWait: storeAckWait,
+	s, err := store.NewService(store.ServiceConfig{Stream: chat.StreamName, Durable: chat.StoreDurable, AckWait: storeAckWait,
 		BatchSize: 2000, Prefetch: 4000, BatchLinger: 100 * time.Millisecond},
 		backend, nc, js, lease.Node, reg, log.With(zap.Int("node", lease.Node)))
 	if err != nil {

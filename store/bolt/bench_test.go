@@ -5,17 +5,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 )
 
 // benchMessages returns n messages of conversation conv, one per second
 // from start.
-func benchMessages(conv string, start time.Time, first, n int) []store.Message {
-	msgs := make([]store.Message, n)
+func benchMessages(conv string, start time.Time, first, n int) []chat.Message {
+	msgs := make([]chat.Message, n)
 	for i := range msgs {
-		id := store.FirstID(start.Add(time.Duration(first+i)*time.Second)) + 5
-		msgs[i] = store.Message{
-			ID: id, Conversation: conv, Sender: store.ID(1 + i%3),
+		id := chat.FirstID(start.Add(time.Duration(first+i)*time.Second)) + 5
+		msgs[i] = chat.Message{
+			ID: id, Conversation: conv, Sender: chat.ID(1 + i%3),
 			Body:     "a message of an ordinary length, about sixty bytes or so.",
 			SentAt:   id.Time(),
 			ClientID: fmt.Sprintf("client-%d", first+i),
@@ -44,7 +44,7 @@ func BenchmarkSaveMessages(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				for i := range batch {
-					batch[i].ID = store.FirstID(t0) + store.ID(n+i)
+					batch[i].ID = chat.FirstID(t0) + chat.ID(n+i)
 					batch[i].Conversation = convs[(n+i)%len(convs)]
 				}
 				n += size
@@ -74,12 +74,12 @@ func BenchmarkMessages(b *testing.B) {
 	mid := benchMessages("1007", t0, perConv/2, 1)[0].ID
 	for _, bc := range []struct {
 		name string
-		p    store.Page
+		p    chat.Page
 	}{
-		{"newest", store.Page{Limit: 50}},
-		{"before", store.Page{Before: mid, Limit: 50}},
-		{"after", store.Page{After: mid, Limit: 50}},
-		{"before/limit=200", store.Page{Before: mid, Limit: 200}},
+		{"newest", chat.Page{Limit: 50}},
+		{"before", chat.Page{Before: mid, Limit: 50}},
+		{"after", chat.Page{After: mid, Limit: 50}},
+		{"before/limit=200", chat.Page{Before: mid, Limit: 200}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -98,12 +98,12 @@ func BenchmarkMessages(b *testing.B) {
 func BenchmarkConversations(b *testing.B) {
 	be := openTemp(b)
 	ctx := b.Context()
-	var batch []store.Message
+	var batch []chat.Message
 	for c := range 500 {
 		conv := fmt.Sprint(5000 + c)
-		_, _, err := be.CreateConversation(ctx, store.Conversation{
-			ID: conv, Kind: store.Group, Title: conv, CreatedBy: 1, CreatedAt: t0,
-			Members: []store.ID{1, 2, 3, store.ID(100 + c)},
+		_, _, err := be.CreateConversation(ctx, chat.Conversation{
+			ID: conv, Kind: chat.Group, Title: conv, CreatedBy: 1, CreatedAt: t0,
+			Members: []chat.ID{1, 2, 3, chat.ID(100 + c)},
 		})
 		if err != nil {
 			b.Fatal(err)

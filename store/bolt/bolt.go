@@ -16,7 +16,7 @@
 // A history page is one range scan of messages; a conversation's last
 // message is the last key of its range, so saving a message needs no other
 // write and the last message can never move backward. A conversation ID
-// never holds a 0x00 byte (store.ValidConversationID), so "conversation
+// never holds a 0x00 byte (chat.ValidConversationID), so "conversation
 // 0x00" is a prefix no other conversation's keys share.
 package bolt
 
@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store"
 	bbolt "go.etcd.io/bbolt"
 	bberrors "go.etcd.io/bbolt/errors"
@@ -56,10 +57,10 @@ const (
 )
 
 // maxUnreadScan bounds the messages one unread count looks at: counting
-// stops at store.UnreadCap messages from others, and also after this many
+// stops at chat.UnreadCap messages from others, and also after this many
 // messages in all, so that a reader's own long monologue cannot make the
 // count unbounded. Past it the count is a lower bound.
-const maxUnreadScan = 64 * store.UnreadCap
+const maxUnreadScan = 64 * chat.UnreadCap
 
 // formatVersion is written to the meta bucket; Open refuses other versions.
 const formatVersion = 1
@@ -135,7 +136,7 @@ func Open(path string, opts Options) (*Backend, error) {
 
 // Close closes the file after the transactions in flight. Safe to call
 // twice; later calls return nil. Methods called after Close fail with
-// store.ErrUnavailable.
+// chat.ErrUnavailable.
 func (b *Backend) Close() error {
 	b.closeMu.Lock()
 	defer b.closeMu.Unlock()
@@ -172,9 +173,9 @@ func wrapErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, bberrors.ErrDatabaseNotOpen):
-		return fmt.Errorf("%w: bolt: database closed", store.ErrUnavailable)
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrUsernameTaken),
-		errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrTooMany):
+		return fmt.Errorf("%w: bolt: database closed", chat.ErrUnavailable)
+	case errors.Is(err, chat.ErrNotFound), errors.Is(err, chat.ErrUsernameTaken),
+		errors.Is(err, chat.ErrInvalid), errors.Is(err, chat.ErrTooMany):
 		return err
 	default:
 		return fmt.Errorf("bolt: %w", err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store"
 	"github.com/chatcluster/chat/store/storetest"
 	bbolt "go.etcd.io/bbolt"
@@ -52,18 +53,18 @@ func TestSurvivesCloseAndOpen(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "sub", "dir", "chat.db") // Open makes the directory
 	b := openAt(t, path)
-	acct := store.Account{User: store.User{ID: 7, Username: "billy", DisplayName: "Billy"}, PasswordHash: "h", CreatedAt: t0}
+	acct := chat.Account{User: chat.User{ID: 7, Username: "billy", DisplayName: "Billy"}, PasswordHash: "h", CreatedAt: t0}
 	if err := b.CreateAccount(ctx, acct); err != nil {
 		t.Fatal(err)
 	}
-	conv := store.Conversation{ID: "42", Kind: store.Group, Title: "t", CreatedBy: 7, CreatedAt: t0, Members: []store.ID{7, 8}}
+	conv := chat.Conversation{ID: "42", Kind: chat.Group, Title: "t", CreatedBy: 7, CreatedAt: t0, Members: []chat.ID{7, 8}}
 	if _, _, err := b.CreateConversation(ctx, conv); err != nil {
 		t.Fatal(err)
 	}
-	var msgs []store.Message
+	var msgs []chat.Message
 	for i := range 10 {
-		id := store.FirstID(t0.Add(time.Duration(i)*time.Minute)) + 1
-		msgs = append(msgs, store.Message{ID: id, Conversation: "42", Sender: 8, Body: fmt.Sprint("m", i), SentAt: id.Time(), ClientID: fmt.Sprint("c", i)})
+		id := chat.FirstID(t0.Add(time.Duration(i)*time.Minute)) + 1
+		msgs = append(msgs, chat.Message{ID: id, Conversation: "42", Sender: 8, Body: fmt.Sprint("m", i), SentAt: id.Time(), ClientID: fmt.Sprint("c", i)})
 	}
 	if err := b.SaveMessages(ctx, msgs); err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ func TestSurvivesCloseAndOpen(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Conversation(ctx, "42"); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := b.Conversation(ctx, "42"); !errors.Is(err, chat.ErrUnavailable) {
 		t.Errorf("Conversation after Close: err = %v, want ErrUnavailable", err)
 	}
 
@@ -87,7 +88,7 @@ func TestSurvivesCloseAndOpen(t *testing.T) {
 	if err != nil || c.Title != "t" || len(c.Members) != 2 {
 		t.Errorf("conversation after reopen = %+v, %v", c, err)
 	}
-	page, more, err := b.Messages(ctx, "42", store.Page{After: 1, Limit: 100})
+	page, more, err := b.Messages(ctx, "42", chat.Page{After: 1, Limit: 100})
 	if err != nil || more || len(page) != len(msgs) {
 		t.Fatalf("messages after reopen: %d, %v, %v", len(page), more, err)
 	}
@@ -148,10 +149,10 @@ func TestCanceledContext(t *testing.T) {
 	b := openTemp(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := b.CreateAccount(ctx, store.Account{User: store.User{ID: 1, Username: "abc"}}); !errors.Is(err, context.Canceled) {
+	if err := b.CreateAccount(ctx, chat.Account{User: chat.User{ID: 1, Username: "abc"}}); !errors.Is(err, context.Canceled) {
 		t.Errorf("CreateAccount with a canceled context: err = %v", err)
 	}
-	if _, _, err := b.Messages(ctx, "1", store.Page{Limit: 1}); !errors.Is(err, context.Canceled) {
+	if _, _, err := b.Messages(ctx, "1", chat.Page{Limit: 1}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Messages with a canceled context: err = %v", err)
 	}
 }
@@ -159,19 +160,19 @@ func TestCanceledContext(t *testing.T) {
 func TestInvalidArguments(t *testing.T) {
 	ctx := t.Context()
 	b := openTemp(t)
-	if err := b.SaveMessages(ctx, []store.Message{{ID: 1, Conversation: "a\x00b"}}); !errors.Is(err, store.ErrInvalid) {
+	if err := b.SaveMessages(ctx, []chat.Message{{ID: 1, Conversation: "a\x00b"}}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("SaveMessages with a NUL in the conversation: err = %v", err)
 	}
-	if err := b.SaveMessages(ctx, []store.Message{{ID: 0, Conversation: "1"}}); !errors.Is(err, store.ErrInvalid) {
+	if err := b.SaveMessages(ctx, []chat.Message{{ID: 0, Conversation: "1"}}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("SaveMessages with ID 0: err = %v", err)
 	}
-	if _, _, err := b.CreateConversation(ctx, store.Conversation{ID: "", Kind: store.Group}); !errors.Is(err, store.ErrInvalid) {
+	if _, _, err := b.CreateConversation(ctx, chat.Conversation{ID: "", Kind: chat.Group}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("CreateConversation without an ID: err = %v", err)
 	}
-	if _, _, err := b.CreateConversation(ctx, store.Conversation{ID: "5", Kind: "channel"}); !errors.Is(err, store.ErrInvalid) {
+	if _, _, err := b.CreateConversation(ctx, chat.Conversation{ID: "5", Kind: "channel"}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("CreateConversation of kind channel: err = %v", err)
 	}
-	if _, _, err := b.MarkRead(ctx, "5", 1, 10); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := b.MarkRead(ctx, "5", 1, 10); !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("MarkRead in an unknown conversation: err = %v, want ErrNotFound", err)
 	}
 }
@@ -193,10 +194,10 @@ func TestSurvivesKill(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var acked []store.ID
+	var acked []chat.ID
 	lines := bufio.NewScanner(out)
 	for len(acked) < 200 && lines.Scan() {
-		id, err := store.ParseID(lines.Text())
+		id, err := chat.ParseID(lines.Text())
 		if err != nil {
 			t.Fatalf("child said %q", lines.Text())
 		}
@@ -212,7 +213,7 @@ func TestSurvivesKill(t *testing.T) {
 
 	b := openAt(t, path)
 	for _, id := range acked {
-		m, _, err := b.Messages(t.Context(), "1", store.Page{After: id - 1, Limit: 1})
+		m, _, err := b.Messages(t.Context(), "1", chat.Page{After: id - 1, Limit: 1})
 		if err != nil || len(m) != 1 || m[0].ID != id {
 			t.Fatalf("acknowledged message %d lost after kill -9: %+v, %v", id, m, err)
 		}
@@ -229,9 +230,9 @@ func killChild(path string) int {
 	}
 	w := bufio.NewWriter(os.Stdout)
 	for i := 1; ; i++ {
-		id := store.FirstID(t0) + store.ID(i)
-		m := store.Message{ID: id, Conversation: "1", Sender: 1, Body: "b" + strconv.Itoa(i), SentAt: t0, ClientID: "c"}
-		if err := b.SaveMessages(context.Background(), []store.Message{m}); err != nil {
+		id := chat.FirstID(t0) + chat.ID(i)
+		m := chat.Message{ID: id, Conversation: "1", Sender: 1, Body: "b" + strconv.Itoa(i), SentAt: t0, ClientID: "c"}
+		if err := b.SaveMessages(context.Background(), []chat.Message{m}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

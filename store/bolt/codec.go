@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 )
 
 // Values are a version byte followed by fields: IDs as 8 bytes big-endian
@@ -20,7 +20,7 @@ const valueVersion = 1
 var errCorrupt = errors.New("bolt: corrupt value")
 
 // idKey returns id as a key.
-func idKey(id store.ID) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
+func idKey(id chat.ID) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
 
 // convPrefix returns "conversation 0x00", the prefix of its members and
 // messages keys.
@@ -38,24 +38,24 @@ func convEnd(conv string) []byte {
 }
 
 // convKey returns "conversation 0x00 id".
-func convKey(conv string, id store.ID) []byte {
+func convKey(conv string, id chat.ID) []byte {
 	return binary.BigEndian.AppendUint64(convPrefix(conv), uint64(id))
 }
 
 // appendConvKey appends "conversation 0x00 id" to dst.
-func appendConvKey(dst []byte, conv string, id store.ID) []byte {
+func appendConvKey(dst []byte, conv string, id chat.ID) []byte {
 	dst = append(dst, conv...)
 	dst = append(dst, 0)
 	return binary.BigEndian.AppendUint64(dst, uint64(id))
 }
 
 // keyID returns the ID in the last 8 bytes of a key.
-func keyID(k []byte) store.ID { return store.ID(binary.BigEndian.Uint64(k[len(k)-8:])) }
+func keyID(k []byte) chat.ID { return chat.ID(binary.BigEndian.Uint64(k[len(k)-8:])) }
 
 // validConv reports whether conv can be used in keys: non-empty, no 0x00.
 func validConv(conv string) error {
 	if conv == "" || strings.IndexByte(conv, 0) >= 0 {
-		return fmt.Errorf("%w: conversation id %q", store.ErrInvalid, conv)
+		return fmt.Errorf("%w: conversation id %q", chat.ErrInvalid, conv)
 	}
 	return nil
 }
@@ -83,14 +83,14 @@ func newDecoder(v []byte) *decoder {
 	return d
 }
 
-func (d *decoder) id() store.ID {
+func (d *decoder) id() chat.ID {
 	if d.err != nil || len(d.b) < 8 {
 		d.err = errCorrupt
 		return 0
 	}
 	v := binary.BigEndian.Uint64(d.b)
 	d.b = d.b[8:]
-	return store.ID(v)
+	return chat.ID(v)
 }
 
 func (d *decoder) time() time.Time {
@@ -138,7 +138,7 @@ func (d *decoder) appendString(sb *strings.Builder) [2]int {
 }
 
 // account: version, ID, username, display name, password hash, created at.
-func encodeAccount(a store.Account) []byte {
+func encodeAccount(a chat.Account) []byte {
 	b := make([]byte, 0, 1+8+len(a.Username)+len(a.DisplayName)+len(a.PasswordHash)+16)
 	b = append(b, valueVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(a.ID))
@@ -148,9 +148,9 @@ func encodeAccount(a store.Account) []byte {
 	return appendTime(b, a.CreatedAt)
 }
 
-func decodeAccount(v []byte) (store.Account, error) {
+func decodeAccount(v []byte) (chat.Account, error) {
 	d := newDecoder(v)
-	var a store.Account
+	var a chat.Account
 	a.ID = d.id()
 	a.Username = d.string()
 	a.DisplayName = d.string()
@@ -160,9 +160,9 @@ func decodeAccount(v []byte) (store.Account, error) {
 }
 
 // decodeUser decodes the public part of an account.
-func decodeUser(v []byte) (store.User, error) {
+func decodeUser(v []byte) (chat.User, error) {
 	d := newDecoder(v)
-	var u store.User
+	var u chat.User
 	u.ID = d.id()
 	u.Username = d.string()
 	u.DisplayName = d.string()
@@ -170,7 +170,7 @@ func decodeUser(v []byte) (store.User, error) {
 }
 
 // conversation header: version, creator, created at, kind, title.
-func encodeConv(c store.Conversation) []byte {
+func encodeConv(c chat.Conversation) []byte {
 	b := make([]byte, 0, 1+8+10+len(c.Kind)+len(c.Title)+4)
 	b = append(b, valueVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.CreatedBy))
@@ -179,12 +179,12 @@ func encodeConv(c store.Conversation) []byte {
 	return appendString(b, c.Title)
 }
 
-func decodeConv(id string, v []byte) (store.Conversation, error) {
+func decodeConv(id string, v []byte) (chat.Conversation, error) {
 	d := newDecoder(v)
-	c := store.Conversation{ID: id}
+	c := chat.Conversation{ID: id}
 	c.CreatedBy = d.id()
 	c.CreatedAt = d.time()
-	c.Kind = store.Kind(d.string())
+	c.Kind = chat.Kind(d.string())
 	c.Title = d.string()
 	return c, d.err
 }
@@ -192,7 +192,7 @@ func decodeConv(id string, v []byte) (store.Conversation, error) {
 // membership: version, read mark, join time. The read mark is at a fixed
 // offset (1..9) so MarkRead can compare it without decoding.
 type membership struct {
-	lastRead store.ID
+	lastRead chat.ID
 	joinedAt time.Time
 }
 
@@ -213,7 +213,7 @@ func decodeMembership(v []byte) (membership, error) {
 
 // message: version, sender, sent at, client ID, body. The sender is at a
 // fixed offset (1..9) so counting unread messages reads only it.
-func appendMessage(b []byte, m *store.Message) []byte {
+func appendMessage(b []byte, m *chat.Message) []byte {
 	b = append(b, valueVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Sender))
 	b = appendTime(b, m.SentAt)
@@ -221,14 +221,14 @@ func appendMessage(b []byte, m *store.Message) []byte {
 	return appendString(b, m.Body)
 }
 
-func messageSize(m *store.Message) int {
+func messageSize(m *chat.Message) int {
 	return 1 + 8 + binary.MaxVarintLen64 + 2*binary.MaxVarintLen64 + len(m.ClientID) + len(m.Body)
 }
 
 // decodeMessage decodes the message stored under key k in conversation conv.
-func decodeMessage(conv string, k, v []byte) (store.Message, error) {
+func decodeMessage(conv string, k, v []byte) (chat.Message, error) {
 	d := newDecoder(v)
-	m := store.Message{ID: keyID(k), Conversation: conv}
+	m := chat.Message{ID: keyID(k), Conversation: conv}
 	m.Sender = d.id()
 	m.SentAt = d.time()
 	m.ClientID = d.string()
@@ -238,7 +238,7 @@ func decodeMessage(conv string, k, v []byte) (store.Message, error) {
 
 // decodeMessages decodes stored (key, value) pairs of conversation conv,
 // with every client ID and body carved out of one string.
-func decodeMessages(conv string, raws [][2][]byte) ([]store.Message, error) {
+func decodeMessages(conv string, raws [][2][]byte) ([]chat.Message, error) {
 	size := 0
 	for _, r := range raws {
 		size += len(r[1])
@@ -247,7 +247,7 @@ func decodeMessages(conv string, raws [][2][]byte) ([]store.Message, error) {
 	sb.Grow(size)
 	type span struct{ client, body [2]int }
 	spans := make([]span, len(raws))
-	out := make([]store.Message, len(raws))
+	out := make([]chat.Message, len(raws))
 	for i, r := range raws {
 		d := newDecoder(r[1])
 		m := &out[i]
@@ -270,11 +270,11 @@ func decodeMessages(conv string, raws [][2][]byte) ([]store.Message, error) {
 }
 
 // messageSender reads only the sender of a stored message.
-func messageSender(v []byte) (store.ID, bool) {
+func messageSender(v []byte) (chat.ID, bool) {
 	if len(v) < 9 || v[0] != valueVersion {
 		return 0, false
 	}
-	return store.ID(binary.BigEndian.Uint64(v[1:9])), true
+	return chat.ID(binary.BigEndian.Uint64(v[1:9])), true
 }
 
 // messageTime reads the sender and the time of a stored message.

@@ -8,22 +8,22 @@ import (
 	"slices"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 	bbolt "go.etcd.io/bbolt"
 )
 
 // CreateConversation stores c with its members (joined at c.CreatedAt)
 // unless a conversation with c.ID exists; it returns the stored conversation
 // and whether this call created it. Check and write are one transaction.
-func (b *Backend) CreateConversation(ctx context.Context, c store.Conversation) (store.Conversation, bool, error) {
+func (b *Backend) CreateConversation(ctx context.Context, c chat.Conversation) (chat.Conversation, bool, error) {
 	if err := validConv(c.ID); err != nil {
-		return store.Conversation{}, false, err
+		return chat.Conversation{}, false, err
 	}
-	if c.Kind != store.Direct && c.Kind != store.Group {
-		return store.Conversation{}, false, fmt.Errorf("%w: conversation kind %q", store.ErrInvalid, c.Kind)
+	if c.Kind != chat.Direct && c.Kind != chat.Group {
+		return chat.Conversation{}, false, fmt.Errorf("%w: conversation kind %q", chat.ErrInvalid, c.Kind)
 	}
 	var (
-		out     store.Conversation
+		out     chat.Conversation
 		created bool
 	)
 	err := b.update(ctx, func(tx *bbolt.Tx) error {
@@ -48,7 +48,7 @@ func (b *Backend) CreateConversation(ctx context.Context, c store.Conversation) 
 		return nil
 	})
 	if err != nil {
-		return store.Conversation{}, false, err
+		return chat.Conversation{}, false, err
 	}
 	return out, created, nil
 }
@@ -56,18 +56,18 @@ func (b *Backend) CreateConversation(ctx context.Context, c store.Conversation) 
 // AddMembers adds users to a conversation, joined at at, and returns the
 // conversation after the change and the users that were not members
 // before, ascending. ErrNotFound for an unknown conversation.
-func (b *Backend) AddMembers(ctx context.Context, conversation string, users []store.ID, at time.Time) (store.Conversation, []store.ID, error) {
+func (b *Backend) AddMembers(ctx context.Context, conversation string, users []chat.ID, at time.Time) (chat.Conversation, []chat.ID, error) {
 	if err := validConv(conversation); err != nil {
-		return store.Conversation{}, nil, err
+		return chat.Conversation{}, nil, err
 	}
 	var (
-		out   store.Conversation
-		added []store.ID
+		out   chat.Conversation
+		added []chat.ID
 	)
 	err := b.update(ctx, func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketConvs).Get([]byte(conversation))
 		if v == nil {
-			return fmt.Errorf("%w: conversation %s", store.ErrNotFound, conversation)
+			return fmt.Errorf("%w: conversation %s", chat.ErrNotFound, conversation)
 		}
 		var err error
 		if added, err = addMembers(tx, conversation, sortedUnique(users), at); err != nil {
@@ -77,18 +77,18 @@ func (b *Backend) AddMembers(ctx context.Context, conversation string, users []s
 		return err
 	})
 	if err != nil {
-		return store.Conversation{}, nil, err
+		return chat.Conversation{}, nil, err
 	}
 	return out, added, nil
 }
 
 // addMembers makes users members of conv unless they are, and returns
 // those it added.
-func addMembers(tx *bbolt.Tx, conv string, users []store.ID, at time.Time) ([]store.ID, error) {
+func addMembers(tx *bbolt.Tx, conv string, users []chat.ID, at time.Time) ([]chat.ID, error) {
 	members := tx.Bucket(bucketMembers)
 	userConvs := tx.Bucket(bucketUserConvs)
 	value := encodeMembership(membership{joinedAt: at})
-	var added []store.ID
+	var added []chat.ID
 	for _, u := range users {
 		k := convKey(conv, u)
 		if members.Get(k) != nil {
@@ -107,19 +107,19 @@ func addMembers(tx *bbolt.Tx, conv string, users []store.ID, at time.Time) ([]st
 
 // sortedUnique returns ids ascending without duplicates, never nil (as
 // readConv returns members).
-func sortedUnique(ids []store.ID) []store.ID {
-	s := append(make([]store.ID, 0, len(ids)), ids...)
+func sortedUnique(ids []chat.ID) []chat.ID {
+	s := append(make([]chat.ID, 0, len(ids)), ids...)
 	slices.Sort(s)
 	return slices.Compact(s)
 }
 
 // Conversation returns a conversation with its members, or ErrNotFound.
-func (b *Backend) Conversation(ctx context.Context, id string) (store.Conversation, error) {
-	var out store.Conversation
+func (b *Backend) Conversation(ctx context.Context, id string) (chat.Conversation, error) {
+	var out chat.Conversation
 	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketConvs).Get([]byte(id))
 		if v == nil {
-			return fmt.Errorf("%w: conversation %s", store.ErrNotFound, id)
+			return fmt.Errorf("%w: conversation %s", chat.ErrNotFound, id)
 		}
 		var err error
 		out, err = readConv(tx, id, v)
@@ -130,14 +130,14 @@ func (b *Backend) Conversation(ctx context.Context, id string) (store.Conversati
 
 // readConv decodes a conversation's header v and reads its members: one
 // range scan, ascending by ID as the keys are.
-func readConv(tx *bbolt.Tx, id string, v []byte) (store.Conversation, error) {
+func readConv(tx *bbolt.Tx, id string, v []byte) (chat.Conversation, error) {
 	c, err := decodeConv(id, v)
 	if err != nil {
 		return c, fmt.Errorf("conversation %s: %w", id, err)
 	}
 	prefix := convPrefix(id)
 	cur := tx.Bucket(bucketMembers).Cursor()
-	c.Members = []store.ID{}
+	c.Members = []chat.ID{}
 	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
 		if len(k) != len(prefix)+8 {
 			return c, fmt.Errorf("conversation %s: member key %x: %w", id, k, errCorrupt)
@@ -163,11 +163,11 @@ type entry struct {
 // conversations' membership and last message (a few B-tree lookups each,
 // no message scans, no allocation), sorts, and only for the first limit
 // reads members, decodes the last message and counts unread (bounded).
-func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) ([]store.Summary, error) {
+func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([]chat.Summary, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	var out []store.Summary
+	var out []chat.Summary
 	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		members := tx.Bucket(bucketMembers)
 		msgs := tx.Bucket(bucketMessages).Cursor()
@@ -205,7 +205,7 @@ func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) (
 		entries = entries[:min(limit, len(entries))]
 
 		convs := tx.Bucket(bucketConvs)
-		out = make([]store.Summary, 0, len(entries))
+		out = make([]chat.Summary, 0, len(entries))
 		for _, e := range entries {
 			id := string(e.conv)
 			cv := convs.Get(e.conv)
@@ -216,7 +216,7 @@ func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) (
 			if err != nil {
 				return err
 			}
-			s := store.Summary{Conversation: c, LastRead: e.m.lastRead, Activity: e.activity}
+			s := chat.Summary{Conversation: c, LastRead: e.m.lastRead, Activity: e.activity}
 			if e.lastKey != nil {
 				m, err := decodeMessage(id, e.lastKey, e.lastVal)
 				if err != nil {
@@ -250,12 +250,12 @@ func lastMessage(cur *bbolt.Cursor, conv []byte, scratch *[]byte) ([]byte, []byt
 }
 
 // unread counts conv's messages newer than mark from others than user,
-// newest first, stopping at store.UnreadCap (or after maxUnreadScan
+// newest first, stopping at chat.UnreadCap (or after maxUnreadScan
 // messages).
-func unread(cur *bbolt.Cursor, conv []byte, user, mark store.ID, scratch *[]byte) int {
+func unread(cur *bbolt.Cursor, conv []byte, user, mark chat.ID, scratch *[]byte) int {
 	n := 0
 	k, v := lastMessage(cur, conv, scratch)
-	for scanned := 0; k != nil && n < store.UnreadCap && scanned < maxUnreadScan; scanned++ {
+	for scanned := 0; k != nil && n < chat.UnreadCap && scanned < maxUnreadScan; scanned++ {
 		if len(k) != len(conv)+1+8 || !bytes.HasPrefix(k, conv) || k[len(conv)] != 0 || keyID(k) <= mark {
 			break
 		}
@@ -271,13 +271,13 @@ func unread(cur *bbolt.Cursor, conv []byte, user, mark store.ID, scratch *[]byte
 // returns the mark after the call and whether it moved. ErrNotFound when
 // user is not a member of conversation (store.go leaves this case open).
 // A mark that would not move costs a read transaction only, no fsync.
-func (b *Backend) MarkRead(ctx context.Context, conversation string, user store.ID, msg store.ID) (store.ID, bool, error) {
+func (b *Backend) MarkRead(ctx context.Context, conversation string, user chat.ID, msg chat.ID) (chat.ID, bool, error) {
 	if err := validConv(conversation); err != nil {
 		return 0, false, err
 	}
 	key := convKey(conversation, user)
 	var (
-		mark  store.ID
+		mark  chat.ID
 		moved bool
 	)
 	// apply reads the mark and, in a write transaction, moves it.
@@ -285,7 +285,7 @@ func (b *Backend) MarkRead(ctx context.Context, conversation string, user store.
 		members := tx.Bucket(bucketMembers)
 		v := members.Get(key)
 		if v == nil {
-			return fmt.Errorf("%w: user %d in conversation %s", store.ErrNotFound, user, conversation)
+			return fmt.Errorf("%w: user %d in conversation %s", chat.ErrNotFound, user, conversation)
 		}
 		m, err := decodeMembership(v)
 		if err != nil {

@@ -7,7 +7,7 @@ import (
 	"math"
 	"slices"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -16,7 +16,7 @@ import (
 // stored in its conversation is left as it is; within a batch the first of
 // two messages with one ID wins. The conversation need not exist: the
 // Service saves what the stream delivers.
-func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error {
+func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	if len(msgs) == 0 {
 		return ctx.Err()
 	}
@@ -27,7 +27,7 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error 
 			return err
 		}
 		if m.ID == 0 {
-			return fmt.Errorf("%w: message without an ID in %s", store.ErrInvalid, m.Conversation)
+			return fmt.Errorf("%w: message without an ID in %s", chat.ErrInvalid, m.Conversation)
 		}
 		keyBytes += len(m.Conversation) + 1 + 8
 		valBytes += messageSize(m)
@@ -69,18 +69,18 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error 
 // whether a message exists beyond the page in the direction of travel. An
 // unknown conversation has no messages. A Page with both cursors, or a Limit
 // under 1, is ErrInvalid.
-func (b *Backend) Messages(ctx context.Context, conversation string, p store.Page) ([]store.Message, bool, error) {
+func (b *Backend) Messages(ctx context.Context, conversation string, p chat.Page) ([]chat.Message, bool, error) {
 	if p.Limit < 1 {
-		return nil, false, fmt.Errorf("%w: page limit %d", store.ErrInvalid, p.Limit)
+		return nil, false, fmt.Errorf("%w: page limit %d", chat.ErrInvalid, p.Limit)
 	}
 	if p.Before != 0 && p.After != 0 {
-		return nil, false, fmt.Errorf("%w: page with both before and after", store.ErrInvalid)
+		return nil, false, fmt.Errorf("%w: page with both before and after", chat.ErrInvalid)
 	}
 	if err := validConv(conversation); err != nil {
 		return nil, false, err
 	}
 	var (
-		out  []store.Message
+		out  []chat.Message
 		more bool
 	)
 	err := b.view(ctx, func(tx *bbolt.Tx) error {

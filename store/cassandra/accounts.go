@@ -9,9 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/chatcluster/chat"
 	"github.com/gocql/gocql"
-
-	"github.com/chatcluster/chat/store"
 )
 
 // CreateAccount claims the username with a lightweight transaction on
@@ -19,9 +18,9 @@ import (
 // secondary rows (users, the prefix-search rows). A loser writes nothing. A
 // replay of the winning call (same username and ID) rewrites the secondary
 // rows, which completes a call that died half-way, and succeeds.
-func (b *Backend) CreateAccount(ctx context.Context, a store.Account) error {
+func (b *Backend) CreateAccount(ctx context.Context, a chat.Account) error {
 	if a.Username == "" || !validID(a.ID) {
-		return fmt.Errorf("%w: account %q id %d", store.ErrInvalid, a.Username, a.ID)
+		return fmt.Errorf("%w: account %q id %d", chat.ErrInvalid, a.Username, a.ID)
 	}
 	prev := map[string]any{}
 	applied, err := b.q(ctx, `INSERT INTO users_by_username (username, user_id, display_name, password_hash, created_at)
@@ -31,7 +30,7 @@ func (b *Backend) CreateAccount(ctx context.Context, a store.Account) error {
 		return wrap("create account", err)
 	}
 	if !applied && toInt64(prev["user_id"]) != int64(a.ID) {
-		return fmt.Errorf("%w: %q", store.ErrUsernameTaken, a.Username)
+		return fmt.Errorf("%w: %q", chat.ErrUsernameTaken, a.Username)
 	}
 	if !applied {
 		// A replay: complete the secondary rows from the stored account,
@@ -60,7 +59,7 @@ func (b *Backend) CreateAccount(ctx context.Context, a store.Account) error {
 }
 
 // createdAt leaves a zero time unwritten.
-func createdAt(a store.Account) any {
+func createdAt(a chat.Account) any {
 	if a.CreatedAt.IsZero() {
 		return gocql.UnsetValue
 	}
@@ -73,9 +72,9 @@ func firstRune(s string) string {
 }
 
 // AccountByUsername is one partition read of users_by_username.
-func (b *Backend) AccountByUsername(ctx context.Context, username string) (store.Account, error) {
+func (b *Backend) AccountByUsername(ctx context.Context, username string) (chat.Account, error) {
 	if username == "" {
-		return store.Account{}, fmt.Errorf("%w: username %q", store.ErrNotFound, username)
+		return chat.Account{}, fmt.Errorf("%w: username %q", chat.ErrNotFound, username)
 	}
 	var (
 		id                int64
@@ -85,13 +84,13 @@ func (b *Backend) AccountByUsername(ctx context.Context, username string) (store
 	err := b.q(ctx, `SELECT user_id, display_name, password_hash, created_at FROM users_by_username WHERE username = ?`, username).
 		Scan(&id, &display, &password, &created.t)
 	if errors.Is(err, gocql.ErrNotFound) {
-		return store.Account{}, fmt.Errorf("%w: username %q", store.ErrNotFound, username)
+		return chat.Account{}, fmt.Errorf("%w: username %q", chat.ErrNotFound, username)
 	}
 	if err != nil {
-		return store.Account{}, wrap("account by username", err)
+		return chat.Account{}, wrap("account by username", err)
 	}
-	return store.Account{
-		User:         store.User{ID: store.ID(id), Username: username, DisplayName: display},
+	return chat.Account{
+		User:         chat.User{ID: chat.ID(id), Username: username, DisplayName: display},
 		PasswordHash: password,
 		CreatedAt:    created.utc(),
 	}, nil
@@ -111,16 +110,16 @@ func (g gocqlTime) utc() time.Time {
 // queries running concurrently: the coordinator fetches the rows of one
 // query in parallel, far cheaper than a round trip per user (see
 // schema/README.md, the conversation list).
-func (b *Backend) Users(ctx context.Context, ids []store.ID) ([]store.User, error) {
+func (b *Backend) Users(ctx context.Context, ids []chat.ID) ([]chat.User, error) {
 	var keys []int64
-	seen := map[store.ID]bool{}
+	seen := map[chat.ID]bool{}
 	for _, id := range ids {
 		if validID(id) && !seen[id] {
 			seen[id] = true
 			keys = append(keys, int64(id))
 		}
 	}
-	found := make(map[store.ID]store.User, len(keys))
+	found := make(map[chat.ID]chat.User, len(keys))
 	var mu sync.Mutex
 	chunks := (len(keys) + listChunk - 1) / listChunk
 	err := b.each(ctx, chunks, func(ctx context.Context, i int) error {
@@ -132,7 +131,7 @@ func (b *Backend) Users(ctx context.Context, ids []store.ID) ([]store.User, erro
 		)
 		for iter.Scan(&id, &name, &display) {
 			mu.Lock()
-			found[store.ID(id)] = store.User{ID: store.ID(id), Username: name, DisplayName: display}
+			found[chat.ID(id)] = chat.User{ID: chat.ID(id), Username: name, DisplayName: display}
 			mu.Unlock()
 		}
 		return iter.Close()
@@ -140,7 +139,7 @@ func (b *Backend) Users(ctx context.Context, ids []store.ID) ([]store.User, erro
 	if err != nil {
 		return nil, wrap("users", err)
 	}
-	var users []store.User
+	var users []chat.User
 	for _, id := range ids {
 		if u, ok := found[id]; ok {
 			users = append(users, u)
@@ -153,7 +152,7 @@ func (b *Backend) Users(ctx context.Context, ids []store.ID) ([]store.User, erro
 // partition of the prefix's first character, and stops at the first
 // username without the prefix. An empty prefix walks every initial in
 // order.
-func (b *Backend) SearchUsers(ctx context.Context, prefix string, limit int) ([]store.User, error) {
+func (b *Backend) SearchUsers(ctx context.Context, prefix string, limit int) ([]chat.User, error) {
 	if limit < 1 {
 		return nil, nil
 	}
@@ -170,7 +169,7 @@ func (b *Backend) SearchUsers(ctx context.Context, prefix string, limit int) ([]
 			return nil, wrap("search users", err)
 		}
 	}
-	var users []store.User
+	var users []chat.User
 	for _, in := range initials {
 		iter := b.q(ctx, `SELECT username, user_id, display_name FROM users_by_initial WHERE initial = ? AND username >= ? LIMIT ?`,
 			in, prefix, limit-len(users)).PageSize(min(limit, 500)).Iter()
@@ -182,7 +181,7 @@ func (b *Backend) SearchUsers(ctx context.Context, prefix string, limit int) ([]
 			if !strings.HasPrefix(name, prefix) {
 				break
 			}
-			users = append(users, store.User{ID: store.ID(id), Username: name, DisplayName: display})
+			users = append(users, chat.User{ID: chat.ID(id), Username: name, DisplayName: display})
 			if len(users) == limit {
 				break
 			}

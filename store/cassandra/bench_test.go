@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat"
 )
 
 // Benchmarks against the real node of CHAT_TEST_CASSANDRA, e.g.
@@ -15,10 +15,10 @@ import (
 
 var benchBase = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 
-func benchConv(b *testing.B, be *Backend, id string, members ...store.ID) {
+func benchConv(b *testing.B, be *Backend, id string, members ...chat.ID) {
 	b.Helper()
-	if _, _, err := be.CreateConversation(b.Context(), store.Conversation{
-		ID: id, Kind: store.Group, Title: id, CreatedBy: members[0], CreatedAt: benchBase, Members: members,
+	if _, _, err := be.CreateConversation(b.Context(), chat.Conversation{
+		ID: id, Kind: chat.Group, Title: id, CreatedBy: members[0], CreatedAt: benchBase, Members: members,
 	}); err != nil {
 		b.Fatal(err)
 	}
@@ -31,13 +31,13 @@ func BenchmarkSaveMessages(b *testing.B) {
 		b.Run(fmt.Sprintf("conversations=%d", convs), func(b *testing.B) {
 			be := openEmpty(b)
 			const batch = 100
-			next := store.FirstID(benchBase)
+			next := chat.FirstID(benchBase)
 			b.ResetTimer()
 			for range b.N {
-				msgs := make([]store.Message, batch)
+				msgs := make([]chat.Message, batch)
 				for i := range msgs {
 					next += 1 << 12
-					msgs[i] = store.Message{
+					msgs[i] = chat.Message{
 						ID: next, Conversation: fmt.Sprint(1 + i%convs), Sender: 7,
 						Body: "a message body of a typical length, about sixty bytes long.", SentAt: next.Time(), ClientID: next.String(),
 					}
@@ -58,17 +58,17 @@ func BenchmarkSaveMessages(b *testing.B) {
 func BenchmarkConversations(b *testing.B) {
 	be := openEmpty(b)
 	const n = 1000
-	me, other := store.ID(1), store.ID(2)
-	last := make([]store.ID, n)
+	me, other := chat.ID(1), chat.ID(2)
+	last := make([]chat.ID, n)
 	err := be.each(b.Context(), n, func(ctx context.Context, i int) error {
 		id := fmt.Sprint(100 + i)
-		if _, _, err := be.CreateConversation(ctx, store.Conversation{
-			ID: id, Kind: store.Group, Title: id, CreatedBy: me, CreatedAt: benchBase, Members: []store.ID{me, other},
+		if _, _, err := be.CreateConversation(ctx, chat.Conversation{
+			ID: id, Kind: chat.Group, Title: id, CreatedBy: me, CreatedAt: benchBase, Members: []chat.ID{me, other},
 		}); err != nil {
 			return err
 		}
-		last[i] = store.FirstID(benchBase.Add(time.Duration(i) * time.Minute))
-		return be.SaveMessages(ctx, []store.Message{{ID: last[i], Conversation: id, Sender: other, Body: "hi", SentAt: last[i].Time(), ClientID: "x"}})
+		last[i] = chat.FirstID(benchBase.Add(time.Duration(i) * time.Minute))
+		return be.SaveMessages(ctx, []chat.Message{{ID: last[i], Conversation: id, Sender: other, Body: "hi", SentAt: last[i].Time(), ClientID: "x"}})
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -100,17 +100,17 @@ func BenchmarkConversations(b *testing.B) {
 func BenchmarkMessagesPage(b *testing.B) {
 	be := openEmpty(b)
 	benchConv(b, be, "1", 1)
-	var msgs []store.Message
+	var msgs []chat.Message
 	for i := range 1000 {
-		id := store.FirstID(benchBase.Add(time.Duration(i) * time.Hour))
-		msgs = append(msgs, store.Message{ID: id, Conversation: "1", Sender: 1, Body: "hello", SentAt: id.Time(), ClientID: id.String()})
+		id := chat.FirstID(benchBase.Add(time.Duration(i) * time.Hour))
+		msgs = append(msgs, chat.Message{ID: id, Conversation: "1", Sender: 1, Body: "hello", SentAt: id.Time(), ClientID: id.String()})
 	}
 	if err := be.SaveMessages(b.Context(), msgs); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for range b.N {
-		m, more, err := be.Messages(b.Context(), "1", store.Page{Limit: 50})
+		m, more, err := be.Messages(b.Context(), "1", chat.Page{Limit: 50})
 		if err != nil || len(m) != 50 || !more {
 			b.Fatalf("page: %d messages, more %v, %v", len(m), more, err)
 		}

@@ -33,6 +33,7 @@ import (
 
 	"github.com/gocql/gocql"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/schema"
 	"github.com/chatcluster/chat/store"
 )
@@ -100,7 +101,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("cassandra: connecting to %v keyspace %s: %w: %w", cfg.Hosts, cfg.Keyspace, store.ErrUnavailable, r.err)
+			return nil, fmt.Errorf("cassandra: connecting to %v keyspace %s: %w: %w", cfg.Hosts, cfg.Keyspace, chat.ErrUnavailable, r.err)
 		}
 		s = r.s
 	case <-ctx.Done():
@@ -109,7 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 				r.s.Close()
 			}
 		}()
-		return nil, fmt.Errorf("cassandra: connecting: %w: %w", store.ErrUnavailable, ctx.Err())
+		return nil, fmt.Errorf("cassandra: connecting: %w: %w", chat.ErrUnavailable, ctx.Err())
 	}
 
 	b := &Backend{
@@ -169,13 +170,13 @@ func (b *Backend) q(ctx context.Context, stmt string, args ...any) *gocql.Query 
 	return b.s.Query(stmt, args...).WithContext(ctx).Idempotent(true)
 }
 
-// wrap turns a driver error into one that is both store.ErrUnavailable (the
+// wrap turns a driver error into one that is both chat.ErrUnavailable (the
 // service answers 503 and JetStream redelivers) and the driver's error.
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("cassandra %s: %w: %w", op, store.ErrUnavailable, err)
+	return fmt.Errorf("cassandra %s: %w: %w", op, chat.ErrUnavailable, err)
 }
 
 // holdsSlot marks the context of a call made by each, which holds one of
@@ -242,15 +243,15 @@ loop:
 }
 
 // bucket returns the messages partition of an ID: the milliseconds of the
-// ID since store.Epoch divided by the bucket width. It depends on the ID
+// ID since chat.Epoch divided by the bucket width. It depends on the ID
 // alone, so a history cursor names its bucket.
-func (b *Backend) bucket(id store.ID) int {
-	ms := id.Time().UnixMilli() - store.Epoch.UnixMilli()
+func (b *Backend) bucket(id chat.ID) int {
+	ms := id.Time().UnixMilli() - chat.Epoch.UnixMilli()
 	return int(ms / b.widthMS)
 }
 
 // Stored IDs are bigint: the top bit of a generated ID is always 0.
-func validID(id store.ID) bool { return id != 0 && id <= math.MaxInt64 }
+func validID(id chat.ID) bool { return id != 0 && id <= math.MaxInt64 }
 
 // unsetIfEmpty leaves an empty string unwritten instead of writing a null
 // (a tombstone).

@@ -15,6 +15,7 @@ import (
 	"github.com/gocql/gocql"
 	"go.uber.org/goleak"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/schema"
 	"github.com/chatcluster/chat/store"
 	"github.com/chatcluster/chat/store/storetest"
@@ -148,7 +149,7 @@ func TestPing(t *testing.T) {
 		t.Fatalf("Ping: %v", err)
 	}
 	b.Close()
-	if err := b.Ping(t.Context()); !errors.Is(err, store.ErrUnavailable) {
+	if err := b.Ping(t.Context()); !errors.Is(err, chat.ErrUnavailable) {
 		t.Errorf("Ping after Close: err = %v, want ErrUnavailable", err)
 	}
 }
@@ -171,13 +172,13 @@ func TestOpenRefusesUnmigratedKeyspace(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	if _, err := Open(t.Context(), Config{}); !errors.Is(err, store.ErrInvalid) {
+	if _, err := Open(t.Context(), Config{}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("Open without hosts: err = %v, want ErrInvalid", err)
 	}
-	if _, err := Open(t.Context(), Config{Hosts: []string{"x"}, Keyspace: "a;b"}); !errors.Is(err, store.ErrInvalid) {
+	if _, err := Open(t.Context(), Config{Hosts: []string{"x"}, Keyspace: "a;b"}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("Open with a bad keyspace: err = %v, want ErrInvalid", err)
 	}
-	if _, err := Open(t.Context(), Config{Hosts: []string{"x"}, BucketWidth: time.Microsecond}); !errors.Is(err, store.ErrInvalid) {
+	if _, err := Open(t.Context(), Config{Hosts: []string{"x"}, BucketWidth: time.Microsecond}); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("Open with a sub-millisecond bucket: err = %v, want ErrInvalid", err)
 	}
 	for in, want := range map[string]gocql.Consistency{"LOCAL_QUORUM": gocql.LocalQuorum, "one": gocql.One, " quorum ": gocql.Quorum} {
@@ -185,7 +186,7 @@ func TestConfig(t *testing.T) {
 			t.Errorf("ParseConsistency(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	if _, err := ParseConsistency("most"); !errors.Is(err, store.ErrInvalid) {
+	if _, err := ParseConsistency("most"); !errors.Is(err, chat.ErrInvalid) {
 		t.Errorf("ParseConsistency(most): err = %v", err)
 	}
 	if got := ParseHosts(" a:1, ,b "); strings.Join(got, "|") != "a:1|b" {
@@ -200,13 +201,13 @@ func TestBucket(t *testing.T) {
 		at   time.Time
 		want int
 	}{
-		{store.Epoch, 0},
-		{store.Epoch.Add(10*day - time.Millisecond), 0},
-		{store.Epoch.Add(10 * day), 1},
-		{store.Epoch.Add(365 * day), 36},
+		{chat.Epoch, 0},
+		{chat.Epoch.Add(10*day - time.Millisecond), 0},
+		{chat.Epoch.Add(10 * day), 1},
+		{chat.Epoch.Add(365 * day), 36},
 	}
 	for _, c := range cases {
-		if got := b.bucket(store.FirstID(c.at) + 4095); got != c.want {
+		if got := b.bucket(chat.FirstID(c.at) + 4095); got != c.want {
 			t.Errorf("bucket(%v) = %d, want %d", c.at, got, c.want)
 		}
 	}
@@ -219,15 +220,15 @@ func TestBucket(t *testing.T) {
 func TestMessagesBeforeConversation(t *testing.T) {
 	b := openEmpty(t)
 	ctx := t.Context()
-	id := store.FirstID(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
-	m := store.Message{ID: id, Conversation: "42", Sender: 7, Body: "early", SentAt: id.Time(), ClientID: "c"}
-	if err := b.SaveMessages(ctx, []store.Message{m}); err != nil {
+	id := chat.FirstID(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	m := chat.Message{ID: id, Conversation: "42", Sender: 7, Body: "early", SentAt: id.Time(), ClientID: "c"}
+	if err := b.SaveMessages(ctx, []chat.Message{m}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Conversation(ctx, "42"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := b.Conversation(ctx, "42"); !errors.Is(err, chat.ErrNotFound) {
 		t.Fatalf("Conversation before creation: err = %v, want ErrNotFound", err)
 	}
-	c := store.Conversation{ID: "42", Kind: store.Group, Title: "t", CreatedBy: 7, CreatedAt: id.Time().Add(-time.Hour), Members: []store.ID{7, 8}}
+	c := chat.Conversation{ID: "42", Kind: chat.Group, Title: "t", CreatedBy: 7, CreatedAt: id.Time().Add(-time.Hour), Members: []chat.ID{7, 8}}
 	errs := make([]error, 5)
 	created := make([]bool, 5)
 	var wg sync.WaitGroup

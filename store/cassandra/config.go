@@ -7,9 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/gocql/gocql"
-
-	"github.com/chatcluster/chat/store"
 )
 
 // Defaults for Config's zero values.
@@ -73,13 +72,13 @@ var keyspaceRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
 
 func (c Config) withDefaults() (Config, error) {
 	if len(c.Hosts) == 0 {
-		return c, fmt.Errorf("%w: no Cassandra hosts", store.ErrInvalid)
+		return c, fmt.Errorf("%w: no Cassandra hosts", chat.ErrInvalid)
 	}
 	if c.Keyspace == "" {
 		c.Keyspace = DefaultKeyspace
 	}
 	if !keyspaceRE.MatchString(c.Keyspace) {
-		return c, fmt.Errorf("%w: keyspace name %q", store.ErrInvalid, c.Keyspace)
+		return c, fmt.Errorf("%w: keyspace name %q", chat.ErrInvalid, c.Keyspace)
 	}
 	if c.Consistency == gocql.Any {
 		c.Consistency = gocql.LocalQuorum
@@ -91,7 +90,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.BucketWidth = DefaultBucketWidth
 	}
 	if c.BucketWidth < time.Millisecond || c.BucketWidth%time.Millisecond != 0 {
-		return c, fmt.Errorf("%w: bucket width %v (whole milliseconds, at least one)", store.ErrInvalid, c.BucketWidth)
+		return c, fmt.Errorf("%w: bucket width %v (whole milliseconds, at least one)", chat.ErrInvalid, c.BucketWidth)
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
@@ -119,7 +118,7 @@ func (c Config) withDefaults() (Config, error) {
 func ParseConsistency(s string) (gocql.Consistency, error) {
 	c, err := gocql.ParseConsistencyWrapper(strings.ToUpper(strings.TrimSpace(s)))
 	if err != nil {
-		return 0, fmt.Errorf("%w: consistency %q", store.ErrInvalid, s)
+		return 0, fmt.Errorf("%w: consistency %q", chat.ErrInvalid, s)
 	}
 	return c, nil
 }

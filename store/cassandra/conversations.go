@@ -8,9 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/gocql/gocql"
-
-	"github.com/chatcluster/chat/store"
 )
 
 // memberBatch bounds the rows of one conversation_members batch (one
@@ -23,16 +22,16 @@ const memberBatch = 200
 // answer without another read. The winner then writes the membership rows.
 // A replay of the winning call (same creator and creation time) re-checks
 // every membership row, which completes a call that died half-way.
-func (b *Backend) CreateConversation(ctx context.Context, c store.Conversation) (store.Conversation, bool, error) {
-	if c.ID == "" || (c.Kind != store.Direct && c.Kind != store.Group) || len(c.Members) == 0 {
-		return store.Conversation{}, false, fmt.Errorf("%w: conversation %q kind %q with %d members", store.ErrInvalid, c.ID, c.Kind, len(c.Members))
+func (b *Backend) CreateConversation(ctx context.Context, c chat.Conversation) (chat.Conversation, bool, error) {
+	if c.ID == "" || (c.Kind != chat.Direct && c.Kind != chat.Group) || len(c.Members) == 0 {
+		return chat.Conversation{}, false, fmt.Errorf("%w: conversation %q kind %q with %d members", chat.ErrInvalid, c.ID, c.Kind, len(c.Members))
 	}
 	members := slices.Clone(c.Members)
 	slices.Sort(members)
 	members = slices.Compact(members)
 	for _, m := range members {
 		if !validID(m) {
-			return store.Conversation{}, false, fmt.Errorf("%w: member id %d", store.ErrInvalid, m)
+			return chat.Conversation{}, false, fmt.Errorf("%w: member id %d", chat.ErrInvalid, m)
 		}
 	}
 	c.Members = members
@@ -43,11 +42,11 @@ func (b *Backend) CreateConversation(ctx context.Context, c store.Conversation) 
 		VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
 		c.ID, string(c.Kind), unsetIfEmpty(c.Title), int64(c.CreatedBy), c.CreatedAt, toInt64s(members)).MapScanCAS(prev)
 	if err != nil {
-		return store.Conversation{}, false, wrap("create conversation", err)
+		return chat.Conversation{}, false, wrap("create conversation", err)
 	}
 	if applied {
 		if err := b.writeNewMembers(ctx, c.ID, members, c.CreatedAt); err != nil {
-			return store.Conversation{}, false, wrap("create conversation", err)
+			return chat.Conversation{}, false, wrap("create conversation", err)
 		}
 		return c, true, nil
 	}
@@ -59,7 +58,7 @@ func (b *Backend) CreateConversation(ctx context.Context, c store.Conversation) 
 	}
 	if existing.CreatedBy == c.CreatedBy && existing.CreatedAt.Equal(c.CreatedAt) && existing.Kind == c.Kind {
 		if _, err := b.claimMembers(ctx, c.ID, existing.Members, existing.CreatedAt); err != nil {
-			return store.Conversation{}, false, wrap("create conversation", err)
+			return chat.Conversation{}, false, wrap("create conversation", err)
 		}
 	}
 	return existing, false, nil
@@ -67,13 +66,13 @@ func (b *Backend) CreateConversation(ctx context.Context, c store.Conversation) 
 
 // claimGhost creates conversation c in a row that holds only last-message
 // cells, with a lightweight transaction on its kind being null.
-func (b *Backend) claimGhost(ctx context.Context, c store.Conversation) (store.Conversation, bool, error) {
+func (b *Backend) claimGhost(ctx context.Context, c chat.Conversation) (chat.Conversation, bool, error) {
 	prev := map[string]any{}
 	applied, err := b.q(ctx, `UPDATE conversations SET kind = ?, title = ?, created_by = ?, created_at = ?, members = ?
 		WHERE conversation_id = ? IF kind = null`,
 		string(c.Kind), unsetIfEmpty(c.Title), int64(c.CreatedBy), c.CreatedAt, toInt64s(c.Members), c.ID).MapScanCAS(prev)
 	if err != nil {
-		return store.Conversation{}, false, wrap("create conversation", err)
+		return chat.Conversation{}, false, wrap("create conversation", err)
 	}
 	if !applied {
 		// Another caller claimed it first.
@@ -81,14 +80,14 @@ func (b *Backend) claimGhost(ctx context.Context, c store.Conversation) (store.C
 		return existing, false, err
 	}
 	if err := b.writeNewMembers(ctx, c.ID, c.Members, c.CreatedAt); err != nil {
-		return store.Conversation{}, false, wrap("create conversation", err)
+		return chat.Conversation{}, false, wrap("create conversation", err)
 	}
 	return c, true, nil
 }
 
 // writeNewMembers writes the membership rows of a conversation this call
 // just created: nobody else can have written them, so plain inserts do.
-func (b *Backend) writeNewMembers(ctx context.Context, conv string, members []store.ID, joined time.Time) error {
+func (b *Backend) writeNewMembers(ctx context.Context, conv string, members []chat.ID, joined time.Time) error {
 	chunks := (len(members) + memberBatch - 1) / memberBatch
 	return b.each(ctx, chunks+len(members), func(ctx context.Context, i int) error {
 		if i < chunks {
@@ -126,7 +125,7 @@ const maxClaimRounds = 10
 // and a member keeps their first join time. The users' list rows are then
 // (re)written with the join time that won, completing an earlier call that
 // died half-way. It returns which users were new.
-func (b *Backend) claimMembers(ctx context.Context, conv string, users []store.ID, at time.Time) ([]bool, error) {
+func (b *Backend) claimMembers(ctx context.Context, conv string, users []chat.ID, at time.Time) ([]bool, error) {
 	added := make([]bool, len(users))
 	joined := make([]time.Time, len(users))
 	pending := make([]int, len(users))
@@ -136,7 +135,7 @@ func (b *Backend) claimMembers(ctx context.Context, conv string, users []store.I
 	}
 	for round := 0; len(pending) > 0; round++ {
 		if round == maxClaimRounds {
-			return nil, fmt.Errorf("%w: claiming members of %q: still contended after %d rounds", store.ErrUnavailable, conv, round)
+			return nil, fmt.Errorf("%w: claiming members of %q: still contended after %d rounds", chat.ErrUnavailable, conv, round)
 		}
 		var retry []int
 		for start := 0; start < len(pending); start += claimBatch {
@@ -188,20 +187,20 @@ func (b *Backend) claimMembers(ctx context.Context, conv string, users []store.I
 // memberJoins reads, at serial consistency (so it sees every committed
 // transaction), which of users[idx] have a membership row and their join
 // times.
-func (b *Backend) memberJoins(ctx context.Context, conv string, users []store.ID, idx []int) (map[store.ID]time.Time, error) {
+func (b *Backend) memberJoins(ctx context.Context, conv string, users []chat.ID, idx []int) (map[chat.ID]time.Time, error) {
 	keys := make([]int64, len(idx))
 	for k, i := range idx {
 		keys[k] = int64(users[i])
 	}
 	iter := b.q(ctx, `SELECT user_id, joined_at FROM conversation_members WHERE conversation_id = ? AND user_id IN ?`, conv, keys).
 		Consistency(gocql.Consistency(b.cfg.SerialConsistency)).Iter()
-	out := map[store.ID]time.Time{}
+	out := map[chat.ID]time.Time{}
 	var (
 		id int64
 		t  time.Time
 	)
 	for iter.Scan(&id, &t) {
-		out[store.ID(id)] = t.UTC()
+		out[chat.ID(id)] = t.UTC()
 	}
 	return out, iter.Close()
 }
@@ -209,15 +208,15 @@ func (b *Backend) memberJoins(ctx context.Context, conv string, users []store.ID
 // AddMembers claims a membership row for each user not yet in the
 // conversation's member set, then adds them to the set (a set addition
 // merges with concurrent ones and writes no tombstone).
-func (b *Backend) AddMembers(ctx context.Context, conversation string, users []store.ID, at time.Time) (store.Conversation, []store.ID, error) {
+func (b *Backend) AddMembers(ctx context.Context, conversation string, users []chat.ID, at time.Time) (chat.Conversation, []chat.ID, error) {
 	c, err := b.Conversation(ctx, conversation)
 	if err != nil {
-		return store.Conversation{}, nil, err
+		return chat.Conversation{}, nil, err
 	}
-	var cand []store.ID
+	var cand []chat.ID
 	for _, u := range users {
 		if !validID(u) {
-			return store.Conversation{}, nil, fmt.Errorf("%w: member id %d", store.ErrInvalid, u)
+			return chat.Conversation{}, nil, fmt.Errorf("%w: member id %d", chat.ErrInvalid, u)
 		}
 		if _, in := slices.BinarySearch(c.Members, u); !in && !slices.Contains(cand, u) {
 			cand = append(cand, u)
@@ -228,13 +227,13 @@ func (b *Backend) AddMembers(ctx context.Context, conversation string, users []s
 	}
 	added, err := b.claimMembers(ctx, conversation, cand, at.UTC())
 	if err != nil {
-		return store.Conversation{}, nil, wrap("add members", err)
+		return chat.Conversation{}, nil, wrap("add members", err)
 	}
 	if err := b.q(ctx, `UPDATE conversations SET members = members + ? WHERE conversation_id = ?`,
 		toInt64s(cand), conversation).Exec(); err != nil {
-		return store.Conversation{}, nil, wrap("add members", err)
+		return chat.Conversation{}, nil, wrap("add members", err)
 	}
-	var newIDs []store.ID
+	var newIDs []chat.ID
 	for i, ok := range added {
 		if ok {
 			newIDs = append(newIDs, cand[i])
@@ -242,47 +241,47 @@ func (b *Backend) AddMembers(ctx context.Context, conversation string, users []s
 	}
 	c, err = b.Conversation(ctx, conversation)
 	if err != nil {
-		return store.Conversation{}, nil, err
+		return chat.Conversation{}, nil, err
 	}
 	return c, newIDs, nil
 }
 
 // Conversation is one read of the conversations row.
-func (b *Backend) Conversation(ctx context.Context, id string) (store.Conversation, error) {
+func (b *Backend) Conversation(ctx context.Context, id string) (chat.Conversation, error) {
 	row := map[string]any{}
 	err := b.q(ctx, `SELECT kind, title, created_by, created_at, members FROM conversations WHERE conversation_id = ?`, id).MapScan(row)
 	if errors.Is(err, gocql.ErrNotFound) {
-		return store.Conversation{}, fmt.Errorf("%w: conversation %q", store.ErrNotFound, id)
+		return chat.Conversation{}, fmt.Errorf("%w: conversation %q", chat.ErrNotFound, id)
 	}
 	if err != nil {
-		return store.Conversation{}, wrap("conversation", err)
+		return chat.Conversation{}, wrap("conversation", err)
 	}
 	c := convFromRow(id, row)
 	if c.Kind == "" {
 		// Cells without the row written by CreateConversation (a
 		// membership change racing a failed create): not a conversation.
-		return store.Conversation{}, fmt.Errorf("%w: conversation %q", store.ErrNotFound, id)
+		return chat.Conversation{}, fmt.Errorf("%w: conversation %q", chat.ErrNotFound, id)
 	}
 	return c, nil
 }
 
-func convFromRow(id string, row map[string]any) store.Conversation {
-	c := store.Conversation{
+func convFromRow(id string, row map[string]any) chat.Conversation {
+	c := chat.Conversation{
 		ID:        id,
-		Kind:      store.Kind(toString(row["kind"])),
+		Kind:      chat.Kind(toString(row["kind"])),
 		Title:     toString(row["title"]),
-		CreatedBy: store.ID(toInt64(row["created_by"])),
+		CreatedBy: chat.ID(toInt64(row["created_by"])),
 		CreatedAt: toTime(row["created_at"]),
 	}
 	ms, _ := row["members"].([]int64)
 	for _, m := range ms {
-		c.Members = append(c.Members, store.ID(m))
+		c.Members = append(c.Members, chat.ID(m))
 	}
 	slices.Sort(c.Members)
 	return c
 }
 
-func toInt64s(ids []store.ID) []int64 {
+func toInt64s(ids []chat.ID) []int64 {
 	out := make([]int64, len(ids))
 	for i, id := range ids {
 		out[i] = int64(id)
@@ -295,7 +294,7 @@ type listEntry struct {
 	conv     string
 	joined   time.Time
 	lastRead int64
-	sum      store.Summary
+	sum      chat.Summary
 	ok       bool // the conversation row exists
 }
 
@@ -313,12 +312,12 @@ func fillEntry(e *listEntry, row map[string]any) {
 		return
 	}
 	e.ok = true
-	e.sum = store.Summary{Conversation: c, LastRead: store.ID(e.lastRead), Activity: e.joined}
+	e.sum = chat.Summary{Conversation: c, LastRead: chat.ID(e.lastRead), Activity: e.joined}
 	if id := toInt64(row["last_message_id"]); id > 0 {
-		m := &store.Message{
-			ID:           store.ID(id),
+		m := &chat.Message{
+			ID:           chat.ID(id),
 			Conversation: e.conv,
-			Sender:       store.ID(toInt64(row["last_sender_id"])),
+			Sender:       chat.ID(toInt64(row["last_sender_id"])),
 			Body:         toString(row["last_body"]),
 			ClientID:     toString(row["last_client_id"]),
 			SentAt:       toTime(row["last_sent_at"]),
@@ -335,7 +334,7 @@ func fillEntry(e *listEntry, row map[string]any) {
 // only where the last message is past the read mark. Cost: one slice, one
 // query per 50 conversations of the user, and one or two bounded slices per
 // listed conversation with unread messages.
-func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) ([]store.Summary, error) {
+func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([]chat.Summary, error) {
 	if limit < 1 || !validID(user) {
 		return nil, nil
 	}
@@ -399,14 +398,14 @@ func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) (
 		if e.sum.LastMessage == nil || int64(e.sum.LastMessage.ID) <= e.lastRead {
 			return nil
 		}
-		n, err := b.unread(ctx, e.conv, user, store.ID(e.lastRead), e.sum.LastMessage.ID)
+		n, err := b.unread(ctx, e.conv, user, chat.ID(e.lastRead), e.sum.LastMessage.ID)
 		e.sum.Unread = n
 		return err
 	})
 	if err != nil {
 		return nil, wrap("conversations", err)
 	}
-	out := make([]store.Summary, len(top))
+	out := make([]chat.Summary, len(top))
 	for i, e := range top {
 		out[i] = e.sum
 	}
@@ -416,27 +415,27 @@ func (b *Backend) Conversations(ctx context.Context, user store.ID, limit int) (
 // maxUnreadScan bounds the rows read to count unread messages: the user's
 // own messages are read but not counted, so a user who wrote very many
 // since their read mark gets a count that may stop short.
-const maxUnreadScan = 20 * store.UnreadCap
+const maxUnreadScan = 20 * chat.UnreadCap
 
-// unread counts messages from others after mark, up to store.UnreadCap. It
+// unread counts messages from others after mark, up to chat.UnreadCap. It
 // reads the last message's bucket first, directly; only when the mark lies
 // in an older bucket does it list the non-empty buckets in between
 // (conversation_buckets) and walk them, newest first.
-func (b *Backend) unread(ctx context.Context, conv string, user, mark, last store.ID) (int, error) {
+func (b *Backend) unread(ctx context.Context, conv string, user, mark, last chat.ID) (int, error) {
 	top := b.bucket(last)
 	low := 0
 	if mark > 0 {
 		low = b.bucket(mark)
 	}
 	count, scanned := 0, 0
-	done := func() bool { return count >= store.UnreadCap || scanned >= maxUnreadScan }
+	done := func() bool { return count >= chat.UnreadCap || scanned >= maxUnreadScan }
 	countBucket := func(bk int) error {
 		iter := b.q(ctx, `SELECT sender_id FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id > ?`,
-			conv, bk, int64(mark)).PageSize(store.UnreadCap).Iter()
+			conv, bk, int64(mark)).PageSize(chat.UnreadCap).Iter()
 		var sender int64
 		for !done() && iter.Scan(&sender) {
 			scanned++
-			if store.ID(sender) != user {
+			if chat.ID(sender) != user {
 				count++
 			}
 		}
@@ -467,21 +466,21 @@ func (b *Backend) unread(ctx context.Context, conv string, user, mark, last stor
 // msg is ahead of it, writes msg USING TIMESTAMP msg into both copies of the
 // mark: last-write-wins then keeps the largest mark whatever the order of
 // concurrent calls, so a mark never moves back, without a transaction.
-func (b *Backend) MarkRead(ctx context.Context, conversation string, user store.ID, msg store.ID) (store.ID, bool, error) {
-	if !validID(user) || msg > store.ID(1<<63-1) {
-		return 0, false, fmt.Errorf("%w: mark %d for user %d", store.ErrInvalid, msg, user)
+func (b *Backend) MarkRead(ctx context.Context, conversation string, user chat.ID, msg chat.ID) (chat.ID, bool, error) {
+	if !validID(user) || msg > chat.ID(1<<63-1) {
+		return 0, false, fmt.Errorf("%w: mark %d for user %d", chat.ErrInvalid, msg, user)
 	}
 	var cur int64
 	err := b.q(ctx, `SELECT last_read_id FROM user_conversations WHERE user_id = ? AND conversation_id = ?`,
 		int64(user), conversation).Scan(&cur)
 	if errors.Is(err, gocql.ErrNotFound) {
-		return 0, false, fmt.Errorf("%w: user %d in conversation %q", store.ErrNotFound, user, conversation)
+		return 0, false, fmt.Errorf("%w: user %d in conversation %q", chat.ErrNotFound, user, conversation)
 	}
 	if err != nil {
 		return 0, false, wrap("mark read", err)
 	}
 	if int64(msg) <= cur {
-		return store.ID(cur), false, nil
+		return chat.ID(cur), false, nil
 	}
 	ts := int64(msg)
 	err = b.each(ctx, 2, func(ctx context.Context, i int) error {

@@ -6,9 +6,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/gocql/gocql"
-
-	"github.com/chatcluster/chat/store"
 )
 
 // Batches of one partition are applied as one mutation; these bound one
@@ -34,7 +33,7 @@ func firstWinsTimestamp() int64 { return firstWinsBase - time.Now().UnixMicro() 
 type partition struct {
 	conv   string
 	bucket int
-	msgs   []store.Message
+	msgs   []chat.Message
 }
 
 // SaveMessages groups messages by partition (conversation, bucket); for each
@@ -45,17 +44,17 @@ type partition struct {
 // TIMESTAMP <id>, so they only move forward), so that a listed last message
 // is always in history too. Partitions
 // are written concurrently, bounded by MaxInFlight across the backend.
-func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error {
+func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
 	parts := map[bucketKey]*partition{}
 	var order []*partition
-	newest := map[string]store.Message{}
-	seen := map[store.ID]map[string]bool{}
+	newest := map[string]chat.Message{}
+	seen := map[chat.ID]map[string]bool{}
 	for _, m := range msgs {
 		if m.Conversation == "" || !validID(m.ID) || m.Sender > math.MaxInt64 {
-			return fmt.Errorf("%w: message %d in %q from %d", store.ErrInvalid, m.ID, m.Conversation, m.Sender)
+			return fmt.Errorf("%w: message %d in %q from %d", chat.ErrInvalid, m.ID, m.Conversation, m.Sender)
 		}
 		// A message repeated in one batch is written once: the first copy.
 		if seen[m.ID][m.Conversation] {
@@ -81,7 +80,7 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error 
 	// Split partitions into batches of bounded size.
 	type batchJob struct {
 		p    *partition
-		msgs []store.Message
+		msgs []chat.Message
 	}
 	var jobs []batchJob
 	for _, p := range order {
@@ -124,7 +123,7 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error 
 		return wrap("save messages", err)
 	}
 
-	lasts := make([]store.Message, 0, len(newest))
+	lasts := make([]chat.Message, 0, len(newest))
 	for _, m := range newest {
 		lasts = append(lasts, m)
 	}
@@ -143,7 +142,7 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []store.Message) error 
 	return nil
 }
 
-func sentAt(m store.Message) any {
+func sentAt(m chat.Message) any {
 	if m.SentAt.IsZero() {
 		return gocql.UnsetValue
 	}
@@ -152,14 +151,14 @@ func sentAt(m store.Message) any {
 
 const messageColumns = `message_id, sender_id, body, client_id, sent_at`
 
-func scanMessages(iter *gocql.Iter, conv string, into []store.Message, want int) []store.Message {
+func scanMessages(iter *gocql.Iter, conv string, into []chat.Message, want int) []chat.Message {
 	var (
 		id, sender     int64
 		body, clientID string
 		sent           time.Time
 	)
 	for len(into) < want && iter.Scan(&id, &sender, &body, &clientID, &sent) {
-		m := store.Message{ID: store.ID(id), Conversation: conv, Sender: store.ID(sender), Body: body, ClientID: clientID}
+		m := chat.Message{ID: chat.ID(id), Conversation: conv, Sender: chat.ID(sender), Body: body, ClientID: clientID}
 		if !sent.IsZero() {
 			m.SentAt = sent.UTC()
 		}
@@ -175,13 +174,13 @@ const maxPage = math.MaxInt32 - 1
 // from the cursor's bucket, newest first (or oldest first for After),
 // reading from each partition only as many rows as the page still needs,
 // plus one to learn whether more exist.
-func (b *Backend) Messages(ctx context.Context, conversation string, p store.Page) ([]store.Message, bool, error) {
+func (b *Backend) Messages(ctx context.Context, conversation string, p chat.Page) ([]chat.Message, bool, error) {
 	if p.Limit < 1 || (p.Before != 0 && p.After != 0) {
-		return nil, false, fmt.Errorf("%w: page %+v", store.ErrInvalid, p)
+		return nil, false, fmt.Errorf("%w: page %+v", chat.ErrInvalid, p)
 	}
 	want := min(p.Limit, maxPage) + 1
 	var (
-		got []store.Message
+		got []chat.Message
 		err error
 	)
 	if p.After != 0 {
@@ -191,7 +190,7 @@ func (b *Backend) Messages(ctx context.Context, conversation string, p store.Pag
 		got, err = b.walk(ctx, conversation, p.After, want, true)
 	} else {
 		// Before 0 means the newest: everything below the largest ID.
-		upper := store.ID(math.MaxInt64)
+		upper := chat.ID(math.MaxInt64)
 		if p.Before != 0 && p.Before <= math.MaxInt64 {
 			upper = p.Before - 1
 		}
@@ -208,7 +207,7 @@ func (b *Backend) Messages(ctx context.Context, conversation string, p store.Pag
 
 // walk collects up to want messages: newer than cursor oldest first when
 // forward, else at most cursor newest first.
-func (b *Backend) walk(ctx context.Context, conv string, cursor store.ID, want int, forward bool) ([]store.Message, error) {
+func (b *Backend) walk(ctx context.Context, conv string, cursor chat.ID, want int, forward bool) ([]chat.Message, error) {
 	var bucketQ, msgQ string
 	if forward {
 		bucketQ = `SELECT bucket FROM conversation_buckets WHERE conversation_id = ? AND bucket >= ? ORDER BY bucket ASC`
@@ -218,7 +217,7 @@ func (b *Backend) walk(ctx context.Context, conv string, cursor store.ID, want i
 		msgQ = `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id <= ? LIMIT ?`
 	}
 	buckets := b.q(ctx, bucketQ, conv, b.bucket(cursor)).PageSize(100).Iter()
-	var got []store.Message
+	var got []chat.Message
 	var bk int
 	for len(got) < want && buckets.Scan(&bk) {
 		iter := b.q(ctx, msgQ, conv, bk, int64(cursor), want-len(got)).PageSize(min(want, 1000)).Iter()

@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/router"
 	"github.com/chatcluster/chat/schema"
 	"github.com/chatcluster/chat/store"
@@ -114,14 +115,14 @@ func persistSession(b *testing.B, hosts []string, keyspace string) *gocql.Sessio
 
 // persistMessages makes the next n messages, round robin over the
 // conversations "1".."convs", with fresh IDs.
-func persistMessages(gen *store.Generator, n, convs int) []store.Message {
-	msgs := make([]store.Message, n)
+func persistMessages(gen *chat.Generator, n, convs int) []chat.Message {
+	msgs := make([]chat.Message, n)
 	for i := range msgs {
 		id := gen.Next()
-		msgs[i] = store.Message{
+		msgs[i] = chat.Message{
 			ID:           id,
 			Conversation: strconv.Itoa(1 + i%convs),
-			Sender:       store.ID(1000 + i%50),
+			Sender:       chat.ID(1000 + i%50),
 			Body:         persistBody,
 			SentAt:       id.Time(),
 			ClientID:     "c" + id.String(),
@@ -132,8 +133,8 @@ func persistMessages(gen *store.Generator, n, convs int) []store.Message {
 
 // persistBucket is the messages partition of an ID as the backend computes
 // it with the default bucket width.
-func persistBucket(id store.ID) int {
-	return int((id.Time().UnixMilli() - store.Epoch.UnixMilli()) / cassandra.DefaultBucketWidth.Milliseconds())
+func persistBucket(id chat.ID) int {
+	return int((id.Time().UnixMilli() - chat.Epoch.UnixMilli()) / cassandra.DefaultBucketWidth.Milliseconds())
 }
 
 type partKey struct {
@@ -149,7 +150,7 @@ type rowCounter struct {
 	want  int
 }
 
-func (c *rowCounter) add(msgs []store.Message) {
+func (c *rowCounter) add(msgs []chat.Message) {
 	if c.parts == nil {
 		c.parts = map[partKey]bool{}
 	}
@@ -272,7 +273,7 @@ func BenchmarkPersistStore(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	gen, err := store.NewGenerator(1)
+	gen, err := chat.NewGenerator(1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -332,7 +333,7 @@ type saveStats struct {
 	stmts  atomic.Int64
 }
 
-func (c countingBackend) SaveMessages(ctx context.Context, msgs []store.Message) error {
+func (c countingBackend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	// The requests the backend sends for msgs, as messages.go builds them:
 	// one unlogged batch per partition and 100 rows, then one update of
 	// each conversation's row (conversation_buckets inserts are cached and
@@ -359,7 +360,7 @@ func (c countingBackend) SaveMessages(ctx context.Context, msgs []store.Message)
 // chat.msg.<conversation>, with a deduplication ID) and returns the stream
 // sequence of the last. The gateway's expected-last-sequence guard is left
 // out: it only orders concurrent publishers, and the store does not see it.
-func persistPublish(b *testing.B, js jetstream.JetStream, msgs []store.Message) uint64 {
+func persistPublish(b *testing.B, js jetstream.JetStream, msgs []chat.Message) uint64 {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(b.Context(), persistTimeout)
 	defer cancel()
@@ -384,8 +385,8 @@ func persistPublish(b *testing.B, js jetstream.JetStream, msgs []store.Message) 
 		futures = futures[:0]
 	}
 	for _, m := range msgs {
-		nm := &nats.Msg{Subject: router.MsgSubject(m.Conversation), Data: m.AppendJSON(nil)}
-		f, err := js.PublishMsgAsync(nm, jetstream.WithMsgID(router.MsgIDHeader(m.Conversation, m.Sender, m.ClientID)))
+		nm := &nats.Msg{Subject: chat.MsgSubject(m.Conversation), Data: m.AppendJSON(nil)}
+		f, err := js.PublishMsgAsync(nm, jetstream.WithMsgID(chat.MsgIDHeader(m.Conversation, m.Sender, m.ClientID)))
 		if err != nil {
 			b.Fatalf("publish: %v", err)
 		}
@@ -414,7 +415,7 @@ func persistWaitAcked(b *testing.B, js jetstream.JetStream, seq uint64, runErr <
 			b.Fatalf("ack floor %d after %v, want %d", floor, persistTimeout, seq)
 		case <-t.C:
 		}
-		cons, err := js.Consumer(ctx, router.StreamName, router.StoreDurable)
+		cons, err := js.Consumer(ctx, chat.StreamName, chat.StoreDurable)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			continue // the Service has not created it yet
 		}
@@ -437,7 +438,7 @@ type persistRow struct {
 	sent         time.Time
 }
 
-func persistRows(msgs []store.Message) []persistRow {
+func persistRows(msgs []chat.Message) []persistRow {
 	rows := make([]persistRow, len(msgs))
 	for i, m := range msgs {
 		rows[i] = persistRow{m.Conversation, persistBucket(m.ID), int64(m.ID), int64(m.Sender), m.Body, m.ClientID, m.SentAt}
@@ -456,7 +457,7 @@ const persistInsert = `INSERT INTO messages (conversation_id, bucket, message_id
 func BenchmarkPersistGocqlCeiling(b *testing.B) {
 	hosts, keyspace := persistKeyspace(b)
 	s := persistSession(b, hosts, keyspace)
-	gen, err := store.NewGenerator(2)
+	gen, err := chat.NewGenerator(2)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store"
 )
 
@@ -20,7 +21,7 @@ func testCreateAccountAndLookup(t *testing.T, b store.Backend) {
 	if err := b.CreateAccount(ctx, other); err != nil {
 		t.Fatalf("CreateAccount(anna): %v", err)
 	}
-	for _, w := range []store.Account{want, other} {
+	for _, w := range []chat.Account{want, other} {
 		got, err := b.AccountByUsername(ctx, w.Username)
 		if err != nil {
 			t.Fatalf("AccountByUsername(%q): %v", w.Username, err)
@@ -29,7 +30,7 @@ func testCreateAccountAndLookup(t *testing.T, b store.Backend) {
 			t.Errorf("AccountByUsername(%q): %s", w.Username, d)
 		}
 	}
-	users, err := b.Users(ctx, []store.ID{want.ID})
+	users, err := b.Users(ctx, []chat.ID{want.ID})
 	if err != nil {
 		t.Fatalf("Users: %v", err)
 	}
@@ -40,13 +41,13 @@ func testCreateAccountAndLookup(t *testing.T, b store.Backend) {
 
 func testAccountByUsernameNotFound(t *testing.T, b store.Backend) {
 	ctx := t.Context()
-	if _, err := b.AccountByUsername(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := b.AccountByUsername(ctx, "nobody"); !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("AccountByUsername on an empty store: err = %v, want ErrNotFound", err)
 	}
 	mkUser(t, b, 1, "billy")
 	// Neither a prefix nor an extension of a username is that username.
 	for _, name := range []string{"bill", "billy_", "billyy", "BILLY", "nobody"} {
-		if a, err := b.AccountByUsername(ctx, name); !errors.Is(err, store.ErrNotFound) {
+		if a, err := b.AccountByUsername(ctx, name); !errors.Is(err, chat.ErrNotFound) {
 			t.Errorf("AccountByUsername(%q) = %+v, %v; want ErrNotFound", name, a, err)
 		}
 	}
@@ -56,7 +57,7 @@ func testUsernameTaken(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	first := mkUser(t, b, 1, "billy")
 	dup := account(2, "billy")
-	if err := b.CreateAccount(ctx, dup); !errors.Is(err, store.ErrUsernameTaken) {
+	if err := b.CreateAccount(ctx, dup); !errors.Is(err, chat.ErrUsernameTaken) {
 		t.Fatalf("CreateAccount with a taken username: err = %v, want ErrUsernameTaken", err)
 	}
 	got, err := b.AccountByUsername(ctx, "billy")
@@ -67,7 +68,7 @@ func testUsernameTaken(t *testing.T, b store.Backend) {
 		t.Errorf("after a refused duplicate, AccountByUsername: %s", d)
 	}
 	// The refused account left nothing behind.
-	users, err := b.Users(ctx, []store.ID{dup.ID})
+	users, err := b.Users(ctx, []chat.ID{dup.ID})
 	if err != nil {
 		t.Fatalf("Users: %v", err)
 	}
@@ -75,7 +76,7 @@ func testUsernameTaken(t *testing.T, b store.Backend) {
 		t.Errorf("the refused account is stored: Users(%d) = %+v", dup.ID, users)
 	}
 	// Replaying the winning call leaves the same state, whatever it answers.
-	if err := b.CreateAccount(ctx, account(1, "billy")); err != nil && !errors.Is(err, store.ErrUsernameTaken) {
+	if err := b.CreateAccount(ctx, account(1, "billy")); err != nil && !errors.Is(err, chat.ErrUsernameTaken) {
 		t.Errorf("replayed CreateAccount: err = %v, want nil or ErrUsernameTaken", err)
 	}
 	got, err = b.AccountByUsername(ctx, "billy")
@@ -102,7 +103,7 @@ func testUsernameTakenConcurrent(t *testing.T, b store.Backend) {
 				t.Errorf("goroutines %d and %d both created username %q", winner, i, "contested")
 			}
 			winner = i
-		case !errors.Is(err, store.ErrUsernameTaken):
+		case !errors.Is(err, chat.ErrUsernameTaken):
 			t.Errorf("goroutine %d: err = %v, want nil or ErrUsernameTaken", i, err)
 		}
 	}
@@ -116,7 +117,7 @@ func testUsernameTakenConcurrent(t *testing.T, b store.Backend) {
 	if d := diffAccount(got, account(100+winner, "contested")); d != "" {
 		t.Errorf("the stored account is not the winner's (goroutine %d): %s", winner, d)
 	}
-	ids := make([]store.ID, n)
+	ids := make([]chat.ID, n)
 	for i := range ids {
 		ids[i] = userID(100 + i)
 	}
@@ -131,22 +132,22 @@ func testUsernameTakenConcurrent(t *testing.T, b store.Backend) {
 
 func testUsers(t *testing.T, b store.Backend) {
 	ctx := t.Context()
-	var all []store.User
+	var all []chat.User
 	for i, name := range []string{"anna", "billy", "carl", "dora"} {
 		all = append(all, mkUser(t, b, i+1, name))
 	}
 	missing := userID(99)
 	cases := []struct {
-		ask  []store.ID
-		want []store.User
+		ask  []chat.ID
+		want []chat.User
 	}{
 		{nil, nil},
-		{[]store.ID{missing}, nil},
-		{[]store.ID{all[2].ID}, []store.User{all[2]}},
+		{[]chat.ID{missing}, nil},
+		{[]chat.ID{all[2].ID}, []chat.User{all[2]}},
 		// The order asked, not the order of IDs or names.
-		{[]store.ID{all[3].ID, all[0].ID, all[2].ID}, []store.User{all[3], all[0], all[2]}},
+		{[]chat.ID{all[3].ID, all[0].ID, all[2].ID}, []chat.User{all[3], all[0], all[2]}},
 		// Missing IDs are left out, wherever they are.
-		{[]store.ID{missing, all[1].ID, 0, all[0].ID, missing + 1}, []store.User{all[1], all[0]}},
+		{[]chat.ID{missing, all[1].ID, 0, all[0].ID, missing + 1}, []chat.User{all[1], all[0]}},
 	}
 	for _, c := range cases {
 		got, err := b.Users(ctx, c.ask)
@@ -171,7 +172,7 @@ func testSearchUsers(t *testing.T, b store.Backend) {
 	// the order can only come from the usernames (byte order).
 	// "bilz" and "bilzzz" catch an upper bound computed as prefix+"z".
 	names := []string{"bob", "bil_x", "billy", "bil", "bilzzz", "bill", "bil.z", "bil-y", "bil9", "anna", "bzz", "b.aa", "carl", "bil0", "bilz", "bim"}
-	byName := map[string]store.User{}
+	byName := map[string]chat.User{}
 	for i, name := range names {
 		byName[name] = mkUser(t, b, i+1, name)
 	}

@@ -8,12 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store"
 )
 
 func testCreateConversation(t *testing.T, b store.Backend) {
 	ctx := t.Context()
-	u := []store.ID{userID(5), userID(1), userID(3), userID(2)}
+	u := []chat.ID{userID(5), userID(1), userID(3), userID(2)}
 
 	// Members come back ascending and without duplicates.
 	g := group(groupID(1), u[0], at(time.Minute), u[0], u[1], u[2], u[1], u[3])
@@ -22,7 +23,7 @@ func testCreateConversation(t *testing.T, b store.Backend) {
 		t.Fatalf("CreateConversation(group) = %v, %v; want created", created, err)
 	}
 	want := g
-	want.Members = []store.ID{userID(1), userID(2), userID(3), userID(5)}
+	want.Members = []chat.ID{userID(1), userID(2), userID(3), userID(5)}
 	if d := diffConv(got, want); d != "" {
 		t.Errorf("CreateConversation(group) returned: %s", d)
 	}
@@ -34,7 +35,7 @@ func testCreateConversation(t *testing.T, b store.Backend) {
 	d := direct(u[0], u[1], at(2*time.Minute))
 	d.CreatedBy = u[0]
 	wantD := d
-	wantD.Members = []store.ID{userID(1), userID(5)}
+	wantD.Members = []chat.ID{userID(1), userID(5)}
 	gotD := mkConv(t, b, d)
 	if diff := diffConv(gotD, wantD); diff != "" {
 		t.Errorf("CreateConversation(direct) returned: %s", diff)
@@ -47,21 +48,21 @@ func testCreateConversation(t *testing.T, b store.Backend) {
 	for _, id := range []string{"1", "12", "123", "1-2", "1-23"} {
 		c := group(id, u[2], at(3*time.Minute), u[2])
 		if id == "1-2" || id == "1-23" {
-			a, bb, _ := store.DirectMembers(id)
+			a, bb, _ := chat.DirectMembers(id)
 			c = direct(a, bb, at(3*time.Minute))
 		}
 		mkConv(t, b, c)
 	}
 	for _, id := range []string{"1", "12", "123"} {
 		c := getConv(t, b, id)
-		if c.ID != id || !slices.Equal(c.Members, []store.ID{u[2]}) || c.Title != "group "+id {
+		if c.ID != id || !slices.Equal(c.Members, []chat.ID{u[2]}) || c.Title != "group "+id {
 			t.Errorf("Conversation(%s) = %+v", id, c)
 		}
 	}
-	if c := getConv(t, b, "1-2"); !slices.Equal(c.Members, []store.ID{1, 2}) || c.Kind != store.Direct {
+	if c := getConv(t, b, "1-2"); !slices.Equal(c.Members, []chat.ID{1, 2}) || c.Kind != chat.Direct {
 		t.Errorf("Conversation(1-2) = %+v", c)
 	}
-	if c := getConv(t, b, "1-23"); !slices.Equal(c.Members, []store.ID{1, 23}) {
+	if c := getConv(t, b, "1-23"); !slices.Equal(c.Members, []chat.ID{1, 23}) {
 		t.Errorf("Conversation(1-23) = %+v", c)
 	}
 }
@@ -105,15 +106,15 @@ func testCreateConversationIdempotent(t *testing.T, b store.Backend) {
 	}
 
 	// An existing conversation with members added since comes back as it is now.
-	if _, _, err := b.AddMembers(ctx, first.ID, []store.ID{e}, at(3*time.Minute)); err != nil {
+	if _, _, err := b.AddMembers(ctx, first.ID, []chat.ID{e}, at(3*time.Minute)); err != nil {
 		t.Fatalf("AddMembers: %v", err)
 	}
 	got, created, err = b.CreateConversation(ctx, group(groupID(1), a, at(0), a, c))
 	if err != nil || created {
 		t.Fatalf("third CreateConversation = %v, %v; want not created", created, err)
 	}
-	if !slices.Equal(got.Members, []store.ID{a, c, e}) {
-		t.Errorf("third CreateConversation: members %v, want %v", got.Members, []store.ID{a, c, e})
+	if !slices.Equal(got.Members, []chat.ID{a, c, e}) {
+		t.Errorf("third CreateConversation: members %v, want %v", got.Members, []chat.ID{a, c, e})
 	}
 }
 
@@ -121,7 +122,7 @@ func testCreateConversationConcurrent(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	const n = 20
 	type result struct {
-		c       store.Conversation
+		c       chat.Conversation
 		created bool
 		err     error
 	}
@@ -147,7 +148,7 @@ func testCreateConversationConcurrent(t *testing.T, b store.Backend) {
 	if winner < 0 {
 		t.Fatalf("no goroutine created the conversation")
 	}
-	want := group(groupID(7), userID(winner), at(time.Duration(winner)*time.Second), sortedIDs([]store.ID{userID(winner), userID(100)})...)
+	want := group(groupID(7), userID(winner), at(time.Duration(winner)*time.Second), sortedIDs([]chat.ID{userID(winner), userID(100)})...)
 	want.Title = fmt.Sprintf("title %d", winner)
 	for i, r := range res {
 		if d := diffConv(r.c, want); d != "" {
@@ -169,15 +170,15 @@ func testCreateConversationConcurrent(t *testing.T, b store.Backend) {
 func testConversationNotFound(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	mkConv(t, b, group(groupID(1), userID(1), at(0), userID(1)))
-	for _, id := range []string{groupID(2), "1", store.DirectID(userID(1), userID(2))} {
-		if c, err := b.Conversation(ctx, id); !errors.Is(err, store.ErrNotFound) {
+	for _, id := range []string{groupID(2), "1", chat.DirectID(userID(1), userID(2))} {
+		if c, err := b.Conversation(ctx, id); !errors.Is(err, chat.ErrNotFound) {
 			t.Errorf("Conversation(%s) = %+v, %v; want ErrNotFound", id, c, err)
 		}
-		if _, _, err := b.AddMembers(ctx, id, []store.ID{userID(1)}, at(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		if _, _, err := b.AddMembers(ctx, id, []chat.ID{userID(1)}, at(time.Minute)); !errors.Is(err, chat.ErrNotFound) {
 			t.Errorf("AddMembers(%s): err = %v, want ErrNotFound", id, err)
 		}
 		// A refused AddMembers adds nothing.
-		if _, err := b.Conversation(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		if _, err := b.Conversation(ctx, id); !errors.Is(err, chat.ErrNotFound) {
 			t.Errorf("Conversation(%s) after a refused AddMembers: err = %v, want ErrNotFound", id, err)
 		}
 	}
@@ -188,10 +189,10 @@ func testConversationNotFound(t *testing.T, b store.Backend) {
 
 func testAddMembers(t *testing.T, b store.Backend) {
 	ctx := t.Context()
-	u := func(i int) store.ID { return userID(i) }
+	u := func(i int) chat.ID { return userID(i) }
 	c := mkConv(t, b, group(groupID(1), u(5), at(0), u(5), u(3)))
 
-	check := func(what string, add []store.ID, wantAdded, wantMembers []store.ID) {
+	check := func(what string, add []chat.ID, wantAdded, wantMembers []chat.ID) {
 		t.Helper()
 		got, added, err := b.AddMembers(ctx, c.ID, add, at(time.Hour))
 		if err != nil {
@@ -209,15 +210,15 @@ func testAddMembers(t *testing.T, b store.Backend) {
 			t.Errorf("%s: Conversation after AddMembers(%v): %s", what, add, d)
 		}
 	}
-	check("new members", []store.ID{u(9), u(1)}, []store.ID{u(1), u(9)}, []store.ID{u(1), u(3), u(5), u(9)})
-	check("again", []store.ID{u(9), u(1)}, nil, []store.ID{u(1), u(3), u(5), u(9)})
-	check("existing and new", []store.ID{u(3), u(4), u(5), u(4)}, []store.ID{u(4)}, []store.ID{u(1), u(3), u(4), u(5), u(9)})
-	check("only existing", []store.ID{u(5)}, nil, []store.ID{u(1), u(3), u(4), u(5), u(9)})
-	check("nobody", nil, nil, []store.ID{u(1), u(3), u(4), u(5), u(9)})
+	check("new members", []chat.ID{u(9), u(1)}, []chat.ID{u(1), u(9)}, []chat.ID{u(1), u(3), u(5), u(9)})
+	check("again", []chat.ID{u(9), u(1)}, nil, []chat.ID{u(1), u(3), u(5), u(9)})
+	check("existing and new", []chat.ID{u(3), u(4), u(5), u(4)}, []chat.ID{u(4)}, []chat.ID{u(1), u(3), u(4), u(5), u(9)})
+	check("only existing", []chat.ID{u(5)}, nil, []chat.ID{u(1), u(3), u(4), u(5), u(9)})
+	check("nobody", nil, nil, []chat.ID{u(1), u(3), u(4), u(5), u(9)})
 
 	// An added member sees the conversation, joined when it was added; adding
 	// again does not move the join time.
-	if _, _, err := b.AddMembers(ctx, c.ID, []store.ID{u(4)}, at(2*time.Hour)); err != nil {
+	if _, _, err := b.AddMembers(ctx, c.ID, []chat.ID{u(4)}, at(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	s := list(t, b, u(4), 10)
@@ -237,17 +238,17 @@ func testAddMembersConcurrent(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	c := mkConv(t, b, group(groupID(1), userID(0), at(0), userID(0)))
 	const n = 10
-	added := make([][]store.ID, n)
+	added := make([][]chat.ID, n)
 	errs := make([]error, n)
 	runConcurrently(n, func(i int) {
-		_, added[i], errs[i] = b.AddMembers(ctx, c.ID, []store.ID{userID(i + 1)}, at(time.Minute))
+		_, added[i], errs[i] = b.AddMembers(ctx, c.ID, []chat.ID{userID(i + 1)}, at(time.Minute))
 	})
-	want := []store.ID{userID(0)}
+	want := []chat.ID{userID(0)}
 	for i := range n {
 		if errs[i] != nil {
 			t.Fatalf("goroutine %d: %v", i, errs[i])
 		}
-		if !slices.Equal(added[i], []store.ID{userID(i + 1)}) {
+		if !slices.Equal(added[i], []chat.ID{userID(i + 1)}) {
 			t.Errorf("goroutine %d added %v, want [%d]", i, added[i], userID(i+1))
 		}
 		want = append(want, userID(i+1))
@@ -264,7 +265,7 @@ func testLargeGroup(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	const n, more = 1000, 200
 	order := rand.New(rand.NewPCG(5, 6)).Perm(n + more)
-	ids := make([]store.ID, len(order))
+	ids := make([]chat.ID, len(order))
 	for i, k := range order {
 		ids[i] = userID(k)
 	}
@@ -288,14 +289,14 @@ func testLargeGroup(t *testing.T, b store.Backend) {
 	if c := getConv(t, b, g.ID); !slices.Equal(c.Members, want) {
 		t.Errorf("Conversation has %d members, want %d ascending", len(c.Members), len(want))
 	}
-	var msgs []store.Message
+	var msgs []chat.Message
 	for i := range n {
 		msgs = append(msgs, msg(g.ID, idAt(at(time.Duration(i)*time.Minute), 0), ids[i%len(ids)]))
 	}
 	save(t, b, msgs...)
 	checkMessages(t, "1,000 messages saved in one call", walkBackward(t, b, g.ID, 200), reversed(msgs))
 	// A few members, from both calls, see the group with its last message.
-	for _, u := range []store.ID{ids[0], ids[n-1], ids[n], ids[n+more-1], want[0], want[len(want)-1]} {
+	for _, u := range []chat.ID{ids[0], ids[n-1], ids[n], ids[n+more-1], want[0], want[len(want)-1]} {
 		e := summaryOf(t, list(t, b, u, 10), g.ID)
 		if e.LastMessage == nil || e.LastMessage.ID != msgs[n-1].ID || len(e.Members) != len(want) {
 			t.Errorf("user %d: last message %v, %d members", u, e.LastMessage, len(e.Members))
@@ -329,7 +330,7 @@ func testConversationsActivityOrder(t *testing.T, b store.Backend) {
 	c4 := mkConv(t, b, group(groupID(4), me, at(2*time.Hour), me, other))
 	c5 := mkConv(t, b, direct(me, other, at(30*time.Minute)))
 	c6 := mkConv(t, b, group(groupID(6), me, at(3*time.Hour+30*time.Minute), me))
-	if _, _, err := b.AddMembers(ctx, c3.ID, []store.ID{me}, at(4*time.Hour)); err != nil {
+	if _, _, err := b.AddMembers(ctx, c3.ID, []chat.ID{me}, at(4*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	save(t, b,
@@ -426,7 +427,7 @@ func testConversationsLastMessage(t *testing.T, b store.Backend) {
 		t.Errorf("last message %+v, want %+v", e.LastMessage, m1)
 	}
 	save(t, b, m2)
-	for _, u := range []store.ID{me, other} {
+	for _, u := range []chat.ID{me, other} {
 		e := summaryOf(t, list(t, b, u, 10), c.ID)
 		if e.LastMessage == nil {
 			t.Fatalf("user %d: no last message", u)
@@ -449,7 +450,7 @@ func testConversationsUnread(t *testing.T, b store.Backend) {
 	c := mkConv(t, b, group(groupID(1), me, at(0), me, bob, eve))
 	quiet := mkConv(t, b, group(groupID(2), me, at(0), me, bob))
 	// Messages at minutes 1..10: bob at odd minutes, me at even ones, eve at 10.
-	var all []store.Message
+	var all []chat.Message
 	for i := 1; i <= 10; i++ {
 		sender := bob
 		if i%2 == 0 {
@@ -461,7 +462,7 @@ func testConversationsUnread(t *testing.T, b store.Backend) {
 		all = append(all, msg(c.ID, idAt(at(time.Duration(i)*time.Minute), 0), sender))
 	}
 	save(t, b, all...)
-	unread := func(u store.ID, conv string) (int, store.ID) {
+	unread := func(u chat.ID, conv string) (int, chat.ID) {
 		t.Helper()
 		e := summaryOf(t, list(t, b, u, 10), conv)
 		return e.Unread, e.LastRead
@@ -478,7 +479,7 @@ func testConversationsUnread(t *testing.T, b store.Backend) {
 		t.Errorf("conversation without messages: unread %d, want 0", n)
 	}
 	cases := []struct {
-		mark store.ID
+		mark chat.ID
 		want int
 	}{
 		{all[0].ID, 5},     // minute 1 read: bob at 3,5,7,9 and eve at 10
@@ -513,27 +514,27 @@ func testConversationsUnreadCap(t *testing.T, b store.Backend) {
 	c := mkConv(t, b, group(groupID(1), me, at(0), me, bob))
 	// UnreadCap+5 messages from bob, spread over several days, and some of
 	// mine among them.
-	var msgs []store.Message
-	for i := range store.UnreadCap + 5 {
+	var msgs []chat.Message
+	for i := range chat.UnreadCap + 5 {
 		msgs = append(msgs, msg(c.ID, idAt(at(time.Duration(i)*7*time.Minute), 0), bob))
 		if i%100 == 0 {
 			msgs = append(msgs, msg(c.ID, idAt(at(time.Duration(i)*7*time.Minute), 1), me))
 		}
 	}
 	saveBatches(t, b, msgs, 250)
-	if e := summaryOf(t, list(t, b, me, 10), c.ID); e.Unread != store.UnreadCap {
-		t.Errorf("never read with %d unread: unread %d, want the cap %d", store.UnreadCap+5, e.Unread, store.UnreadCap)
+	if e := summaryOf(t, list(t, b, me, 10), c.ID); e.Unread != chat.UnreadCap {
+		t.Errorf("never read with %d unread: unread %d, want the cap %d", chat.UnreadCap+5, e.Unread, chat.UnreadCap)
 	}
 	// msgs is bob0, me0, bob1, ..., bob99, bob100, me100, ...: msgs[k] is
 	// bob's (k-1)-th for k in 1..100 (msgs[0] is bob's first).
 	for _, cs := range []struct {
-		mark store.ID
+		mark chat.ID
 		want int
 	}{
-		{msgs[5].ID, store.UnreadCap},      // bob0..bob4 read: exactly the cap left
-		{msgs[6].ID, store.UnreadCap - 1},  // one under the cap: exact
-		{msgs[10].ID, store.UnreadCap - 5}, // bob0..bob9 read
-		{msgs[2].ID, store.UnreadCap - 5},  // a backward mark changes nothing
+		{msgs[5].ID, chat.UnreadCap},      // bob0..bob4 read: exactly the cap left
+		{msgs[6].ID, chat.UnreadCap - 1},  // one under the cap: exact
+		{msgs[10].ID, chat.UnreadCap - 5}, // bob0..bob9 read
+		{msgs[2].ID, chat.UnreadCap - 5},  // a backward mark changes nothing
 	} {
 		if _, _, err := b.MarkRead(ctx, c.ID, me, cs.mark); err != nil {
 			t.Fatalf("MarkRead(%d): %v", cs.mark, err)

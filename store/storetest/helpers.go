@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store"
 )
 
@@ -17,12 +18,12 @@ var base = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 // at returns base+d.
 func at(d time.Duration) time.Time { return base.Add(d) }
 
-// idAt returns the n-th ID of the millisecond of tm: store.FirstID(tm)+n.
+// idAt returns the n-th ID of the millisecond of tm: chat.FirstID(tm)+n.
 // n stays well under the 22 bits of node and sequence.
-func idAt(tm time.Time, n int) store.ID { return store.FirstID(tm) + store.ID(n) }
+func idAt(tm time.Time, n int) chat.ID { return chat.FirstID(tm) + chat.ID(n) }
 
 // userID returns a fixed user ID; n distinguishes users.
-func userID(n int) store.ID {
+func userID(n int) chat.ID {
 	return idAt(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), n)
 }
 
@@ -31,9 +32,9 @@ func groupID(n int) string {
 	return idAt(time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC), n).String()
 }
 
-func account(n int, username string) store.Account {
-	return store.Account{
-		User: store.User{
+func account(n int, username string) chat.Account {
+	return chat.Account{
+		User: chat.User{
 			ID:          userID(n),
 			Username:    username,
 			DisplayName: fmt.Sprintf("User %d «%s»", n, username),
@@ -44,7 +45,7 @@ func account(n int, username string) store.Account {
 }
 
 // mkUser creates account n and returns its user.
-func mkUser(t *testing.T, b store.Backend, n int, username string) store.User {
+func mkUser(t *testing.T, b store.Backend, n int, username string) chat.User {
 	t.Helper()
 	a := account(n, username)
 	if err := b.CreateAccount(t.Context(), a); err != nil {
@@ -53,10 +54,10 @@ func mkUser(t *testing.T, b store.Backend, n int, username string) store.User {
 	return a.User
 }
 
-func group(id string, by store.ID, created time.Time, members ...store.ID) store.Conversation {
-	return store.Conversation{
+func group(id string, by chat.ID, created time.Time, members ...chat.ID) chat.Conversation {
+	return chat.Conversation{
 		ID:        id,
-		Kind:      store.Group,
+		Kind:      chat.Group,
 		Title:     "group " + id,
 		CreatedBy: by,
 		CreatedAt: created,
@@ -64,18 +65,18 @@ func group(id string, by store.ID, created time.Time, members ...store.ID) store
 	}
 }
 
-func direct(a, b store.ID, created time.Time) store.Conversation {
-	return store.Conversation{
-		ID:        store.DirectID(a, b),
-		Kind:      store.Direct,
+func direct(a, b chat.ID, created time.Time) chat.Conversation {
+	return chat.Conversation{
+		ID:        chat.DirectID(a, b),
+		Kind:      chat.Direct,
 		CreatedBy: a,
 		CreatedAt: created,
-		Members:   []store.ID{a, b},
+		Members:   []chat.ID{a, b},
 	}
 }
 
 // mkConv creates c, which must be new, and returns the stored conversation.
-func mkConv(t *testing.T, b store.Backend, c store.Conversation) store.Conversation {
+func mkConv(t *testing.T, b store.Backend, c chat.Conversation) chat.Conversation {
 	t.Helper()
 	got, created, err := b.CreateConversation(t.Context(), c)
 	if err != nil {
@@ -88,8 +89,8 @@ func mkConv(t *testing.T, b store.Backend, c store.Conversation) store.Conversat
 }
 
 // msg returns a message whose SentAt is its ID's time, as the gateway makes them.
-func msg(conv string, id, sender store.ID) store.Message {
-	return store.Message{
+func msg(conv string, id, sender chat.ID) chat.Message {
+	return chat.Message{
 		ID:           id,
 		Conversation: conv,
 		Sender:       sender,
@@ -99,7 +100,7 @@ func msg(conv string, id, sender store.ID) store.Message {
 	}
 }
 
-func save(t *testing.T, b store.Backend, msgs ...store.Message) {
+func save(t *testing.T, b store.Backend, msgs ...chat.Message) {
 	t.Helper()
 	if err := b.SaveMessages(t.Context(), msgs); err != nil {
 		t.Fatalf("SaveMessages(%d messages): %v", len(msgs), err)
@@ -107,7 +108,7 @@ func save(t *testing.T, b store.Backend, msgs ...store.Message) {
 }
 
 // saveBatches saves msgs in batches of n.
-func saveBatches(t *testing.T, b store.Backend, msgs []store.Message, n int) {
+func saveBatches(t *testing.T, b store.Backend, msgs []chat.Message, n int) {
 	t.Helper()
 	for len(msgs) > 0 {
 		k := min(n, len(msgs))
@@ -116,7 +117,7 @@ func saveBatches(t *testing.T, b store.Backend, msgs []store.Message, n int) {
 	}
 }
 
-func getConv(t *testing.T, b store.Backend, id string) store.Conversation {
+func getConv(t *testing.T, b store.Backend, id string) chat.Conversation {
 	t.Helper()
 	c, err := b.Conversation(t.Context(), id)
 	if err != nil {
@@ -125,7 +126,7 @@ func getConv(t *testing.T, b store.Backend, id string) store.Conversation {
 	return c
 }
 
-func list(t *testing.T, b store.Backend, user store.ID, limit int) []store.Summary {
+func list(t *testing.T, b store.Backend, user chat.ID, limit int) []chat.Summary {
 	t.Helper()
 	s, err := b.Conversations(t.Context(), user, limit)
 	if err != nil {
@@ -135,7 +136,7 @@ func list(t *testing.T, b store.Backend, user store.ID, limit int) []store.Summa
 }
 
 // summaryOf returns the entry for conv in s, failing if it is missing.
-func summaryOf(t *testing.T, s []store.Summary, conv string) store.Summary {
+func summaryOf(t *testing.T, s []chat.Summary, conv string) chat.Summary {
 	t.Helper()
 	for _, e := range s {
 		if e.ID == conv {
@@ -143,10 +144,10 @@ func summaryOf(t *testing.T, s []store.Summary, conv string) store.Summary {
 		}
 	}
 	t.Fatalf("conversation %s missing from the list %v", conv, summaryIDs(s))
-	return store.Summary{}
+	return chat.Summary{}
 }
 
-func summaryIDs(s []store.Summary) []string {
+func summaryIDs(s []chat.Summary) []string {
 	ids := make([]string, len(s))
 	for i, e := range s {
 		ids[i] = e.ID
@@ -154,7 +155,7 @@ func summaryIDs(s []store.Summary) []string {
 	return ids
 }
 
-func page(t *testing.T, b store.Backend, conv string, p store.Page) ([]store.Message, bool) {
+func page(t *testing.T, b store.Backend, conv string, p chat.Page) ([]chat.Message, bool) {
 	t.Helper()
 	m, more, err := b.Messages(t.Context(), conv, p)
 	if err != nil {
@@ -166,14 +167,14 @@ func page(t *testing.T, b store.Backend, conv string, p store.Page) ([]store.Mes
 func sameTime(a, b time.Time) bool { return a.Equal(b) }
 
 // diffUser describes how got differs from want, or returns "".
-func diffUser(got, want store.User) string {
+func diffUser(got, want chat.User) string {
 	if got != want {
 		return fmt.Sprintf("got %+v, want %+v", got, want)
 	}
 	return ""
 }
 
-func diffAccount(got, want store.Account) string {
+func diffAccount(got, want chat.Account) string {
 	var d []string
 	if got.User != want.User {
 		d = append(d, fmt.Sprintf("user %+v, want %+v", got.User, want.User))
@@ -187,7 +188,7 @@ func diffAccount(got, want store.Account) string {
 	return strings.Join(d, "; ")
 }
 
-func diffConv(got, want store.Conversation) string {
+func diffConv(got, want chat.Conversation) string {
 	var d []string
 	if got.ID != want.ID {
 		d = append(d, fmt.Sprintf("id %q, want %q", got.ID, want.ID))
@@ -210,7 +211,7 @@ func diffConv(got, want store.Conversation) string {
 	return strings.Join(d, "; ")
 }
 
-func diffMessage(got, want store.Message) string {
+func diffMessage(got, want chat.Message) string {
 	var d []string
 	if got.ID != want.ID {
 		d = append(d, fmt.Sprintf("id %d, want %d", got.ID, want.ID))
@@ -234,7 +235,7 @@ func diffMessage(got, want store.Message) string {
 }
 
 // checkMessages compares a page with the expected messages, field by field.
-func checkMessages(t *testing.T, what string, got, want []store.Message) {
+func checkMessages(t *testing.T, what string, got, want []chat.Message) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Errorf("%s: %d messages %v, want %d %v", what, len(got), msgIDs(got), len(want), msgIDs(want))
@@ -248,15 +249,15 @@ func checkMessages(t *testing.T, what string, got, want []store.Message) {
 	}
 }
 
-func msgIDs(m []store.Message) []store.ID {
-	ids := make([]store.ID, len(m))
+func msgIDs(m []chat.Message) []chat.ID {
+	ids := make([]chat.ID, len(m))
 	for i := range m {
 		ids[i] = m[i].ID
 	}
 	return ids
 }
 
-func sortedIDs(ids []store.ID) []store.ID {
+func sortedIDs(ids []chat.ID) []chat.ID {
 	s := slices.Clone(ids)
 	slices.Sort(s)
 	return s
@@ -264,8 +265,8 @@ func sortedIDs(ids []store.ID) []store.ID {
 
 // expectPage computes, from all of a conversation's messages in ascending
 // ID order, the page and the more flag that Messages must return for p.
-func expectPage(all []store.Message, p store.Page) ([]store.Message, bool) {
-	var sel []store.Message
+func expectPage(all []chat.Message, p chat.Page) ([]chat.Message, bool) {
+	var sel []chat.Message
 	switch {
 	case p.After != 0:
 		for _, m := range all {
@@ -287,7 +288,7 @@ func expectPage(all []store.Message, p store.Page) ([]store.Message, bool) {
 }
 
 // checkPage asks for one page and compares it with the model.
-func checkPage(t *testing.T, b store.Backend, conv string, all []store.Message, p store.Page) {
+func checkPage(t *testing.T, b store.Backend, conv string, all []chat.Message, p chat.Page) {
 	t.Helper()
 	got, more := page(t, b, conv, p)
 	want, wantMore := expectPage(all, p)
@@ -300,14 +301,14 @@ func checkPage(t *testing.T, b store.Backend, conv string, all []store.Message, 
 
 // cursors returns interesting cursor values for a sorted set of messages:
 // every ID, the IDs next to each, and values beyond both ends.
-func cursors(all []store.Message) []store.ID {
-	var c []store.ID
+func cursors(all []chat.Message) []chat.ID {
+	var c []chat.ID
 	for _, m := range all {
 		c = append(c, m.ID-1, m.ID, m.ID+1)
 	}
-	c = append(c, 1, store.ID(1)<<62)
+	c = append(c, 1, chat.ID(1)<<62)
 	if len(all) > 0 {
-		c = append(c, all[0].ID/2, all[len(all)-1].ID+store.ID(1)<<22)
+		c = append(c, all[0].ID/2, all[len(all)-1].ID+chat.ID(1)<<22)
 	}
 	slices.Sort(c)
 	return slices.Compact(c)
@@ -315,10 +316,10 @@ func cursors(all []store.Message) []store.ID {
 
 // walkBackward pages from the newest message to the oldest and returns
 // everything seen, checking that more is false exactly on the last page.
-func walkBackward(t *testing.T, b store.Backend, conv string, limit int) []store.Message {
+func walkBackward(t *testing.T, b store.Backend, conv string, limit int) []chat.Message {
 	t.Helper()
-	var seen []store.Message
-	p := store.Page{Limit: limit}
+	var seen []chat.Message
+	p := chat.Page{Limit: limit}
 	for i := 0; ; i++ {
 		if i > 100000 {
 			t.Fatalf("walkBackward(%s, %d): no end after %d pages", conv, limit, i)
@@ -339,10 +340,10 @@ func walkBackward(t *testing.T, b store.Backend, conv string, limit int) []store
 }
 
 // walkForward pages from after to the newest message.
-func walkForward(t *testing.T, b store.Backend, conv string, after store.ID, limit int) []store.Message {
+func walkForward(t *testing.T, b store.Backend, conv string, after chat.ID, limit int) []chat.Message {
 	t.Helper()
-	var seen []store.Message
-	p := store.Page{After: after, Limit: limit}
+	var seen []chat.Message
+	p := chat.Page{After: after, Limit: limit}
 	for i := 0; ; i++ {
 		if i > 100000 {
 			t.Fatalf("walkForward(%s, %d): no end after %d pages", conv, limit, i)
@@ -363,7 +364,7 @@ func walkForward(t *testing.T, b store.Backend, conv string, after store.ID, lim
 }
 
 // reversed returns a reversed copy of m.
-func reversed(m []store.Message) []store.Message {
+func reversed(m []chat.Message) []chat.Message {
 	r := slices.Clone(m)
 	slices.Reverse(r)
 	return r

@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store"
 )
 
 func testSaveMessagesRoundTrip(t *testing.T, b store.Backend) {
 	me := userID(1)
 	c := mkConv(t, b, group(groupID(1), me, at(0), me))
-	m := []store.Message{
+	m := []chat.Message{
 		msg(c.ID, idAt(at(time.Second), 0), me),
 		msg(c.ID, idAt(at(time.Second), 1), me),
 		msg(c.ID, idAt(at(time.Second+time.Millisecond), 0), me),
@@ -29,18 +30,18 @@ func testSaveMessagesRoundTrip(t *testing.T, b store.Backend) {
 	// SentAt need not be the ID's time (a clock may run ahead).
 	m[2].SentAt = at(time.Second + 5*time.Millisecond)
 	save(t, b, m...)
-	checkMessages(t, "newest first", must(page(t, b, c.ID, store.Page{Limit: 10})), reversed(m))
-	checkMessages(t, "oldest first", must(page(t, b, c.ID, store.Page{After: 1, Limit: 10})), m)
+	checkMessages(t, "newest first", must(page(t, b, c.ID, chat.Page{Limit: 10})), reversed(m))
+	checkMessages(t, "oldest first", must(page(t, b, c.ID, chat.Page{After: 1, Limit: 10})), m)
 }
 
-func must(m []store.Message, _ bool) []store.Message { return m }
+func must(m []chat.Message, _ bool) []chat.Message { return m }
 
 func testSaveMessagesEmpty(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	if err := b.SaveMessages(ctx, nil); err != nil {
 		t.Errorf("SaveMessages(nil): %v", err)
 	}
-	if err := b.SaveMessages(ctx, []store.Message{}); err != nil {
+	if err := b.SaveMessages(ctx, []chat.Message{}); err != nil {
 		t.Errorf("SaveMessages(empty): %v", err)
 	}
 }
@@ -48,7 +49,7 @@ func testSaveMessagesEmpty(t *testing.T, b store.Backend) {
 func testSaveMessagesIdempotent(t *testing.T, b store.Backend) {
 	me, other := userID(1), userID(2)
 	c := mkConv(t, b, group(groupID(1), me, at(0), me, other))
-	var all []store.Message
+	var all []chat.Message
 	for i := range 10 {
 		all = append(all, msg(c.ID, idAt(at(time.Duration(i)*time.Minute), 0), other))
 	}
@@ -60,8 +61,8 @@ func testSaveMessagesIdempotent(t *testing.T, b store.Backend) {
 	save(t, b, all[:5]...)
 	save(t, b, all[3:]...)
 	save(t, b, all...)
-	checkMessages(t, "history after replays", must(page(t, b, c.ID, store.Page{Limit: 100})), reversed(all))
-	checkMessages(t, "forward history after replays", must(page(t, b, c.ID, store.Page{After: 1, Limit: 100})), all)
+	checkMessages(t, "history after replays", must(page(t, b, c.ID, chat.Page{Limit: 100})), reversed(all))
+	checkMessages(t, "forward history after replays", must(page(t, b, c.ID, chat.Page{After: 1, Limit: 100})), all)
 	e := summaryOf(t, list(t, b, me, 10), c.ID)
 	if e.Unread != len(all) {
 		t.Errorf("unread after replays %d, want %d: replays counted twice?", e.Unread, len(all))
@@ -83,23 +84,23 @@ func testSaveMessagesKeepsFirst(t *testing.T, b store.Backend) {
 	second.Body = "a different body"
 	second.ClientID = "another"
 	save(t, b, second)
-	checkMessages(t, "after a second save of one ID", must(page(t, b, c.ID, store.Page{Limit: 10})), []store.Message{first})
+	checkMessages(t, "after a second save of one ID", must(page(t, b, c.ID, chat.Page{Limit: 10})), []chat.Message{first})
 }
 
 func testSaveMessagesManyConversations(t *testing.T, b store.Backend) {
 	me := userID(1)
 	// IDs that are prefixes of each other must not see each other's messages.
 	ids := []string{"1", "12", "123", "1-2", "1-23", groupID(1)}
-	viewer := map[string]store.ID{} // a member who lists the conversation
+	viewer := map[string]chat.ID{} // a member who lists the conversation
 	for _, id := range ids {
 		c := group(id, me, at(0), me)
-		if a, bb, ok := store.DirectMembers(id); ok {
+		if a, bb, ok := chat.DirectMembers(id); ok {
 			c = direct(a, bb, at(0))
 		}
 		viewer[id] = mkConv(t, b, c).Members[0]
 	}
-	want := map[string][]store.Message{}
-	var batch []store.Message
+	want := map[string][]chat.Message{}
+	var batch []chat.Message
 	for i := range 60 {
 		conv := ids[(i*7)%len(ids)]
 		m := msg(conv, idAt(at(time.Duration(i)*time.Hour*5), i%3), me)
@@ -109,7 +110,7 @@ func testSaveMessagesManyConversations(t *testing.T, b store.Backend) {
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
 	save(t, b, batch...) // one batch across every conversation
 	for _, id := range ids {
-		checkMessages(t, "conversation "+id, must(page(t, b, id, store.Page{Limit: 100})), reversed(want[id]))
+		checkMessages(t, "conversation "+id, must(page(t, b, id, chat.Page{Limit: 100})), reversed(want[id]))
 		e := summaryOf(t, list(t, b, viewer[id], 100), id)
 		last := want[id][len(want[id])-1]
 		if e.LastMessage == nil || diffMessage(*e.LastMessage, last) != "" {
@@ -121,13 +122,13 @@ func testSaveMessagesManyConversations(t *testing.T, b store.Backend) {
 func testSaveMessagesOutOfOrder(t *testing.T, b store.Backend) {
 	me, other := userID(1), userID(2)
 	c := mkConv(t, b, group(groupID(1), me, at(0), me, other))
-	var all []store.Message
+	var all []chat.Message
 	for i := range 90 {
 		all = append(all, msg(c.ID, idAt(at(time.Duration(i)*97*time.Minute), i%2), other))
 	}
 	// The newest batch first, then the oldest, then the middle, each batch
 	// itself reversed.
-	batches := [][]store.Message{all[60:], all[:30], all[30:60]}
+	batches := [][]chat.Message{all[60:], all[:30], all[30:60]}
 	for i, batch := range batches {
 		save(t, b, reversed(batch)...)
 		e := summaryOf(t, list(t, b, me, 10), c.ID)
@@ -151,7 +152,7 @@ func testSaveMessagesConcurrent(t *testing.T, b store.Backend) {
 	c := mkConv(t, b, group(groupID(1), me, at(0), me))
 	c2 := mkConv(t, b, group(groupID(2), me, at(0), me))
 	const writers, each = 8, 15
-	var all, all2 []store.Message
+	var all, all2 []chat.Message
 	for i := range writers * each {
 		all = append(all, msg(c.ID, idAt(at(time.Duration(i)*time.Hour), 0), me))
 		all2 = append(all2, msg(c2.ID, idAt(at(time.Duration(i)*time.Hour), 1), me))
@@ -171,11 +172,11 @@ func testSaveMessagesConcurrent(t *testing.T, b store.Backend) {
 		// Writer w saves every writers-th message, newest first, each once
 		// alone and once in a batch with a message of c2.
 		for i := writers*each - 1 - w; i >= 0; i -= writers {
-			if err := b.SaveMessages(ctx, []store.Message{all[i]}); err != nil {
+			if err := b.SaveMessages(ctx, []chat.Message{all[i]}); err != nil {
 				errs[w] = err
 				return
 			}
-			if err := b.SaveMessages(ctx, []store.Message{all2[i], all[i]}); err != nil {
+			if err := b.SaveMessages(ctx, []chat.Message{all2[i], all[i]}); err != nil {
 				errs[w] = err
 				return
 			}
@@ -202,9 +203,9 @@ func testSaveMessagesConcurrent(t *testing.T, b store.Backend) {
 // readWhileWriting reads conv's history and user's list a few times while
 // writing is above zero, checking the shape of each answer. The count is
 // bounded so that readers do not starve the writers on a small machine.
-func readWhileWriting(ctx context.Context, b store.Backend, conv string, user store.ID, writing *atomic.Int32) error {
+func readWhileWriting(ctx context.Context, b store.Backend, conv string, user chat.ID, writing *atomic.Int32) error {
 	for i := 0; i < 5 && (writing.Load() > 0 || i < 2); i++ {
-		for _, p := range []store.Page{{Limit: 20}, {After: 1, Limit: 20}} {
+		for _, p := range []chat.Page{{Limit: 20}, {After: 1, Limit: 20}} {
 			msgs, more, err := b.Messages(ctx, conv, p)
 			if err != nil {
 				return fmt.Errorf("Messages during writes: %w", err)
@@ -229,15 +230,15 @@ func testMessagesEmptyConversation(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	me := userID(1)
 	c := mkConv(t, b, group(groupID(1), me, at(0), me))
-	for _, p := range []store.Page{{Limit: 1}, {Limit: 50}, {Before: 12345, Limit: 5}, {After: 12345, Limit: 5}} {
+	for _, p := range []chat.Page{{Limit: 1}, {Limit: 50}, {Before: 12345, Limit: 5}, {After: 12345, Limit: 5}} {
 		if m, more := page(t, b, c.ID, p); len(m) != 0 || more {
 			t.Errorf("Messages(empty, %+v) = %v, %v; want none, false", p, msgIDs(m), more)
 		}
 	}
 	// An unknown conversation has no messages: a backend may say so with an
 	// empty page or with ErrNotFound, never with anything else.
-	m, more, err := b.Messages(ctx, groupID(2), store.Page{Limit: 5})
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	m, more, err := b.Messages(ctx, groupID(2), chat.Page{Limit: 5})
+	if err != nil && !errors.Is(err, chat.ErrNotFound) {
 		t.Errorf("Messages(unknown): err = %v, want nil or ErrNotFound", err)
 	}
 	if len(m) != 0 || more {
@@ -253,7 +254,7 @@ func testMessagesPagingBoundaries(t *testing.T, b store.Backend) {
 	const limit = 4
 	for i, n := range []int{0, 1, limit - 1, limit, limit + 1, 2*limit + 1} {
 		c := mkConv(t, b, group(groupID(i), me, at(0), me))
-		var all []store.Message
+		var all []chat.Message
 		for k := range n {
 			// Two messages in one millisecond, then a gap of hours.
 			all = append(all, msg(c.ID, idAt(at(time.Duration(k/2)*5*time.Hour), k%2), me))
@@ -264,10 +265,10 @@ func testMessagesPagingBoundaries(t *testing.T, b store.Backend) {
 		// Cursors at every position make every count of remaining messages
 		// (0..n) meet each limit, so a few limits cover the boundaries.
 		for _, l := range []int{1, limit, 200} {
-			checkPage(t, b, c.ID, all, store.Page{Limit: l})
+			checkPage(t, b, c.ID, all, chat.Page{Limit: l})
 			for _, cur := range cursors(all) {
-				checkPage(t, b, c.ID, all, store.Page{Before: cur, Limit: l})
-				checkPage(t, b, c.ID, all, store.Page{After: cur, Limit: l})
+				checkPage(t, b, c.ID, all, chat.Page{Before: cur, Limit: l})
+				checkPage(t, b, c.ID, all, chat.Page{After: cur, Limit: l})
 			}
 		}
 		if t.Failed() {
@@ -298,7 +299,7 @@ func testMessagesPagingWalk(t *testing.T, b store.Backend) {
 		{400 * 24 * time.Hour, 98, time.Millisecond},
 		{3 * 365 * 24 * time.Hour, 120, 13 * time.Minute}, // years later
 	}
-	var all []store.Message
+	var all []chat.Message
 	for ci, cl := range clusters {
 		for k := range cl.n {
 			sender := me
@@ -312,7 +313,7 @@ func testMessagesPagingWalk(t *testing.T, b store.Backend) {
 		t.Fatalf("fixture has %d messages, want 500", len(all))
 	}
 	// Messages in another conversation, in the same times, must not leak in.
-	var others []store.Message
+	var others []chat.Message
 	for i := 0; i < len(all); i += 5 {
 		others = append(others, msg(noise.ID, all[i].ID+100, me))
 	}
@@ -327,24 +328,24 @@ func testMessagesPagingWalk(t *testing.T, b store.Backend) {
 		checkMessages(t, fmt.Sprintf("walk forward, limit %d", limit), walkForward(t, b, c.ID, 1, limit), all)
 	}
 	// Cursors inside the gaps and at their edges.
-	gapCursors := []store.ID{
-		store.FirstID(at(10 * 24 * time.Hour)),      // inside the 2-week gap
-		store.FirstID(at(17 * 24 * time.Hour)),      // just before the lone message
-		store.FirstID(at(17*24*time.Hour)) + 3,      // just after it
-		store.FirstID(at(200 * 24 * time.Hour)),     // inside a long gap
-		store.FirstID(at(2 * 365 * 24 * time.Hour)), // a year before the last cluster
-		store.FirstID(at(10 * 365 * 24 * time.Hour)),
-		store.FirstID(at(-24 * time.Hour)),
+	gapCursors := []chat.ID{
+		chat.FirstID(at(10 * 24 * time.Hour)),      // inside the 2-week gap
+		chat.FirstID(at(17 * 24 * time.Hour)),      // just before the lone message
+		chat.FirstID(at(17*24*time.Hour)) + 3,      // just after it
+		chat.FirstID(at(200 * 24 * time.Hour)),     // inside a long gap
+		chat.FirstID(at(2 * 365 * 24 * time.Hour)), // a year before the last cluster
+		chat.FirstID(at(10 * 365 * 24 * time.Hour)),
+		chat.FirstID(at(-24 * time.Hour)),
 	}
 	for _, cur := range gapCursors {
 		for _, limit := range []int{1, 3, 100} {
-			checkPage(t, b, c.ID, all, store.Page{Before: cur, Limit: limit})
-			checkPage(t, b, c.ID, all, store.Page{After: cur, Limit: limit})
+			checkPage(t, b, c.ID, all, chat.Page{Before: cur, Limit: limit})
+			checkPage(t, b, c.ID, all, chat.Page{After: cur, Limit: limit})
 		}
 	}
 	// Walks that start from the middle of history.
 	mid := all[250].ID
-	var older, newer []store.Message
+	var older, newer []chat.Message
 	for _, m := range all {
 		if m.ID < mid {
 			older = append(older, m)
@@ -352,8 +353,8 @@ func testMessagesPagingWalk(t *testing.T, b store.Backend) {
 			newer = append(newer, m)
 		}
 	}
-	p := store.Page{Before: mid, Limit: 33}
-	var seen []store.Message
+	p := chat.Page{Before: mid, Limit: 33}
+	var seen []chat.Message
 	for {
 		m, more := page(t, b, c.ID, p)
 		seen = append(seen, m...)
@@ -371,12 +372,12 @@ func testMessagesPagingWalk(t *testing.T, b store.Backend) {
 // model. Backends that partition history by time must find them all.
 func testMessagesBucketBoundaries(t *testing.T, b store.Backend) {
 	me := userID(1)
-	c := mkConv(t, b, group(groupID(1), me, store.Epoch, me))
+	c := mkConv(t, b, group(groupID(1), me, chat.Epoch, me))
 	midnight := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	times := []time.Time{
-		store.Epoch.Add(time.Millisecond),                // the first millisecond of IDs
-		store.Epoch.Add(24*time.Hour - time.Millisecond), // the end of the first day
-		store.Epoch.Add(24 * time.Hour),                  // the start of the second
+		chat.Epoch.Add(time.Millisecond),                 // the first millisecond of IDs
+		chat.Epoch.Add(24*time.Hour - time.Millisecond),  // the end of the first day
+		chat.Epoch.Add(24 * time.Hour),                   // the start of the second
 		midnight.Add(-time.Millisecond),                  // the last of 2025
 		midnight,                                         // the first of 2026
 		midnight.Add(time.Millisecond),                   //
@@ -390,7 +391,7 @@ func testMessagesBucketBoundaries(t *testing.T, b store.Backend) {
 		time.Date(2050, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Date(2090, 6, 1, 0, 0, 0, 0, time.UTC), // near the end of the ID range
 	}
-	var all []store.Message
+	var all []chat.Message
 	for i, tm := range times {
 		all = append(all, msg(c.ID, idAt(tm, 0), me))
 		if i%3 == 0 {
@@ -398,7 +399,7 @@ func testMessagesBucketBoundaries(t *testing.T, b store.Backend) {
 		}
 	}
 	for _, m := range all {
-		if !m.SentAt.Equal(m.ID.Time()) || m.ID.Time().Before(store.Epoch) {
+		if !m.SentAt.Equal(m.ID.Time()) || m.ID.Time().Before(chat.Epoch) {
 			t.Fatalf("fixture: ID %d has time %v", m.ID, m.ID.Time())
 		}
 	}
@@ -413,8 +414,8 @@ func testMessagesBucketBoundaries(t *testing.T, b store.Backend) {
 	}
 	for _, limit := range []int{1, 3} {
 		for _, cur := range cursors(all) {
-			checkPage(t, b, c.ID, all, store.Page{Before: cur, Limit: limit})
-			checkPage(t, b, c.ID, all, store.Page{After: cur, Limit: limit})
+			checkPage(t, b, c.ID, all, chat.Page{Before: cur, Limit: limit})
+			checkPage(t, b, c.ID, all, chat.Page{After: cur, Limit: limit})
 		}
 	}
 	e := summaryOf(t, list(t, b, me, 10), c.ID)
@@ -431,13 +432,13 @@ func testMessagesInvalidPage(t *testing.T, b store.Backend) {
 	me := userID(1)
 	c := mkConv(t, b, group(groupID(1), me, at(0), me))
 	save(t, b, msg(c.ID, idAt(at(time.Minute), 0), me))
-	for _, p := range []store.Page{
+	for _, p := range []chat.Page{
 		{Before: idAt(at(time.Hour), 0), After: 1, Limit: 10},
 		{Limit: 0},
 		{Limit: -1},
 		{Before: idAt(at(time.Hour), 0), Limit: 0},
 	} {
-		if m, _, err := b.Messages(ctx, c.ID, p); !errors.Is(err, store.ErrInvalid) {
+		if m, _, err := b.Messages(ctx, c.ID, p); !errors.Is(err, chat.ErrInvalid) {
 			t.Errorf("Messages(%+v) = %v, %v; want ErrInvalid", p, msgIDs(m), err)
 		}
 	}
@@ -447,14 +448,14 @@ func testMarkRead(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	me, other := userID(1), userID(2)
 	c := mkConv(t, b, group(groupID(1), me, at(0), me, other))
-	var all []store.Message
+	var all []chat.Message
 	for i := range 5 {
 		all = append(all, msg(c.ID, idAt(at(time.Duration(i)*time.Minute), 0), other))
 	}
 	save(t, b, all...)
 	steps := []struct {
-		to        store.ID
-		wantMark  store.ID
+		to        chat.ID
+		wantMark  chat.ID
 		wantMoved bool
 	}{
 		{all[1].ID, all[1].ID, true},
@@ -491,7 +492,7 @@ func testMarkRead(t *testing.T, b store.Backend) {
 	}
 	// Marks survive members being added and the conversation being asked
 	// for again.
-	if _, _, err := b.AddMembers(ctx, c.ID, []store.ID{me, userID(3)}, at(time.Hour)); err != nil {
+	if _, _, err := b.AddMembers(ctx, c.ID, []chat.ID{me, userID(3)}, at(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := b.CreateConversation(ctx, group(groupID(1), me, at(0), me, other)); err != nil {
@@ -506,14 +507,14 @@ func testMarkReadConcurrent(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	me, other := userID(1), userID(2)
 	c := mkConv(t, b, group(groupID(1), me, at(0), me, other))
-	var all []store.Message
+	var all []chat.Message
 	for i := range 40 {
 		all = append(all, msg(c.ID, idAt(at(time.Duration(i)*time.Minute), 0), other))
 	}
 	save(t, b, all...)
 	const n = 20
 	type result struct {
-		mark  store.ID
+		mark  chat.ID
 		moved bool
 		err   error
 	}
@@ -523,7 +524,7 @@ func testMarkReadConcurrent(t *testing.T, b store.Backend) {
 		to := all[(i*13)%len(all)].ID
 		res[i].mark, res[i].moved, res[i].err = b.MarkRead(ctx, c.ID, me, to)
 	})
-	var maxMark store.ID
+	var maxMark chat.ID
 	for i, r := range res {
 		to := all[(i*13)%len(all)].ID
 		maxMark = max(maxMark, to)

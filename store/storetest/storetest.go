@@ -7,7 +7,7 @@
 //		storetest.Run(t, func(t *testing.T) store.Backend { return openEmpty(t) })
 //	}
 //
-// The suite is deterministic: IDs are built from store.FirstID at fixed
+// The suite is deterministic: IDs are built from chat.FirstID at fixed
 // times, and the few shuffles use a fixed seed. Row counts are kept modest
 // so that it runs in seconds against a real Cassandra node.
 //
@@ -16,7 +16,7 @@
 //   - All times a caller passes have millisecond precision (the protocol's),
 //     and backends return them unchanged (compared with time.Equal).
 //   - Messages with a Page that sets both Before and After, or a Limit under
-//     1, fails with store.ErrInvalid.
+//     1, fails with chat.ErrInvalid.
 //   - Messages of an unknown conversation is an empty page or ErrNotFound.
 //   - A failed CreateAccount stores nothing (the loser of a username race
 //     leaves no account behind); replaying a successful CreateAccount may

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store"
 	"github.com/chatcluster/chat/store/bolt"
 	"github.com/chatcluster/chat/store/storetest"
@@ -116,7 +117,7 @@ type mutant struct {
 	closed bool
 }
 
-func (m *mutant) Messages(ctx context.Context, conv string, p store.Page) ([]store.Message, bool, error) {
+func (m *mutant) Messages(ctx context.Context, conv string, p chat.Page) ([]chat.Message, bool, error) {
 	switch m.mode {
 	case "inclusive-cursor":
 		if p.Before != 0 {
@@ -129,7 +130,7 @@ func (m *mutant) Messages(ctx context.Context, conv string, p store.Page) ([]sto
 		// Skips the first message after a cursor, as a bucket walk that
 		// loses a boundary would.
 		if p.Before != 0 || p.After != 0 {
-			msgs, more, err := m.Backend.Messages(ctx, conv, store.Page{Before: p.Before, After: p.After, Limit: p.Limit + 1})
+			msgs, more, err := m.Backend.Messages(ctx, conv, chat.Page{Before: p.Before, After: p.After, Limit: p.Limit + 1})
 			if len(msgs) > 0 {
 				msgs = msgs[1:]
 			}
@@ -165,7 +166,7 @@ func (m *mutant) Messages(ctx context.Context, conv string, p store.Page) ([]sto
 	return msgs, more, err
 }
 
-func (m *mutant) Conversations(ctx context.Context, user store.ID, limit int) ([]store.Summary, error) {
+func (m *mutant) Conversations(ctx context.Context, user chat.ID, limit int) ([]chat.Summary, error) {
 	if m.mode == "list-ignores-limit" {
 		limit++
 	}
@@ -178,7 +179,7 @@ func (m *mutant) Conversations(ctx context.Context, user store.ID, limit int) ([
 		slices.Reverse(s)
 	case "unread-counts-own", "unread-uncapped", "unread-off-by-one":
 		for i := range s {
-			all, _, err := m.Backend.Messages(ctx, s[i].ID, store.Page{After: max(s[i].LastRead, 1), Limit: 10 * store.UnreadCap})
+			all, _, err := m.Backend.Messages(ctx, s[i].ID, chat.Page{After: max(s[i].LastRead, 1), Limit: 10 * chat.UnreadCap})
 			if err != nil {
 				return nil, err
 			}
@@ -192,14 +193,14 @@ func (m *mutant) Conversations(ctx context.Context, user store.ID, limit int) ([
 				n-- // as if the mark's own message were excluded twice
 			}
 			if m.mode != "unread-uncapped" {
-				n = min(n, store.UnreadCap)
+				n = min(n, chat.UnreadCap)
 			}
 			s[i].Unread = n
 		}
 	case "last-message-oldest":
 		for i := range s {
 			if s[i].LastMessage != nil {
-				first, _, err := m.Backend.Messages(ctx, s[i].ID, store.Page{After: 1, Limit: 1})
+				first, _, err := m.Backend.Messages(ctx, s[i].ID, chat.Page{After: 1, Limit: 1})
 				if err != nil {
 					return nil, err
 				}
@@ -210,7 +211,7 @@ func (m *mutant) Conversations(ctx context.Context, user store.ID, limit int) ([
 	return s, nil
 }
 
-func (m *mutant) MarkRead(ctx context.Context, conv string, user, msg store.ID) (store.ID, bool, error) {
+func (m *mutant) MarkRead(ctx context.Context, conv string, user, msg chat.ID) (chat.ID, bool, error) {
 	mark, moved, err := m.Backend.MarkRead(ctx, conv, user, msg)
 	switch m.mode {
 	case "mark-read-backward":
@@ -221,7 +222,7 @@ func (m *mutant) MarkRead(ctx context.Context, conv string, user, msg store.ID) 
 	return mark, moved, err
 }
 
-func (m *mutant) CreateConversation(ctx context.Context, c store.Conversation) (store.Conversation, bool, error) {
+func (m *mutant) CreateConversation(ctx context.Context, c chat.Conversation) (chat.Conversation, bool, error) {
 	got, created, err := m.Backend.CreateConversation(ctx, c)
 	if m.mode == "created-always" {
 		created = true
@@ -229,7 +230,7 @@ func (m *mutant) CreateConversation(ctx context.Context, c store.Conversation) (
 	return got, created, err
 }
 
-func (m *mutant) AddMembers(ctx context.Context, conv string, users []store.ID, at time.Time) (store.Conversation, []store.ID, error) {
+func (m *mutant) AddMembers(ctx context.Context, conv string, users []chat.ID, at time.Time) (chat.Conversation, []chat.ID, error) {
 	c, added, err := m.Backend.AddMembers(ctx, conv, users, at)
 	if m.mode == "added-all" {
 		added = users
@@ -237,7 +238,7 @@ func (m *mutant) AddMembers(ctx context.Context, conv string, users []store.ID, 
 	return c, added, err
 }
 
-func (m *mutant) Conversation(ctx context.Context, id string) (store.Conversation, error) {
+func (m *mutant) Conversation(ctx context.Context, id string) (chat.Conversation, error) {
 	c, err := m.Backend.Conversation(ctx, id)
 	switch m.mode {
 	case "members-unsorted":
@@ -245,46 +246,46 @@ func (m *mutant) Conversation(ctx context.Context, id string) (store.Conversatio
 	case "members-truncated":
 		c.Members = c.Members[:min(len(c.Members), 1000)]
 	case "not-found-nil":
-		if errors.Is(err, store.ErrNotFound) {
-			return store.Conversation{ID: id}, nil
+		if errors.Is(err, chat.ErrNotFound) {
+			return chat.Conversation{ID: id}, nil
 		}
 	}
 	return c, err
 }
 
-func (m *mutant) CreateAccount(ctx context.Context, a store.Account) error {
+func (m *mutant) CreateAccount(ctx context.Context, a chat.Account) error {
 	err := m.Backend.CreateAccount(ctx, a)
-	if m.mode == "taken-swallowed" && errors.Is(err, store.ErrUsernameTaken) {
+	if m.mode == "taken-swallowed" && errors.Is(err, chat.ErrUsernameTaken) {
 		return nil
 	}
 	return err
 }
 
-func (m *mutant) Users(ctx context.Context, ids []store.ID) ([]store.User, error) {
+func (m *mutant) Users(ctx context.Context, ids []chat.ID) ([]chat.User, error) {
 	u, err := m.Backend.Users(ctx, ids)
 	if m.mode == "users-sorted" {
-		slices.SortFunc(u, func(a, b store.User) int { return cmp.Compare(a.ID, b.ID) })
+		slices.SortFunc(u, func(a, b chat.User) int { return cmp.Compare(a.ID, b.ID) })
 	}
 	return u, err
 }
 
-func (m *mutant) SearchUsers(ctx context.Context, prefix string, limit int) ([]store.User, error) {
+func (m *mutant) SearchUsers(ctx context.Context, prefix string, limit int) ([]chat.User, error) {
 	if m.mode == "search-extra" {
 		limit++
 	}
 	u, err := m.Backend.SearchUsers(ctx, prefix, limit)
 	if m.mode == "search-z-bound" {
 		// As if the range ended at prefix+"z" exclusive.
-		u = slices.DeleteFunc(u, func(u store.User) bool { return u.Username >= prefix+"z" })
+		u = slices.DeleteFunc(u, func(u chat.User) bool { return u.Username >= prefix+"z" })
 	}
 	return u, err
 }
 
-func (m *mutant) SaveMessages(ctx context.Context, msgs []store.Message) error {
+func (m *mutant) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	if m.mode == "save-drops-dups" && len(msgs) > 1 {
 		// Keeps only the first message of each conversation in a batch.
 		seen := map[string]bool{}
-		var keep []store.Message
+		var keep []chat.Message
 		for _, msg := range msgs {
 			if !seen[msg.Conversation] {
 				seen[msg.Conversation] = true

@@ -1,4 +1,4 @@
-package store
+package storeclient
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/chatcluster/chat"
 	"github.com/nats-io/nats.go"
 )
 
@@ -25,9 +26,9 @@ type ClientConfig struct {
 // besides the connection and is safe for concurrent use.
 //
 // Errors the service answered with unwrap to the sentinel errors of this
-// package (ErrNotFound, ErrUsernameTaken, ErrInvalid, ErrUnavailable,
-// ErrTooMany, ErrInternal). No responder, a timeout or a lost connection is
-// ErrUnavailable.
+// package (chat.ErrNotFound, chat.ErrUsernameTaken, chat.ErrInvalid, chat.ErrUnavailable,
+// chat.ErrTooMany, ErrInternal). No responder, a timeout or a lost connection is
+// chat.ErrUnavailable.
 type Client struct {
 	nc      *nats.Conn
 	timeout time.Duration
@@ -45,15 +46,15 @@ func NewClient(nc *nats.Conn, cfg ClientConfig) *Client {
 func (c *Client) call(ctx context.Context, op string, req, resp any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
-		return fmt.Errorf("%w: encode %s request: %v", ErrInvalid, op, err)
+		return fmt.Errorf("%w: encode %s request: %v", chat.ErrInvalid, op, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	msg, err := c.nc.RequestWithContext(ctx, APISubjectPrefix+op, body)
+	msg, err := c.nc.RequestWithContext(ctx, chat.StoreSubject(op), body)
 	if err != nil {
 		// Every transport failure means "no store answered": the caller may
 		// retry; %w twice keeps context.Canceled visible too.
-		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+		return fmt.Errorf("%w: %s: %w", chat.ErrUnavailable, op, err)
 	}
 	if err := decodeReply(msg.Data, resp); err != nil {
 		var re *RemoteError
@@ -66,27 +67,27 @@ func (c *Client) call(ctx context.Context, op string, req, resp any) error {
 }
 
 // Signup creates an account and returns its user. The service assigns the
-// ID when a.ID is zero. ErrUsernameTaken, ErrInvalid.
-func (c *Client) Signup(ctx context.Context, a Account) (User, error) {
+// ID when a.ID is zero. chat.ErrUsernameTaken, chat.ErrInvalid.
+func (c *Client) Signup(ctx context.Context, a chat.Account) (chat.User, error) {
 	var resp SignupResponse
 	if err := c.call(ctx, OpSignup, SignupRequest{Account: a}, &resp); err != nil {
-		return User{}, err
+		return chat.User{}, err
 	}
 	return resp.User, nil
 }
 
 // Account returns the account of a username, password hash included.
-// ErrNotFound.
-func (c *Client) Account(ctx context.Context, username string) (Account, error) {
+// chat.ErrNotFound.
+func (c *Client) Account(ctx context.Context, username string) (chat.Account, error) {
 	var resp AccountResponse
 	if err := c.call(ctx, OpAccount, AccountRequest{Username: username}, &resp); err != nil {
-		return Account{}, err
+		return chat.Account{}, err
 	}
 	return resp.Account, nil
 }
 
 // Users returns the users with these IDs that exist, in the order asked.
-func (c *Client) Users(ctx context.Context, ids []ID) ([]User, error) {
+func (c *Client) Users(ctx context.Context, ids []chat.ID) ([]chat.User, error) {
 	var resp UsersResponse
 	if err := c.call(ctx, OpUsers, UsersRequest{IDs: ids}, &resp); err != nil {
 		return nil, err
@@ -95,7 +96,7 @@ func (c *Client) Users(ctx context.Context, ids []ID) ([]User, error) {
 }
 
 // Search returns up to limit users whose username starts with prefix.
-func (c *Client) Search(ctx context.Context, prefix string, limit int) ([]User, error) {
+func (c *Client) Search(ctx context.Context, prefix string, limit int) ([]chat.User, error) {
 	var resp SearchResponse
 	if err := c.call(ctx, OpSearch, SearchRequest{Prefix: prefix, Limit: limit}, &resp); err != nil {
 		return nil, err
@@ -104,49 +105,49 @@ func (c *Client) Search(ctx context.Context, prefix string, limit int) ([]User, 
 }
 
 // Direct returns the direct conversation of a and b, creating it when
-// missing, and whether this call created it. ErrNotFound for an unknown
-// user, ErrInvalid when a == b.
-func (c *Client) Direct(ctx context.Context, a, b ID) (Conversation, bool, error) {
+// missing, and whether this call created it. chat.ErrNotFound for an unknown
+// user, chat.ErrInvalid when a == b.
+func (c *Client) Direct(ctx context.Context, a, b chat.ID) (chat.Conversation, bool, error) {
 	var resp DirectResponse
 	if err := c.call(ctx, OpDirect, DirectRequest{A: a, B: b}, &resp); err != nil {
-		return Conversation{}, false, err
+		return chat.Conversation{}, false, err
 	}
 	return resp.Conversation, resp.Created, nil
 }
 
-// Group creates a group conversation of creator and members. ErrNotFound
-// for an unknown member, ErrTooMany above the service's member limit.
-func (c *Client) Group(ctx context.Context, title string, creator ID, members []ID) (Conversation, error) {
+// Group creates a group conversation of creator and members. chat.ErrNotFound
+// for an unknown member, chat.ErrTooMany above the service's member limit.
+func (c *Client) Group(ctx context.Context, title string, creator chat.ID, members []chat.ID) (chat.Conversation, error) {
 	var resp GroupResponse
 	if err := c.call(ctx, OpGroup, GroupRequest{Title: title, Creator: creator, Members: members}, &resp); err != nil {
-		return Conversation{}, err
+		return chat.Conversation{}, err
 	}
 	return resp.Conversation, nil
 }
 
 // AddMembers adds users to a group on behalf of member by and returns the
-// conversation after the change and the users newly added. ErrNotFound
+// conversation after the change and the users newly added. chat.ErrNotFound
 // unless by is a member or for an unknown user.
-func (c *Client) AddMembers(ctx context.Context, conversation string, by ID, users []ID) (Conversation, []ID, error) {
+func (c *Client) AddMembers(ctx context.Context, conversation string, by chat.ID, users []chat.ID) (chat.Conversation, []chat.ID, error) {
 	var resp AddMembersResponse
 	if err := c.call(ctx, OpAddMembers, AddMembersRequest{Conversation: conversation, By: by, Users: users}, &resp); err != nil {
-		return Conversation{}, nil, err
+		return chat.Conversation{}, nil, err
 	}
 	return resp.Conversation, resp.Added, nil
 }
 
-// Conversation returns a conversation with its members. ErrNotFound.
-func (c *Client) Conversation(ctx context.Context, id string) (Conversation, error) {
+// Conversation returns a conversation with its members. chat.ErrNotFound.
+func (c *Client) Conversation(ctx context.Context, id string) (chat.Conversation, error) {
 	var resp ConversationResponse
 	if err := c.call(ctx, OpConversation, ConversationRequest{ID: id}, &resp); err != nil {
-		return Conversation{}, err
+		return chat.Conversation{}, err
 	}
 	return resp.Conversation, nil
 }
 
 // Conversations lists up to limit of a user's conversations, the most recent
 // activity first.
-func (c *Client) Conversations(ctx context.Context, user ID, limit int) ([]Summary, error) {
+func (c *Client) Conversations(ctx context.Context, user chat.ID, limit int) ([]chat.Summary, error) {
 	var resp ConversationsResponse
 	if err := c.call(ctx, OpConversations, ConversationsRequest{User: user, Limit: limit}, &resp); err != nil {
 		return nil, err
@@ -156,9 +157,9 @@ func (c *Client) Conversations(ctx context.Context, user ID, limit int) ([]Summa
 
 // History returns one page of a conversation's history and whether more
 // messages lie beyond it. The page holds every message published to the
-// stream before the call; ErrUnavailable when the store could not catch up
+// stream before the call; chat.ErrUnavailable when the store could not catch up
 // in time.
-func (c *Client) History(ctx context.Context, conversation string, p Page) ([]Message, bool, error) {
+func (c *Client) History(ctx context.Context, conversation string, p chat.Page) ([]chat.Message, bool, error) {
 	var resp HistoryResponse
 	req := HistoryRequest{Conversation: conversation, Before: p.Before, After: p.After, Limit: p.Limit}
 	if err := c.call(ctx, OpHistory, req, &resp); err != nil {
@@ -168,8 +169,8 @@ func (c *Client) History(ctx context.Context, conversation string, p Page) ([]Me
 }
 
 // MarkRead moves user's read mark forward to msg and returns the mark after
-// the call and whether it moved. ErrNotFound unless user is a member.
-func (c *Client) MarkRead(ctx context.Context, conversation string, user ID, msg ID) (ID, bool, error) {
+// the call and whether it moved. chat.ErrNotFound unless user is a member.
+func (c *Client) MarkRead(ctx context.Context, conversation string, user chat.ID, msg chat.ID) (chat.ID, bool, error) {
 	var resp ReadResponse
 	if err := c.call(ctx, OpRead, ReadRequest{Conversation: conversation, User: user, MessageID: msg}, &resp); err != nil {
 		return 0, false, err

@@ -1,26 +1,19 @@
-package store
+package storeclient
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/chatcluster/chat"
 )
 
-// The request/reply API a Service answers and a Client calls. Every op is a
-// NATS request on subject APISubjectPrefix+op with a JSON body; the reply is
-// the op's response JSON or an ErrorReply.
-const (
-	// APISubjectPrefix starts every API subject: chat.store.<op>.
-	APISubjectPrefix = "chat.store."
-	// APIQueueGroup is the queue group of the Service's subscription, so
-	// each request reaches exactly one replica.
-	APIQueueGroup = "store"
-	// UserSubjectPrefix starts the core NATS subject of a user's events:
-	// chat.user.<userID>.
-	UserSubjectPrefix = "chat.user."
-)
+// The wire format of the store's request/reply protocol, which the store's
+// Service answers and Client calls. Every op is a NATS request on subject
+// chat.StoreSubject(op) with a JSON body; the reply is the op's response JSON
+// or an ErrorReply.
 
-// The API ops (the last token of the subject).
+// The ops (the last token of the subject).
 const (
 	OpSignup        = "signup"
 	OpAccount       = "account"
@@ -50,15 +43,15 @@ const (
 )
 
 // SignupRequest creates an account. A zero Account.ID is assigned by the
-// service; a zero CreatedAt is set to now. ErrUsernameTaken if the (lower
+// service; a zero CreatedAt is set to now. chat.ErrUsernameTaken if the (lower
 // cased) username exists.
 type SignupRequest struct {
-	Account Account `json:"account"`
+	Account chat.Account `json:"account"`
 }
 
 // SignupResponse carries the created user.
 type SignupResponse struct {
-	User User `json:"user"`
+	User chat.User `json:"user"`
 }
 
 // AccountRequest looks an account up by username (folded to lower case).
@@ -68,17 +61,17 @@ type AccountRequest struct {
 
 // AccountResponse carries the account, password hash included.
 type AccountResponse struct {
-	Account Account `json:"account"`
+	Account chat.Account `json:"account"`
 }
 
 // UsersRequest asks for users by ID.
 type UsersRequest struct {
-	IDs []ID `json:"ids"`
+	IDs []chat.ID `json:"ids"`
 }
 
 // UsersResponse carries the users that exist, in the order asked.
 type UsersResponse struct {
-	Users []User `json:"users"`
+	Users []chat.User `json:"users"`
 }
 
 // SearchRequest asks for users whose username starts with Prefix.
@@ -89,46 +82,46 @@ type SearchRequest struct {
 
 // SearchResponse carries the users found, ordered by username.
 type SearchResponse struct {
-	Users []User `json:"users"`
+	Users []chat.User `json:"users"`
 }
 
 // DirectRequest asks for the direct conversation of A and B, created when
 // missing (ID DirectID(A, B)).
 type DirectRequest struct {
-	A ID `json:"a"`
-	B ID `json:"b"`
+	A chat.ID `json:"a"`
+	B chat.ID `json:"b"`
 }
 
 // DirectResponse carries the conversation and whether this call created it.
 type DirectResponse struct {
-	Conversation Conversation `json:"conversation"`
-	Created      bool         `json:"created"`
+	Conversation chat.Conversation `json:"conversation"`
+	Created      bool              `json:"created"`
 }
 
 // GroupRequest creates a group conversation; Creator becomes a member.
 type GroupRequest struct {
-	Title   string `json:"title"`
-	Creator ID     `json:"creator"`
-	Members []ID   `json:"members"`
+	Title   string    `json:"title"`
+	Creator chat.ID   `json:"creator"`
+	Members []chat.ID `json:"members"`
 }
 
 // GroupResponse carries the new conversation.
 type GroupResponse struct {
-	Conversation Conversation `json:"conversation"`
+	Conversation chat.Conversation `json:"conversation"`
 }
 
 // AddMembersRequest adds Users to a group; By must be a member.
 type AddMembersRequest struct {
-	Conversation string `json:"conversation"`
-	By           ID     `json:"by"`
-	Users        []ID   `json:"users"`
+	Conversation string    `json:"conversation"`
+	By           chat.ID   `json:"by"`
+	Users        []chat.ID `json:"users"`
 }
 
 // AddMembersResponse carries the conversation after the change and the
 // users that were not members before.
 type AddMembersResponse struct {
-	Conversation Conversation `json:"conversation"`
-	Added        []ID         `json:"added"`
+	Conversation chat.Conversation `json:"conversation"`
+	Added        []chat.ID         `json:"added"`
 }
 
 // ConversationRequest asks for one conversation with its members.
@@ -138,46 +131,46 @@ type ConversationRequest struct {
 
 // ConversationResponse carries the conversation.
 type ConversationResponse struct {
-	Conversation Conversation `json:"conversation"`
+	Conversation chat.Conversation `json:"conversation"`
 }
 
 // ConversationsRequest asks for a user's conversation list.
 type ConversationsRequest struct {
-	User  ID  `json:"user"`
-	Limit int `json:"limit"`
+	User  chat.ID `json:"user"`
+	Limit int     `json:"limit"`
 }
 
 // ConversationsResponse carries the list, most recent activity first.
 type ConversationsResponse struct {
-	Summaries []Summary `json:"summaries"`
+	Summaries []chat.Summary `json:"summaries"`
 }
 
 // HistoryRequest asks for one page of history (see Page). Zero IDs mean
 // "not set".
 type HistoryRequest struct {
-	Conversation string `json:"conversation"`
-	Before       ID     `json:"before"`
-	After        ID     `json:"after"`
-	Limit        int    `json:"limit"`
+	Conversation string  `json:"conversation"`
+	Before       chat.ID `json:"before"`
+	After        chat.ID `json:"after"`
+	Limit        int     `json:"limit"`
 }
 
 // HistoryResponse carries the page and whether more messages lie beyond it.
 type HistoryResponse struct {
-	Messages []Message `json:"messages"`
-	More     bool      `json:"more"`
+	Messages []chat.Message `json:"messages"`
+	More     bool           `json:"more"`
 }
 
 // ReadRequest moves User's read mark in Conversation forward to MessageID.
 type ReadRequest struct {
-	Conversation string `json:"conversation"`
-	User         ID     `json:"user"`
-	MessageID    ID     `json:"message_id"`
+	Conversation string  `json:"conversation"`
+	User         chat.ID `json:"user"`
+	MessageID    chat.ID `json:"message_id"`
 }
 
 // ReadResponse carries the mark after the call and whether it moved.
 type ReadResponse struct {
-	Mark  ID   `json:"mark"`
-	Moved bool `json:"moved"`
+	Mark  chat.ID `json:"mark"`
+	Moved bool    `json:"moved"`
 }
 
 // ErrorReply is the reply to a request that failed.
@@ -195,15 +188,12 @@ type ErrorBody struct {
 // conversation that was created or whose members changed. Type is
 // "conversation".
 type UserEvent struct {
-	Type         string        `json:"type"`
-	Conversation *Conversation `json:"conversation,omitempty"`
+	Type         string             `json:"type"`
+	Conversation *chat.Conversation `json:"conversation,omitempty"`
 }
 
-// UserSubject is the core NATS subject of a user's events.
-func UserSubject(user ID) string { return UserSubjectPrefix + user.String() }
-
 // RemoteError is an error the store service answered with. It unwraps to the
-// sentinel of its code, so errors.Is(err, ErrNotFound) works across the wire.
+// sentinel of its code, so errors.Is(err, chat.ErrNotFound) works across the wire.
 type RemoteError struct {
 	Code    string
 	Message string
@@ -223,15 +213,15 @@ func (e *RemoteError) Unwrap() error { return sentinelOf(e.Code) }
 // error err wraps, CodeInternal for anything else.
 func ErrorCode(err error) string {
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, chat.ErrNotFound):
 		return CodeNotFound
-	case errors.Is(err, ErrUsernameTaken):
+	case errors.Is(err, chat.ErrUsernameTaken):
 		return CodeUsernameTaken
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, chat.ErrInvalid):
 		return CodeInvalid
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, chat.ErrUnavailable):
 		return CodeUnavailable
-	case errors.Is(err, ErrTooMany):
+	case errors.Is(err, chat.ErrTooMany):
 		return CodeTooMany
 	default:
 		return CodeInternal
@@ -241,15 +231,15 @@ func ErrorCode(err error) string {
 func sentinelOf(code string) error {
 	switch code {
 	case CodeNotFound:
-		return ErrNotFound
+		return chat.ErrNotFound
 	case CodeUsernameTaken:
-		return ErrUsernameTaken
+		return chat.ErrUsernameTaken
 	case CodeInvalid:
-		return ErrInvalid
+		return chat.ErrInvalid
 	case CodeUnavailable:
-		return ErrUnavailable
+		return chat.ErrUnavailable
 	case CodeTooMany:
-		return ErrTooMany
+		return chat.ErrTooMany
 	default:
 		return ErrInternal
 	}
@@ -260,10 +250,10 @@ func sentinelOf(code string) error {
 // body twice. No response type has a field named "error".
 const errorPrefix = `{"error":`
 
-// encodeError renders err as an ErrorReply body.
+// EncodeError renders err as an ErrorReply body.
 // The text of an internal error stays in the service's log: it may name
 // hosts or queries that callers have no business seeing.
-func encodeError(err error) []byte {
+func EncodeError(err error) []byte {
 	code := ErrorCode(err)
 	msg := err.Error()
 	if code == CodeInternal {

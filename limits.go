@@ -1,0 +1,82 @@
+package chat
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The protocol's limits (docs/PROTOCOL.md), defined once: the gateway checks
+// them on the way in and the store holds them again as a backstop, so both
+// use these.
+const (
+	MinUsername    = 3
+	MaxUsername    = 32
+	MinPassword    = 8   // code points
+	MaxPassword    = 256 // code points
+	MaxDisplayName = 64  // code points
+	MaxTitle       = 128 // code points, a group's title
+	MaxBody        = 4096
+	MaxClientID    = 64
+	// MaxGroupMembers is the default bound of a group's members.
+	MaxGroupMembers = 1000
+)
+
+// FoldUsername lower-cases a username and reports whether it is valid:
+// 3-32 characters of [a-z0-9_.-] once folded.
+func FoldUsername(u string) (string, bool) {
+	u = strings.ToLower(u)
+	return u, ValidUsername(u)
+}
+
+// ValidUsername reports whether u, already folded, is a valid username.
+func ValidUsername(u string) bool {
+	if len(u) < MinUsername || len(u) > MaxUsername {
+		return false
+	}
+	for i := 0; i < len(u); i++ {
+		if !UsernameByte(u[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// UsernameByte reports whether c may appear in a folded username (and so in
+// a search prefix).
+func UsernameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+}
+
+// ValidPassword: 8-256 code points of valid UTF-8.
+func ValidPassword(p string) bool {
+	n := utf8.RuneCountInString(p)
+	return utf8.ValidString(p) && n >= MinPassword && n <= MaxPassword
+}
+
+// ValidClientID: 1-64 printable ASCII characters.
+func ValidClientID(s string) bool {
+	if len(s) < 1 || len(s) > MaxClientID {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidBody: 1-4096 code points of valid UTF-8, not only white space.
+func ValidBody(s string) bool {
+	n := utf8.RuneCountInString(s)
+	if n < 1 || n > MaxBody || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsSpace(r) {
+			return true
+		}
+	}
+	return false
+}

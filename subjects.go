@@ -1,0 +1,102 @@
+package chat
+
+// The names of everything the cluster puts on NATS, spelled here and nowhere
+// else. A conversation ID is a decimal or "<lo>-<hi>" (ValidConversationID),
+// so it is always exactly one subject token.
+const (
+	// StreamName is the JetStream stream that holds every message.
+	StreamName = "CHAT_MSGS"
+	// MsgSubjects is the stream's subject filter: chat.msg.<conversation>.
+	MsgSubjects = "chat.msg.*"
+	// MsgSubjectPrefix starts a conversation's stream subject.
+	MsgSubjectPrefix = "chat.msg."
+	// StoreDurable is the store's durable consumer on StreamName.
+	StoreDurable = "store"
+
+	// ConvSubjectPrefix starts what gateways subscribe to per conversation:
+	// chat.conv.<conversation>.msg, JetStream's republished copy of each
+	// stored message, and chat.conv.<conversation>.evt, ephemeral events.
+	ConvSubjectPrefix = "chat.conv."
+	// ConvMsgSuffix and ConvEvtSuffix are the last token of those subjects.
+	ConvMsgSuffix = "msg"
+	ConvEvtSuffix = "evt"
+	// ConvMsgRepublish is the stream's RePublish destination: JetStream puts
+	// each stored record of chat.msg.<c> on chat.conv.<c>.msg.
+	ConvMsgRepublish = ConvSubjectPrefix + "{{wildcard(1)}}." + ConvMsgSuffix
+
+	// UserSubjectPrefix starts the core NATS subject of a user's events:
+	// chat.user.<userID>.
+	UserSubjectPrefix = "chat.user."
+
+	// PresenceSubjectPrefix starts a user's presence announcements:
+	// chat.presence.<userID>.
+	PresenceSubjectPrefix = "chat.presence."
+	// PresenceSyncSubject is where a starting gateway asks the others for
+	// their online users.
+	PresenceSyncSubject = "chat.presence_sync"
+	// HeartbeatSubjects matches every gateway's heartbeat, chat.gw.<instance>.hb.
+	HeartbeatSubjects = "chat.gw.*.hb"
+
+	// StoreSubjectPrefix starts every store request subject: chat.store.<op>.
+	StoreSubjectPrefix = "chat.store."
+	// StoreQueueGroup is the queue group of the store's request
+	// subscription, so each request reaches exactly one replica.
+	StoreQueueGroup = "store"
+
+	// NodeIDBucket is the key-value bucket node numbers are leased from.
+	NodeIDBucket = "chat_node_ids"
+)
+
+// Headers the cluster sets on NATS messages. JetStream keeps a published
+// message's headers on its republished copy, and adds the two Nats-* ones.
+const (
+	// HdrKind says what a stream record or a conversation event is
+	// (EventKind for stream records; "typing" or "read" for events).
+	HdrKind = "Chat-Kind"
+	// HdrMsgID carries the message ID of a stream record.
+	HdrMsgID = "Chat-Msg-Id"
+	// HdrSender carries the sender of a stream record.
+	HdrSender = "Chat-Sender"
+	// HdrUser carries who caused a conversation event.
+	HdrUser = "Chat-User"
+	// HdrNatsSeq and HdrNatsLastSeq are JetStream's: the republished
+	// message's stream sequence and its subject's previous one.
+	HdrNatsSeq     = "Nats-Sequence"
+	HdrNatsLastSeq = "Nats-Last-Sequence"
+)
+
+// MsgSubject is the stream subject of a conversation's messages.
+func MsgSubject(conversation string) string { return MsgSubjectPrefix + conversation }
+
+// ConvSubject is what a gateway subscribes to for one conversation: the
+// republished stored messages and the ephemeral events.
+func ConvSubject(conversation string) string { return ConvSubjectPrefix + conversation + ".*" }
+
+// ConvMsgSubject is where JetStream republishes a conversation's stored
+// records (ConvMsgRepublish).
+func ConvMsgSubject(conversation string) string {
+	return ConvSubjectPrefix + conversation + "." + ConvMsgSuffix
+}
+
+// ConvEvtSubject carries a conversation's ephemeral events (typing, read).
+func ConvEvtSubject(conversation string) string {
+	return ConvSubjectPrefix + conversation + "." + ConvEvtSuffix
+}
+
+// UserSubject carries events for one user wherever they are connected.
+func UserSubject(user ID) string { return UserSubjectPrefix + user.String() }
+
+// PresenceSubject carries one user's presence announcements.
+func PresenceSubject(user ID) string { return PresenceSubjectPrefix + user.String() }
+
+// HeartbeatSubject is one gateway instance's heartbeat subject.
+func HeartbeatSubject(instance string) string { return "chat.gw." + instance + ".hb" }
+
+// StoreSubject is the subject of one store request op.
+func StoreSubject(op string) string { return StoreSubjectPrefix + op }
+
+// MsgIDHeader is the Nats-Msg-Id of a send: the same sender resending the
+// same client_id into the same conversation is deduplicated by JetStream.
+func MsgIDHeader(conversation string, sender ID, clientID string) string {
+	return conversation + "/" + sender.String() + "/" + clientID
+}
