@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/chatcluster/chat"
-	"github.com/chatcluster/chat/router"
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -95,11 +94,10 @@ func BenchmarkFanout1000(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		// As the router does it: one frame for everyone.
-		d := &router.Delivery{Kind: router.KindMessage, Conversation: "9", User: 1,
-			Frame: router.TextFrame(append([]byte(`{"type":"message","message":`), append(m.AppendJSON(nil), '}')...))}
+		// As the hub does it: one frame for everyone.
+		frame := messageFrame(m.AppendJSON(nil))
 		for _, c := range conns {
-			c.Deliver(d)
+			c.deliver("9", frame, "message")
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); waitFlushed(conns) }()

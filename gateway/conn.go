@@ -12,7 +12,6 @@ import (
 
 	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/gateway/netpoll"
-	"github.com/chatcluster/chat/router"
 	"github.com/gobwas/ws"
 	"golang.org/x/time/rate"
 )
@@ -42,9 +41,9 @@ type Conn struct {
 	queue       [][]byte
 	queuedBytes int
 	flushing    bool
-	closing     bool   // no more frames are queued
-	closeFrame  []byte // written after the queue, then the socket closes
-	convs       map[string]struct{}
+	closing     bool                // no more frames are queued
+	closeFrame  []byte              // written after the queue, then the socket closes
+	convs       map[string]struct{} // the conversations it is in: the hub's, changed only by hub methods
 	closeReason string
 	// held holds back deliveries of conversations the user was just added
 	// to until the conversation frame, rendered off the dispatcher, has been
@@ -204,21 +203,18 @@ type heldConv struct {
 	types  []string
 }
 
-// Deliver queues a fan-out frame (router.Subscriber).
-func (c *Conn) Deliver(d *router.Delivery) {
-	if d.Kind == router.KindTyping && d.User == c.user {
-		return // typing goes to the other members only
-	}
-	typ := kindName(d.Kind)
+// deliver queues a fan-out frame of conv, or holds it back while conv's
+// conversation frame is pending (see Conn.held).
+func (c *Conn) deliver(conv string, frame []byte, typ string) {
 	c.mu.Lock()
-	if h := c.held[d.Conversation]; h != nil {
-		h.frames = append(h.frames, d.Frame)
+	if h := c.held[conv]; h != nil {
+		h.frames = append(h.frames, frame)
 		h.types = append(h.types, typ)
 		c.mu.Unlock()
 		return
 	}
 	c.mu.Unlock()
-	c.send(d.Frame, typ)
+	c.send(frame, typ)
 }
 
 // sendHello queues the first frame, then what arrived meanwhile, with no
@@ -279,18 +275,6 @@ func (c *Conn) release(conv string, frame []byte) {
 	for i, f := range h.frames {
 		c.send(f, h.types[i])
 	}
-}
-
-func kindName(k router.Kind) string {
-	switch k {
-	case router.KindMessage:
-		return "message"
-	case router.KindTyping:
-		return "typing"
-	case router.KindRead:
-		return "read"
-	}
-	return "event"
 }
 
 // send queues a complete frame. A client whose queue is full is too slow:
@@ -422,7 +406,7 @@ func (c *Conn) closeWith(code ws.StatusCode, reason, text string) {
 			// get out behind it. Closing the socket fails that write now
 			// rather than at its deadline, and the writer tears down. Not
 			// teardown here: this may run inside a fan-out, under the
-			// interest table's lock that teardown needs.
+			// hub's room lock that teardown needs.
 			c.mu.Unlock()
 			_ = c.raw.Close()
 			return
@@ -456,12 +440,4 @@ func (c *Conn) teardown(reason string) {
 	c.s.hub.remove(c, convs)
 	c.s.m.disconnects.WithLabelValues(reason).Inc()
 	c.s.m.connections.Dec()
-}
-
-// member reports whether the connection is subscribed to conv.
-func (c *Conn) member(conv string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.convs[conv]
-	return ok
 }

@@ -151,7 +151,7 @@ func (s *Server) conversationOf(ctx context.Context, c *Conn, req *request) (str
 // store (and subscribes the connection on success: members are never
 // removed, so a yes stays true).
 func (s *Server) isMember(ctx context.Context, c *Conn, conv string) (bool, error) {
-	if c.member(conv) {
+	if s.hub.in(c, conv) {
 		return true, nil
 	}
 	if !chat.ValidConversationID(conv) {
@@ -381,5 +381,3 @@ func (c *Conn) sendJSON(typ string, v any) {
 	}
 	c.send(textFrame(b), typ)
 }
-
-func textFrame(payload []byte) []byte { return router.TextFrame(payload) }

@@ -3,65 +3,90 @@ package gateway
 import (
 	"hash/maphash"
 	"sync"
+	"time"
 
 	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/router"
+	"go.uber.org/zap"
 )
 
 const hubShards = 64
 
-// hub is the registry of local connections, sharded so that no one lock is
-// hot, with the per-user index and the member lists of the conversations
-// local connections are in (for presence).
+// hub is the gateway's one fan-out registry, the way centrifuge's Hub keeps
+// connections and subscriptions together: the local connections (sharded by
+// connection ID), each user's connections, the rooms (conversations some
+// local connection is in, sharded by conversation) with their connections
+// and member lists, and which rooms each user is a member of (for presence).
+// A Conn's own set of conversations (Conn.convs) is the hub's too: only hub
+// methods change it. The hub asks the router's Feed for a conversation's
+// NATS subscription when its first local connection joins and drops it when
+// the last one leaves, and it turns each event from the Feed into one frame
+// that every connection in the room gets.
 type hub struct {
 	s    *Server
 	seed maphash.Seed
 
-	shards [hubShards]hubShard
+	conns [hubShards]connShard
+	rooms [hubShards]roomShard
 
+	// mu guards users and memberOf. Lock order: a room shard, then mu;
+	// never a room shard while holding mu.
 	mu       sync.Mutex
 	users    map[chat.ID][]*Conn
-	rooms    map[string]*room                // conversations with local interest
 	memberOf map[chat.ID]map[string]struct{} // user -> local rooms they are a member of
 }
 
-type hubShard struct {
+type connShard struct {
 	mu    sync.Mutex
 	conns map[uint64]*Conn
 }
 
+type roomShard struct {
+	mu    sync.RWMutex
+	rooms map[string]*room
+}
+
 // room is a conversation some local connection is in.
 type room struct {
-	members []chat.ID
-	refs    int
+	conns   map[*Conn]struct{}
+	members []chat.ID // the conversation's members (only grows)
 }
 
 func newHub(s *Server) *hub {
 	h := &hub{s: s, seed: maphash.MakeSeed(), users: make(map[chat.ID][]*Conn),
-		rooms: make(map[string]*room), memberOf: make(map[chat.ID]map[string]struct{})}
-	for i := range h.shards {
-		h.shards[i].conns = make(map[uint64]*Conn)
+		memberOf: make(map[chat.ID]map[string]struct{})}
+	for i := range h.conns {
+		h.conns[i].conns = make(map[uint64]*Conn)
+		h.rooms[i].rooms = make(map[string]*room)
 	}
 	return h
 }
 
-func (h *hub) shard(id uint64) *hubShard { return &h.shards[id%hubShards] }
+func (h *hub) connShard(id uint64) *connShard { return &h.conns[id%hubShards] }
 
+func (h *hub) roomShard(conv string) *roomShard {
+	return &h.rooms[maphash.String(h.seed, conv)%hubShards]
+}
+
+// add registers a new connection: its user's events and presence follow it.
 func (h *hub) add(c *Conn) {
-	sh := h.shard(c.id)
+	sh := h.connShard(c.id)
 	sh.mu.Lock()
 	sh.conns[c.id] = c
 	sh.mu.Unlock()
 	h.mu.Lock()
+	first := len(h.users[c.user]) == 0
 	h.users[c.user] = append(h.users[c.user], c)
-	h.mu.Unlock()
-	if err := h.s.interest.JoinUser(c.user); err != nil {
-		h.s.log.Warn("user subscription failed")
+	if first {
+		if err := h.s.feed.SubscribeUser(c.user); err != nil {
+			h.s.log.Warn("user subscription failed", zap.Error(err))
+		}
 	}
+	h.mu.Unlock()
 	h.s.presence.Connect(c.user)
 }
 
-// join subscribes c to a conversation whose members are known.
+// join puts c in a conversation whose members are known.
 func (h *hub) join(c *Conn, conv string, members []chat.ID) {
 	c.mu.Lock()
 	if c.closing { // closing or torn down: teardown already took convs
@@ -79,29 +104,42 @@ func (h *hub) join(c *Conn, conv string, members []chat.ID) {
 	c.convs[conv] = struct{}{}
 	c.mu.Unlock()
 
-	h.mu.Lock()
-	r := h.rooms[conv]
+	sh := h.roomShard(conv)
+	sh.mu.Lock()
+	r := sh.rooms[conv]
 	if r == nil {
-		r = &room{}
-		h.rooms[conv] = r
+		r = &room{conns: make(map[*Conn]struct{}, 2)}
+		sh.rooms[conv] = r
+		// Under the shard lock, so that a leave racing with this join
+		// cannot unsubscribe after we subscribed.
+		if err := h.s.feed.Subscribe(conv); err != nil {
+			h.s.log.Warn("conversation subscription failed", zap.Error(err))
+		}
 	}
-	r.refs++
-	h.mu.Unlock()
+	r.conns[c] = struct{}{}
+	sh.mu.Unlock()
 	h.setMembers(conv, members)
-	if err := h.s.interest.Join(conv, c); err != nil {
-		h.s.log.Warn("conversation subscription failed")
-	}
+}
+
+// in reports whether c is in conv.
+func (h *hub) in(c *Conn, conv string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.convs[conv]
+	return ok
 }
 
 // setMembers records a local room's member list (it only grows).
 func (h *hub) setMembers(conv string, members []chat.ID) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r := h.rooms[conv]
+	sh := h.roomShard(conv)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.rooms[conv]
 	if r == nil || len(members) <= len(r.members) {
 		return
 	}
 	r.members = append([]chat.ID(nil), members...)
+	h.mu.Lock()
 	for _, u := range members {
 		set := h.memberOf[u]
 		if set == nil {
@@ -110,17 +148,26 @@ func (h *hub) setMembers(conv string, members []chat.ID) {
 		}
 		set[conv] = struct{}{}
 	}
+	h.mu.Unlock()
 }
 
-func (h *hub) leaveRoomLocked(conv string) {
-	r := h.rooms[conv]
+// leave takes c out of conv; the last connection out drops the room and
+// its NATS subscription.
+func (h *hub) leave(c *Conn, conv string) {
+	sh := h.roomShard(conv)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.rooms[conv]
 	if r == nil {
 		return
 	}
-	if r.refs--; r.refs > 0 {
+	delete(r.conns, c)
+	if len(r.conns) > 0 {
 		return
 	}
-	delete(h.rooms, conv)
+	delete(sh.rooms, conv)
+	h.s.feed.Unsubscribe(conv)
+	h.mu.Lock()
 	for _, u := range r.members {
 		if set := h.memberOf[u]; set != nil {
 			delete(set, conv)
@@ -129,10 +176,13 @@ func (h *hub) leaveRoomLocked(conv string) {
 			}
 		}
 	}
+	h.mu.Unlock()
 }
 
+// remove unregisters a connection that is torn down, with the conversations
+// it was in (teardown took them from c.convs).
 func (h *hub) remove(c *Conn, convs map[string]struct{}) {
-	sh := h.shard(c.id)
+	sh := h.connShard(c.id)
 	sh.mu.Lock()
 	_, present := sh.conns[c.id]
 	delete(sh.conns, c.id)
@@ -141,12 +191,9 @@ func (h *hub) remove(c *Conn, convs map[string]struct{}) {
 		return
 	}
 	for conv := range convs {
-		h.s.interest.Leave(conv, c)
+		h.leave(c, conv)
 	}
 	h.mu.Lock()
-	for conv := range convs {
-		h.leaveRoomLocked(conv)
-	}
 	list := h.users[c.user]
 	for i, x := range list {
 		if x == c {
@@ -156,11 +203,11 @@ func (h *hub) remove(c *Conn, convs map[string]struct{}) {
 	}
 	if len(list) == 0 {
 		delete(h.users, c.user)
+		h.s.feed.UnsubscribeUser(c.user)
 	} else {
 		h.users[c.user] = list
 	}
 	h.mu.Unlock()
-	h.s.interest.LeaveUser(c.user)
 	h.s.presence.Disconnect(c.user)
 }
 
@@ -183,23 +230,93 @@ func (h *hub) coMembers(user chat.ID) []*Conn {
 	seen := make(map[*Conn]struct{})
 	var out []*Conn
 	for _, conv := range convs {
-		h.s.interest.Each(conv, func(sub router.Subscriber) {
-			if c, ok := sub.(*Conn); ok {
-				if _, dup := seen[c]; !dup {
-					seen[c] = struct{}{}
-					out = append(out, c)
-				}
+		h.eachInRoom(conv, func(c *Conn) {
+			if _, dup := seen[c]; !dup {
+				seen[c] = struct{}{}
+				out = append(out, c)
 			}
 		})
 	}
 	return out
 }
 
+// eachInRoom calls fn for every local connection in conv, under the room
+// shard's read lock: fn must not block nor call back into the hub.
+func (h *hub) eachInRoom(conv string, fn func(*Conn)) {
+	sh := h.roomShard(conv)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if r := sh.rooms[conv]; r != nil {
+		for c := range r.conns {
+			fn(c)
+		}
+	}
+}
+
+// rooms reports how many conversations have local connections.
+func (h *hub) roomCount() int {
+	n := 0
+	for i := range h.rooms {
+		sh := &h.rooms[i]
+		sh.mu.RLock()
+		n += len(sh.rooms)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// recordFrames turns a stream record into the client's frame, one function
+// per kind of record: a new kind is one entry here. A record of a kind this
+// gateway does not know (a newer gateway wrote it) is not delivered.
+var recordFrames = map[chat.EventKind]func(data []byte) []byte{
+	chat.EventMessage: messageFrame,
+}
+
+// onEvent fans one event from the Feed out to the room: the frame is built
+// once and the same bytes are queued on every local connection. Runs on the
+// Feed's dispatcher; queueing never blocks and never tears a connection down.
+func (h *hub) onEvent(ev *router.Event) {
+	var frame []byte
+	typ := kindName(ev.Kind)
+	if ev.Kind == router.KindMessage {
+		build := recordFrames[ev.Record]
+		if build == nil {
+			h.s.log.Warn("stream record of an unknown kind", zap.String("kind", string(ev.Record)))
+			return
+		}
+		frame = build(ev.Data)
+		typ = string(ev.Record)
+	} else {
+		frame = textFrame(ev.Data)
+	}
+	h.eachInRoom(ev.Conversation, func(c *Conn) {
+		if ev.Kind == router.KindTyping && ev.User == c.user {
+			return // typing goes to the other members only
+		}
+		c.deliver(ev.Conversation, frame, typ)
+	})
+	if ev.Kind == router.KindMessage {
+		h.s.m.fanoutLatency.Observe(time.Since(ev.Received).Seconds())
+	}
+}
+
+func kindName(k router.Kind) string {
+	switch k {
+	case router.KindMessage:
+		return "message"
+	case router.KindTyping:
+		return "typing"
+	case router.KindRead:
+		return "read"
+	}
+	return "event"
+}
+
 // each calls fn for every connection; fn runs under a shard lock and must
 // not block.
 func (h *hub) each(fn func(*Conn)) {
-	for i := range h.shards {
-		sh := &h.shards[i]
+	for i := range h.conns {
+		sh := &h.conns[i]
 		sh.mu.Lock()
 		for _, c := range sh.conns {
 			fn(c)
@@ -217,8 +334,8 @@ func (h *hub) snapshot() []*Conn {
 
 func (h *hub) count() int {
 	n := 0
-	for i := range h.shards {
-		sh := &h.shards[i]
+	for i := range h.conns {
+		sh := &h.conns[i]
 		sh.mu.Lock()
 		n += len(sh.conns)
 		sh.mu.Unlock()

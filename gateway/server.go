@@ -46,7 +46,7 @@ type Server struct {
 	nc       *nats.Conn
 	store    *storeclient.Client
 	pub      *router.Publisher
-	interest *router.Interest
+	feed     *router.Feed
 	presence *router.Presence
 	poller   netpoll.Poller
 	pool     *workers.Pool // reads of readable connections
@@ -98,18 +98,13 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	s.pool = workers.New(workers.Config{Size: cfg.Workers, Queue: cfg.Queue})
 	s.accepts = workers.New(workers.Config{Size: cfg.Workers, Queue: cfg.Queue})
 	s.writers = workers.New(workers.Config{Size: cfg.Workers, Queue: 65536})
-	s.interest = router.NewInterest(d.NATS, router.InterestConfig{
-		Stream: d.Stream, Publisher: d.Publisher, Log: d.Log.Named("interest"),
-		OnUserEvent: s.onUserEvent,
-		OnDelivered: func(dl *router.Delivery, n int) {
-			if dl.Kind == router.KindMessage {
-				s.m.fanoutLatency.Observe(time.Since(dl.Received).Seconds())
-			}
-		},
+	s.feed = router.NewFeed(d.NATS, router.FeedConfig{
+		Stream: d.Stream, Publisher: d.Publisher, Log: d.Log.Named("feed"),
+		OnEvent: s.hub.onEvent, OnUserEvent: s.onUserEvent,
 	})
 	s.presence, err = router.NewPresence(ctx, d.NATS, router.PresenceConfig{Log: d.Log.Named("presence"), OnChange: s.onPresence})
 	if err != nil {
-		s.interest.Close()
+		s.feed.Close()
 		s.pool.Close()
 		s.accepts.Close()
 		s.writers.Close()
@@ -487,7 +482,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.teardown(reasonShutdown)
 		}
 		s.presence.Close()
-		s.interest.Close()
+		s.feed.Close()
 		s.accepts.Close()
 		s.pool.Close()
 		s.writers.Close()

@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/chatcluster/chat/router"
 )
 
 // stuckConn is a client that never reads: every write blocks until the
@@ -55,16 +53,15 @@ func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 	// flushed before the next), while the stuck one's queue only grows
 	// until it passes WriteQueue.
 	const rounds, per = 10, 20
-	frame := router.TextFrame([]byte(`{"type":"message","message":{}}`))
-	d := &router.Delivery{Kind: router.KindMessage, Conversation: "1", Frame: frame}
+	frame := textFrame([]byte(`{"type":"message","message":{}}`))
 	for r := 1; r <= rounds; r++ {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			for i := 0; i < per; i++ {
-				slow.Deliver(d)
+				slow.deliver("1", frame, "message")
 				for _, c := range conns {
-					c.Deliver(d)
+					c.deliver("1", frame, "message")
 				}
 			}
 		}()

@@ -131,6 +131,7 @@ func (p *Publisher) Publish(ctx context.Context, m chat.Message) (stored chat.Me
 		m.SentAt = p.now().UTC().Truncate(time.Millisecond)
 		buf = m.AppendJSON(buf[:0])
 		nm := &nats.Msg{Subject: subject, Data: buf, Header: nats.Header{}}
+		nm.Header.Set(chat.HdrKind, string(chat.EventMessage))
 		nm.Header.Set(chat.HdrMsgID, m.ID.String())
 		nm.Header.Set(chat.HdrSender, m.Sender.String())
 		ack, perr := p.js.PublishMsg(ctx, nm,

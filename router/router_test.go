@@ -71,14 +71,15 @@ func checkFor(t *testing.T, total time.Duration, fn func() error) {
 	}
 }
 
+// recorder keeps the events a Feed hands its handler.
 type recorder struct {
 	mu     sync.Mutex
-	frames []*Delivery
+	events []*Event
 }
 
-func (r *recorder) Deliver(d *Delivery) {
+func (r *recorder) onEvent(ev *Event) {
 	r.mu.Lock()
-	r.frames = append(r.frames, d)
+	r.events = append(r.events, ev)
 	r.mu.Unlock()
 }
 
@@ -86,23 +87,18 @@ func (r *recorder) messages(t *testing.T) []chat.Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []chat.Message
-	for _, d := range r.frames {
-		if d.Kind != KindMessage {
+	for _, ev := range r.events {
+		if ev.Kind != KindMessage {
 			continue
 		}
-		// Strip the WebSocket header: short test frames have a 2 or 4 byte one.
-		p := d.Frame[2:]
-		if d.Frame[1] == 126 {
-			p = d.Frame[4:]
+		if ev.Record != chat.EventMessage {
+			t.Fatalf("record of kind %q, want %q", ev.Record, chat.EventMessage)
 		}
-		var f struct {
-			Type    string       `json:"type"`
-			Message chat.Message `json:"message"`
+		var m chat.Message
+		if err := json.Unmarshal(ev.Data, &m); err != nil {
+			t.Fatalf("record %q: %v", ev.Data, err)
 		}
-		if err := json.Unmarshal(p, &f); err != nil || f.Type != "message" {
-			t.Fatalf("frame %q: %v", p, err)
-		}
-		out = append(out, f.Message)
+		out = append(out, m)
 	}
 	return out
 }
@@ -122,10 +118,10 @@ func TestPublishOrderedAcrossSkewedGatewaysAndFanOut(t *testing.T) {
 	p2 := NewPublisher(js, st, g2)
 	p2.now = func() time.Time { return time.Now().Add(-2 * time.Second) }
 
-	in := NewInterest(nc, InterestConfig{Stream: st, Publisher: p1})
-	defer in.Close()
 	var rec recorder
-	if err := in.Join("10", &rec); err != nil {
+	in := NewFeed(nc, FeedConfig{Stream: st, Publisher: p1, OnEvent: rec.onEvent})
+	defer in.Close()
+	if err := in.Subscribe("10"); err != nil {
 		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
@@ -199,7 +195,7 @@ func TestPublishDuplicateReturnsOriginal(t *testing.T) {
 	}
 }
 
-func TestInterestFillsGapsAndRefcounts(t *testing.T) {
+func TestFeedFillsGaps(t *testing.T) {
 	s := runServer(t)
 	ctx := context.Background()
 	nc, js := connect(t, s)
@@ -209,13 +205,13 @@ func TestInterestFillsGapsAndRefcounts(t *testing.T) {
 	}
 	g, _ := chat.NewGenerator(4)
 	p := NewPublisher(js, st, g)
-	in := NewInterest(nc, InterestConfig{Stream: st})
+	var b recorder
+	in := NewFeed(nc, FeedConfig{Stream: st, OnEvent: b.onEvent})
 	defer in.Close()
-	var a, b recorder
-	if err := in.Join("7", &a); err != nil {
+	if err := in.Subscribe("7"); err != nil {
 		t.Fatal(err)
 	}
-	if err := in.Join("7", &b); err != nil {
+	if err := in.Subscribe("7"); err != nil {
 		t.Fatal(err)
 	}
 	if in.Subscribed() != 1 {
@@ -229,7 +225,7 @@ func TestInterestFillsGapsAndRefcounts(t *testing.T) {
 	}
 	send(0)
 	checkFor(t, 5*time.Second, func() error {
-		if len(a.messages(t)) != 1 {
+		if len(b.messages(t)) != 1 {
 			return fmt.Errorf("first message not delivered")
 		}
 		return nil
@@ -269,10 +265,9 @@ func TestInterestFillsGapsAndRefcounts(t *testing.T) {
 			t.Fatalf("message %d is %q: gap not filled in order", i, m.ClientID)
 		}
 	}
-	in.Leave("7", &a)
-	in.Leave("7", &b)
+	in.Unsubscribe("7")
 	if in.Subscribed() != 0 {
-		t.Fatal("subscription kept after the last subscriber left")
+		t.Fatal("subscription kept after Unsubscribe")
 	}
 }
 

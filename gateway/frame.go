@@ -1,15 +1,12 @@
-package router
+package gateway
 
 import "github.com/gobwas/ws"
 
-// TextFrame returns payload as one complete, unmasked WebSocket text frame.
-// Server frames are never masked, so the same bytes serve every connection.
-func TextFrame(payload []byte) []byte {
-	return AppendTextFrame(make([]byte, 0, len(payload)+ws.MaxHeaderSize-4), payload)
-}
-
-// AppendTextFrame appends payload framed as a text frame to b.
-func AppendTextFrame(b, payload []byte) []byte {
+// textFrame returns payload as one complete, unmasked WebSocket text frame.
+// Server frames are never masked, so the same bytes serve every connection:
+// a fan-out builds its frame once.
+func textFrame(payload []byte) []byte {
+	b := make([]byte, 0, len(payload)+ws.MaxHeaderSize-4)
 	return append(appendFrameHeader(b, len(payload)), payload...)
 }
 
