@@ -1,9 +1,3 @@
-// Package gateway holds the clients' connections: the HTTP API and the
-// WebSocket endpoint of PROTOCOL.md on one port. Connections are driven by
-// epoll (gateway/netpoll) and a bounded worker pool (gateway/workers): an
-// idle connection holds no goroutine and no buffer. The gateway knows
-// nothing of the database; everything it needs it asks of NATS, through the
-// router (messages, events, presence) and the store's client (queries).
 package gateway
 
 import (

@@ -18,7 +18,6 @@ import (
 	"github.com/chatcluster/chat/router"
 	"github.com/chatcluster/chat/store"
 	"github.com/chatcluster/chat/store/bolt"
-	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/gobwas/ws"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -36,7 +35,7 @@ func TestMain(m *testing.M) {
 
 // env is a gateway with real NATS (JetStream) and a real store behind it.
 type env struct {
-	gw   *Server
+	gw   *Process
 	addr string
 	nc   *nats.Conn
 }
@@ -61,8 +60,7 @@ func newEnv(t tb, mod func(*Config)) *env {
 	}
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	stream, err := router.EnsureStream(ctx, js, router.StreamConfig{})
-	if err != nil {
+	if _, err := router.EnsureStream(ctx, js, router.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	backend, err := bolt.Open(t.TempDir()+"/store.db", bolt.Options{})
@@ -78,14 +76,11 @@ func newEnv(t tb, mod func(*Config)) *env {
 		defer close(svcDone)
 		_ = svc.Run(context.Background())
 	}()
-	ids, _ := chat.NewGenerator(2)
 	cfg := Config{JWTSecret: []byte("test-secret-0123456789abcdef")}
 	if mod != nil {
 		mod(&cfg)
 	}
-	reg := prometheus.NewRegistry()
-	gw, err := New(ctx, cfg, Deps{NATS: nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
-		Store: storeclient.NewClient(nc, storeclient.ClientConfig{}), Registry: reg, Gatherer: reg})
+	gw, err := Start(ctx, Options{Config: cfg, NATS: nc})
 	if err != nil {
 		t.Fatal(err)
 	}

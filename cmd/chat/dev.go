@@ -19,7 +19,6 @@ import (
 	"github.com/chatcluster/chat/router"
 	"github.com/chatcluster/chat/store"
 	"github.com/chatcluster/chat/store/bolt"
-	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/chatcluster/chat/web"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -79,7 +78,7 @@ type devServer struct {
 	nc      *nats.Conn
 	backend *bolt.Backend
 	svc     *store.Service
-	gw      *gateway.Server
+	gw      *gateway.Process
 	ln      net.Listener
 	leases  []*router.Lease
 	log     *zap.Logger
@@ -124,8 +123,8 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	stream, err := router.EnsureStream(ctx, js, router.StreamConfig{Replicas: 1})
-	if err != nil {
+	// The stream before the store, so its consumer starts at once.
+	if _, err := router.EnsureStream(ctx, js, router.StreamConfig{Replicas: 1}); err != nil {
 		return nil, err
 	}
 
@@ -155,20 +154,9 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 		}
 	}()
 
-	gwLease, err := router.AcquireNodeID(ctx, js, router.LeaseConfig{Log: log})
-	if err != nil {
-		return nil, err
-	}
-	d.leases = append(d.leases, gwLease)
-	ids, err := chat.NewGenerator(gwLease.Node)
-	if err != nil {
-		return nil, err
-	}
-	d.gw, err = gateway.New(ctx, gateway.Config{
-		JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.svc.Ready, Pprof: o.Pprof,
-	}, gateway.Deps{
-		NATS: d.nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
-		Store: storeclient.NewClient(d.nc, storeclient.ClientConfig{}), Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
+	d.gw, err = gateway.Start(ctx, gateway.Options{
+		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.svc.Ready, Pprof: o.Pprof},
+		NATS:   d.nc, Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {
 		return nil, err

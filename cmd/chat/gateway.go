@@ -9,12 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/gateway"
-	"github.com/chatcluster/chat/router"
-	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/chatcluster/chat/web"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -54,32 +50,17 @@ func runGateway(ctx context.Context, args []string) error {
 	if err := waitConnected(startCtx, nc); err != nil {
 		return err
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	stream, err := router.EnsureStream(startCtx, js, router.StreamConfig{Replicas: *replicas})
-	if err != nil {
-		return err
-	}
-	lease, err := router.AcquireNodeID(startCtx, js, router.LeaseConfig{Replicas: *replicas, Log: log})
-	if err != nil {
-		return err
-	}
-	defer lease.Release(context.Background())
-	ids, err := chat.NewGenerator(lease.Node)
-	if err != nil {
-		return err
-	}
-	log = log.With(zap.Int("node", lease.Node))
 	reg := newRegistry()
-	gw, err := gateway.New(startCtx, gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn}, gateway.Deps{
-		NATS: nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
-		Store: storeclient.NewClient(nc, storeclient.ClientConfig{}), Registry: reg, Gatherer: reg, Log: log,
+	gw, err := gateway.Start(startCtx, gateway.Options{
+		Config:         gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn},
+		NATS:           nc,
+		StreamReplicas: *replicas,
+		Registry:       reg, Gatherer: reg, Log: log,
 	})
 	if err != nil {
 		return err
 	}
+	log = log.With(zap.Int("node", gw.Node()))
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		_ = gw.Shutdown(context.Background())

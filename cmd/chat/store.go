@@ -131,3 +131,10 @@ func parseConsistency(s string) (gocql.Consistency, error) {
 	}
 	return c, nil
 }
+
+// storeAckWait is how long a message delivered to a store that died stays
+// unacknowledged before JetStream hands it to another. History waits for
+// those messages (it never returns a page with a hole), so this bounds how
+// long a conversation's history is unavailable after a store crash. The
+// service extends the deadline of a batch whose write is merely slow.
+const storeAckWait = 5 * time.Second

@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/router"
+	"github.com/chatcluster/chat/store/storeclient"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Options are what Start needs to assemble a gateway on a NATS connection.
+type Options struct {
+	Config Config
+	// NATS is the connection, already connected; Start does not close it.
+	NATS *nats.Conn
+	// StreamReplicas is the message stream's replica count when Start
+	// creates it: 1 for one server (dev), 3 in a cluster. Default 1.
+	StreamReplicas int
+	// Store is the store's client; nil means one on NATS with its defaults.
+	Store *storeclient.Client
+	// Registry takes the gateway's metrics and Gatherer serves /metrics;
+	// nil means a registry of the gateway's own.
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer
+	Log      *zap.Logger
+}
+
+// Process is a gateway assembled by Start: the Server and the node-ID lease
+// its message IDs are made under.
+type Process struct {
+	*Server
+	lease *router.Lease
+	once  sync.Once
+	err   error
+}
+
+// Start assembles a gateway the way every process runs one (`chat gateway`,
+// `chat dev`, the tests): it makes sure the message stream exists, leases a
+// node ID from NATS so that no two processes make the same message ID,
+// builds the ordered publisher and the store client, and starts the Server.
+// Serve it on a listener; Shutdown releases everything Start took.
+func Start(ctx context.Context, o Options) (*Process, error) {
+	if o.NATS == nil {
+		return nil, errors.New("gateway: Start needs a NATS connection")
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if o.Registry == nil {
+		reg := prometheus.NewRegistry()
+		o.Registry, o.Gatherer = reg, reg
+	}
+	if o.StreamReplicas <= 0 {
+		o.StreamReplicas = 1
+	}
+	js, err := jetstream.New(o.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: jetstream: %w", err)
+	}
+	stream, err := router.EnsureStream(ctx, js, router.StreamConfig{Replicas: o.StreamReplicas})
+	if err != nil {
+		return nil, err
+	}
+	lease, err := router.AcquireNodeID(ctx, js, router.LeaseConfig{Replicas: o.StreamReplicas, Log: o.Log})
+	if err != nil {
+		return nil, err
+	}
+	ids, err := chat.NewGenerator(lease.Node)
+	if err != nil {
+		lease.Release(context.Background())
+		return nil, err
+	}
+	st := o.Store
+	if st == nil {
+		st = storeclient.NewClient(o.NATS, storeclient.ClientConfig{})
+	}
+	log := o.Log.With(zap.Int("node", lease.Node))
+	s, err := New(ctx, o.Config, Deps{
+		NATS: o.NATS, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
+		Store: st, Registry: o.Registry, Gatherer: o.Gatherer, Log: log,
+	})
+	if err != nil {
+		lease.Release(context.Background())
+		return nil, err
+	}
+	return &Process{Server: s, lease: lease}, nil
+}
+
+// Node is the node number leased for this gateway's message IDs.
+func (p *Process) Node() int { return p.lease.Node }
+
+// Shutdown stops the Server, then gives the node ID back. Safe to call
+// twice; call Drain first for a graceful stop.
+func (p *Process) Shutdown(ctx context.Context) error {
+	p.once.Do(func() {
+		p.err = p.Server.Shutdown(ctx)
+		p.lease.Release(ctx)
+	})
+	return p.err
+}
