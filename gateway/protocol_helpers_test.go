@@ -1,6 +1,6 @@
-package main
+package gateway_test
 
-// Helpers of the end-to-end tests: a dev server per top-level test, an HTTP
+// Helpers of the protocol tests: a gateway harness per top-level test, an HTTP
 // client, a WebSocket client (github.com/coder/websocket, not the gateway's
 // own code) that queues every frame it receives, and a raw TCP WebSocket
 // client for what a well-behaved library will not send (fragments).
@@ -28,9 +28,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatcluster/chat/gateway"
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
-	"go.uber.org/zap"
 )
 
 const (
@@ -131,9 +131,9 @@ func checkMessage(t testing.TB, m apiMessage) {
 	}
 }
 
-// env is one dev server (embedded NATS, store and gateway) and clients.
+// env is one gateway on its harness (embedded NATS, store) and clients.
 type env struct {
-	d      *devServer
+	gw     *gateway.Process
 	base   string // http://host:port, no trailing slash
 	wsBase string // ws://host:port/ws
 	client *http.Client
@@ -142,26 +142,15 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	d, err := startDev(ctx, devOptions{Addr: "127.0.0.1:0", Data: t.TempDir(), JWTSecret: testSecret, Drain: time.Second}, zap.NewNop())
-	if err != nil {
-		t.Fatalf("startDev: %v", err)
-	}
-	base := strings.TrimSuffix(d.URL, "/")
-	tr := &http.Transport{MaxIdleConnsPerHost: 16}
-	e := &env{d: d, base: base, wsBase: "ws" + strings.TrimPrefix(base, "http") + "/ws", client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := d.Close(ctx); err != nil {
-			t.Errorf("dev server close: %v", err)
-		}
-		if err := d.Close(ctx); err != nil { // twice is safe
-			t.Errorf("dev server second close: %v", err)
-		}
+	addr, gw := gateway.NewHarness(t, func(c *gateway.Config) {
+		c.JWTSecret = []byte(testSecret)
+		c.Drain = time.Second
 	})
+	base := "http://" + addr
+	tr := &http.Transport{MaxIdleConnsPerHost: 16}
+	e := &env{gw: gw, base: base, wsBase: "ws://" + addr + "/ws", client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	// Registered after the harness's cleanup, so it runs before it.
+	t.Cleanup(tr.CloseIdleConnections)
 	return e
 }
 

@@ -1,9 +1,9 @@
-package main
+package gateway_test
 
-// End-to-end tests of /work/shared/PROTOCOL.md against the whole system
-// started in process by startDev (embedded NATS with JetStream, embedded
-// store, gateway), spoken to only through net/http and a WebSocket client
-// that is not the gateway's own code.
+// Tests of docs/PROTOCOL.md against a gateway on its test harness (real
+// embedded NATS with JetStream, a real store on bbolt), spoken to only
+// through net/http and a WebSocket client that is not the gateway's own
+// code.
 
 import (
 	"context"
@@ -74,7 +74,7 @@ func TestDrain(t *testing.T) {
 	done := make(chan error, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	go func() { done <- e.d.gw.Drain(ctx) }()
+	go func() { done <- e.gw.Drain(ctx) }()
 	for _, c := range []*wsClient{c1, c2} {
 		if code := c.closeStatus(t); code != 4002 {
 			t.Errorf("%s: close code %d on drain, want 4002", c.name, code)

@@ -1,0 +1,12 @@
+package gateway
+
+import "testing"
+
+// NewHarness starts a gateway on a real embedded NATS (JetStream) with a
+// real store behind it, for the protocol tests of package gateway_test,
+// which speak to it only over HTTP and WebSocket. It returns the address it
+// serves on; everything stops when the test ends.
+func NewHarness(t testing.TB, mod func(*Config)) (addr string, gw *Process) {
+	e := newEnv(t, mod)
+	return e.addr, e.gw
+}
