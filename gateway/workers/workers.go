@@ -83,22 +83,35 @@ func (c Config) withDefaults() Config {
 }
 
 // Pool runs tasks on a bounded, lazily started set of goroutines.
+//
+// A task goes to an idle worker by a direct hand-off (each idle worker has
+// a channel of its own), else to a new worker while fewer than Size run,
+// and only when all Size are busy into the shared queue. So a burst grows
+// the pool instead of piling up behind the one worker that happened to be
+// idle, and a task never waits in the queue while a worker could start.
 type Pool struct {
 	cfg   Config
-	tasks chan func()
-	quit  chan struct{} // closed by Close
+	queue chan func() // overflow: tasks waiting while all Size workers are busy
+	quit  chan struct{}
 	// room holds a token when a queue slot may have opened, for
 	// ScheduleCtx's waiters.
 	room chan struct{}
 	wg   sync.WaitGroup
 
-	// mu guards the counts and closed. A task is queued only under mu and
-	// a worker exits for idleness only under mu with the queue empty, so a
-	// queued task always has a worker left to run it.
+	// mu guards the fields below. A task enters the queue only under mu
+	// with no worker idle, and a worker checks the queue under mu before
+	// it goes idle or exits, so a queued task always has a worker to run it.
 	mu      sync.Mutex
-	running int // workers alive
-	idle    int // workers waiting for a task
+	running int       // workers alive
+	idle    []*worker // waiting for a hand-off, most recently idle last
 	closed  bool
+}
+
+// worker is one goroutine's hand-off point: a task is sent on it only by
+// the Schedule call that took the worker off the idle list, so one slot is
+// enough and the send never blocks.
+type worker struct {
+	task chan func()
 }
 
 // New returns a pool with no workers yet; they start with the first tasks.
@@ -106,7 +119,7 @@ func New(cfg Config) *Pool {
 	cfg = cfg.withDefaults()
 	return &Pool{
 		cfg:   cfg,
-		tasks: make(chan func(), cfg.Queue),
+		queue: make(chan func(), cfg.Queue),
 		quit:  make(chan struct{}),
 		room:  make(chan struct{}, 1),
 	}
@@ -124,21 +137,26 @@ func (p *Pool) Schedule(task func()) error {
 		p.mu.Unlock()
 		return ErrClosed
 	}
-	// Queue it when a worker is free to take it or no new one may start.
-	if p.idle > 0 || p.running >= p.cfg.Size {
-		select {
-		case p.tasks <- task:
-			p.mu.Unlock()
-			return nil
-		default:
-		}
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		w.task <- task
+		return nil
 	}
 	if p.running < p.cfg.Size {
 		p.running++
 		p.wg.Add(1)
 		p.mu.Unlock()
-		go p.worker(task)
+		go p.work(&worker{task: make(chan func(), 1)}, task)
 		return nil
+	}
+	select {
+	case p.queue <- task:
+		p.mu.Unlock()
+		return nil
+	default:
 	}
 	p.mu.Unlock()
 	return ErrFull
@@ -174,7 +192,7 @@ func (p *Pool) ScheduleCtx(ctx context.Context, task func()) error {
 func (p *Pool) Saturated() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.running >= p.cfg.Size && p.idle == 0 && len(p.tasks) >= cap(p.tasks)
+	return p.running >= p.cfg.Size && len(p.idle) == 0 && len(p.queue) >= cap(p.queue)
 }
 
 // Stats is a snapshot of the pool, for metrics.
@@ -188,7 +206,7 @@ type Stats struct {
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Workers: p.running, Idle: p.idle, Queued: len(p.tasks)}
+	return Stats{Workers: p.running, Idle: len(p.idle), Queued: len(p.queue)}
 }
 
 // Close stops taking work (Schedule then returns ErrClosed), lets the
@@ -211,65 +229,74 @@ func (p *Pool) signalRoom() {
 	}
 }
 
-func (p *Pool) worker(task func()) {
+func (p *Pool) work(w *worker, task func()) {
 	defer p.wg.Done()
-	var timer *time.Timer
+	timer := time.NewTimer(p.cfg.IdleTimeout)
+	timer.Stop()
 	for {
 		p.run(task)
 
-		// Busy path: take queued work without bookkeeping.
+		// Busy path: take queued work without the lock.
 		select {
-		case task = <-p.tasks:
+		case task = <-p.queue:
 			p.signalRoom()
 			continue
 		default:
 		}
 
+		p.mu.Lock()
+		select {
+		case task = <-p.queue: // queued while we looked
+			p.mu.Unlock()
+			p.signalRoom()
+			continue
+		default:
+		}
+		if p.closed {
+			p.running--
+			p.mu.Unlock()
+			return
+		}
+		p.idle = append(p.idle, w)
+		p.mu.Unlock()
+		p.signalRoom()
+
 		var ok bool
-		if task, ok = p.waitTask(&timer); !ok {
+		if task, ok = p.waitIdle(w, timer); !ok {
 			return
 		}
 	}
 }
 
-// waitTask waits as an idle worker. It returns false when the worker
-// should exit: idle too long, or the pool closed and the queue is empty.
-func (p *Pool) waitTask(timer **time.Timer) (func(), bool) {
-	p.mu.Lock()
-	p.idle++
-	p.mu.Unlock()
-	p.signalRoom()
-
-	if *timer == nil {
-		*timer = time.NewTimer(p.cfg.IdleTimeout)
-	} else {
-		(*timer).Reset(p.cfg.IdleTimeout)
-	}
+// waitIdle waits for a hand-off. It returns false when the worker should
+// exit: idle too long, or the pool closed with nothing left to run.
+func (p *Pool) waitIdle(w *worker, timer *time.Timer) (func(), bool) {
+	timer.Reset(p.cfg.IdleTimeout)
 	for {
 		select {
-		case task := <-p.tasks:
-			(*timer).Stop()
-			p.mu.Lock()
-			p.idle--
-			p.mu.Unlock()
-			p.signalRoom()
+		case task := <-w.task:
+			timer.Stop()
 			return task, true
-		case <-(*timer).C:
+		case <-timer.C:
 			p.mu.Lock()
-			if p.running > p.cfg.MinWorkers && len(p.tasks) == 0 {
+			if p.running > p.cfg.MinWorkers && p.unidle(w) {
 				p.running--
-				p.idle--
 				p.mu.Unlock()
 				return nil, false
 			}
 			p.mu.Unlock()
-			(*timer).Reset(p.cfg.IdleTimeout)
+			// One of the last MinWorkers, or a task is being handed over.
+			timer.Reset(p.cfg.IdleTimeout)
 		case <-p.quit:
-			(*timer).Stop()
+			timer.Stop()
 			p.mu.Lock()
-			p.idle--
+			if !p.unidle(w) {
+				// Taken off the idle list: its task is on the way.
+				p.mu.Unlock()
+				return <-w.task, true
+			}
 			select {
-			case task := <-p.tasks: // Close runs what was queued
+			case task := <-p.queue: // Close runs what was queued
 				p.mu.Unlock()
 				return task, true
 			default:
@@ -279,6 +306,20 @@ func (p *Pool) waitTask(timer **time.Timer) (func(), bool) {
 			return nil, false
 		}
 	}
+}
+
+// unidle takes w off the idle list under p.mu; false if it was not on it.
+func (p *Pool) unidle(w *worker) bool {
+	for i, x := range p.idle {
+		if x == w {
+			last := len(p.idle) - 1
+			copy(p.idle[i:], p.idle[i+1:])
+			p.idle[last] = nil
+			p.idle = p.idle[:last]
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Pool) run(task func()) {

@@ -378,3 +378,35 @@ func TestNilTask(t *testing.T) {
 		t.Fatal("Schedule(nil) succeeded")
 	}
 }
+
+// A burst grows the pool: with one worker idle, twenty tasks scheduled at
+// once must each get a worker of their own (the pool has room for them),
+// not wait in the queue behind the one idle worker.
+func TestBurstGrowsThePool(t *testing.T) {
+	p := workers.New(workers.Config{Size: 64, Queue: 64, IdleTimeout: time.Minute})
+	defer p.Close()
+	warm := make(chan struct{})
+	if err := p.Schedule(func() { close(warm) }); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, warm, "warm-up task")
+	eventually(t, "the warm-up worker to go idle", func() bool { return p.Stats().Idle == 1 })
+
+	b := newBlocker()
+	defer close(b.release)
+	const burst = 20
+	for range burst {
+		if err := p.Schedule(b.task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range burst {
+		select {
+		case <-b.started:
+		case <-time.After(wait):
+			s := p.Stats()
+			t.Fatalf("%d of %d burst tasks started (workers %d, idle %d, queued %d): the rest wait behind busy workers",
+				i, burst, s.Workers, s.Idle, s.Queued)
+		}
+	}
+}
