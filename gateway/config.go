@@ -25,9 +25,11 @@ type Config struct {
 	// (slowloris). Default 10s.
 	HandshakeTimeout time.Duration
 	// ReadTimeout bounds reading the rest of a frame once its first bytes
-	// arrived. Default 10s.
+	// arrived (checked by the keepalive sweep, to the second; no worker
+	// waits for it). Default 10s.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds one write to a client. Default 10s.
+	// WriteTimeout is how long a client may take no bytes while frames
+	// wait for it before it is closed as a slow consumer. Default 10s.
 	WriteTimeout time.Duration
 	// PingInterval is how long a connection may be silent before the server
 	// pings it; PongTimeout how long it then has to answer with anything.

@@ -33,9 +33,18 @@ type Conn struct {
 	lastRead atomic.Int64 // unix nanos of the last bytes read
 	pingAt   atomic.Int64 // when an unanswered ping was sent, 0 if none
 
+	// out holds frames taken from the queue and not yet fully written;
+	// owned by the one flush running at a time.
+	out [][]byte
+
 	// Read state, owned by the one worker reading at a time.
-	frag     []byte // a fragmented message being reassembled
+	in       *[]byte // bytes of a frame not fully arrived; nil when none
+	frag     []byte  // a fragmented message being reassembled
 	fragging bool
+	// partialSince is when the incomplete frame in c.in began to arrive
+	// (unix nanos, 0 if none): keepalive closes a client that never
+	// finishes one within ReadTimeout.
+	partialSince atomic.Int64
 
 	mu          sync.Mutex
 	queue       [][]byte
@@ -68,10 +77,6 @@ const (
 	statusDraining      ws.StatusCode = 4002
 )
 
-// readerPool lends a buffered reader to a worker while it reads a
-// connection; idle connections keep none.
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
-
 // errClose carries the close code and reason a read error ends the
 // connection with.
 type errClose struct {
@@ -82,45 +87,124 @@ type errClose struct {
 
 func (e *errClose) Error() string { return e.text }
 
-// onReadable runs on a worker when the poller says the socket has data.
+// onReadable runs on a worker when the poller says the socket has data. It
+// reads what the socket holds, handles every complete frame, keeps the
+// bytes of an incomplete one in c.in and re-arms the poller: it never waits
+// for a client, so a client that sends part of a frame holds no worker.
 func (c *Conn) onReadable(d *netpoll.Desc, ev netpoll.Event) {
-	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(c.raw)
-	defer func() {
-		br.Reset(nil)
-		readerPool.Put(br)
-	}()
+	fr := frameReaders.Get().(*frameReader)
+	defer frameReaders.Put(fr)
+	// A bounded number of reads per wake-up: a client that sends without
+	// pause is re-armed and waits its turn like everyone else.
+	for i := 0; ; i++ {
+		first := i == 0
+		if i == maxReadsPerWake {
+			break
+		}
+		if c.in == nil {
+			c.in = inPool.Get().(*[]byte)
+		}
+		in := *c.in
+		if cap(in)-len(in) < inChunk/2 {
+			in = growInput(in, len(in)+inChunk)
+		}
+		n, err := readNonblock(c.raw, in[len(in):cap(in)], first)
+		in = in[:len(in)+n]
+		*c.in = in
+		if n > 0 {
+			c.lastRead.Store(time.Now().UnixNano())
+			c.pingAt.Store(0) // any traffic proves the client alive
+			if !c.handleInput(fr) {
+				return
+			}
+		}
+		if err != nil {
+			if errors.Is(err, errWouldBlock) {
+				break
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				c.teardown(reasonClientClose)
+			} else {
+				c.teardown(reasonReadError)
+			}
+			return
+		}
+	}
+	c.releaseInput()
+	if err := c.s.poller.Resume(d); err != nil {
+		c.teardown(reasonReadError)
+	}
+}
+
+// maxReadsPerWake bounds the reads of one wake-up (of inChunk or more).
+const maxReadsPerWake = 16
+
+// handleInput handles every complete frame at the start of c.in and keeps
+// the rest. It returns false when the connection is done.
+func (c *Conn) handleInput(fr *frameReader) bool {
+	in := *c.in
+	off := 0
 	for {
-		// Per frame: handling a frame may wait (a publish), and that wait
-		// must not eat into the time the next frame has to arrive.
-		_ = c.raw.SetReadDeadline(time.Now().Add(c.s.cfg.ReadTimeout))
-		msg, at, err := c.readFrame(br)
+		span, ok := frameSpan(in[off:], c.s.cfg.MaxMessage)
+		if !ok {
+			break
+		}
+		msg, at, err := c.readFrame(fr.reset(in[off : off+span]))
+		off += span
 		if err == nil && msg != nil {
 			c.s.handleMessage(c, msg, at)
 		}
 		if err != nil {
 			var ec *errClose
-			switch {
-			case errors.As(err, &ec):
+			if errors.As(err, &ec) {
 				c.closeWith(ec.code, ec.reason, ec.text)
-			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
-				c.teardown(reasonClientClose)
-			default:
+			} else {
 				c.teardown(reasonReadError)
 			}
-			return
+			return false
 		}
 		if c.closed.Load() {
-			return
-		}
-		if br.Buffered() == 0 {
-			break
+			return false
 		}
 	}
-	_ = c.raw.SetReadDeadline(time.Time{})
-	if err := c.s.poller.Resume(d); err != nil {
-		c.teardown(reasonReadError)
+	rest := copy(in, in[off:])
+	in = in[:rest]
+	if rest > 0 {
+		if c.partialSince.Load() == 0 || off > 0 {
+			c.partialSince.Store(time.Now().UnixNano())
+		}
+		// The frame being read needs room for all of it.
+		if span, _ := frameSpan(in, c.s.cfg.MaxMessage); span > cap(in) {
+			in = growInput(in, span)
+		}
+	} else {
+		c.partialSince.Store(0)
 	}
+	*c.in = in
+	return true
+}
+
+// growInput returns b with room for n bytes, keeping its contents.
+func growInput(b []byte, n int) []byte {
+	if n <= cap(b) {
+		return b
+	}
+	nb := make([]byte, len(b), n)
+	copy(nb, b)
+	return nb
+}
+
+// releaseInput gives the input buffer back when no partial frame is in it,
+// so an idle connection holds none.
+func (c *Conn) releaseInput() {
+	if c.in == nil || len(*c.in) > 0 {
+		return
+	}
+	if cap(*c.in) == inChunk {
+		*c.in = (*c.in)[:0]
+		inPool.Put(c.in)
+	}
+	c.in = nil
 }
 
 // readFrame reads one frame: control frames are answered, fragments
@@ -135,8 +219,6 @@ func (c *Conn) readFrame(br *bufio.Reader) ([]byte, time.Time, error) {
 		return nil, time.Time{}, err
 	}
 	now := time.Now()
-	c.lastRead.Store(now.UnixNano())
-	c.pingAt.Store(0) // any traffic proves the client alive
 	if !h.Masked || h.Rsv != 0 {
 		return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "client frames must be masked, with no extensions"}
 	}
@@ -338,52 +420,96 @@ func (c *Conn) sendControl(op ws.OpCode, payload []byte) {
 }
 
 // flush writes everything queued in as few system calls as possible (one
-// writev per round), until the queue is empty.
+// writev per round), until the queue is empty. It never waits for a slow
+// client: when the socket is full it keeps the unwritten bytes in c.out and
+// hands the wait for writability to a parked goroutine (awaitWrite), which
+// costs a little memory while that client is behind and no worker.
 func (c *Conn) flush() {
 	for {
-		c.mu.Lock()
-		q := c.queue
-		c.queue, c.queuedBytes = nil, 0
-		closeFrame := c.closeFrame
-		if len(q) == 0 {
-			if c.closing {
-				c.closeFrame = nil
-				reason := c.closeReason
-				c.mu.Unlock()
-				if closeFrame != nil {
-					_ = c.raw.SetWriteDeadline(time.Now().Add(time.Second))
-					_, _ = c.raw.Write(closeFrame)
+		if len(c.out) == 0 {
+			c.mu.Lock()
+			q := c.queue
+			c.queue, c.queuedBytes = nil, 0
+			closeFrame := c.closeFrame
+			if len(q) == 0 {
+				if c.closing {
+					c.closeFrame = nil
+					reason := c.closeReason
+					c.mu.Unlock()
+					if closeFrame != nil {
+						// Best effort: a client that cannot take a close
+						// frame now is closed without it.
+						_, _ = writevNonblock(c.raw, [][]byte{closeFrame})
+					}
+					c.teardown(reason)
+					return
 				}
-				c.teardown(reason)
+				c.flushing = false
+				c.mu.Unlock()
 				return
 			}
-			c.flushing = false
 			c.mu.Unlock()
+			c.out = q
+		}
+		_ = c.raw.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		n, err := writevNonblock(c.raw, c.out)
+		c.s.m.bytesOut.Add(float64(n))
+		c.out = consumeBuffers(c.out, n)
+		if errors.Is(err, errWouldBlock) || err == nil && len(c.out) > 0 {
+			go c.awaitWrite()
 			return
 		}
-		c.mu.Unlock()
-		_ = c.raw.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-		bufs := net.Buffers(q)
-		n, err := bufs.WriteTo(c.raw)
-		c.s.m.bytesOut.Add(float64(n))
 		if err != nil {
-			c.mu.Lock()
-			c.closing, c.flushing, c.queue = true, false, nil
-			reason := c.closeReason // set when closeWith closed the socket under us
-			c.mu.Unlock()
-			var ne net.Error
-			switch {
-			case reason != "":
-			case errors.As(err, &ne) && ne.Timeout():
-				c.s.m.slowConsumers.Inc()
-				reason = reasonSlowConsumer
-			default:
-				reason = reasonReadError
-			}
-			c.teardown(reason)
+			c.writeFailed(err)
 			return
 		}
 	}
+}
+
+// awaitWrite waits, parked in the runtime's poller, until the socket takes
+// bytes again, then lets the writer pool carry on with the flush; a client
+// that takes nothing for WriteTimeout is a slow consumer.
+func (c *Conn) awaitWrite() {
+	if err := awaitWritable(c.raw); err != nil {
+		c.writeFailed(err)
+		return
+	}
+	c.s.scheduleWrite(c.flushFn)
+}
+
+// writeFailed ends a connection whose write failed or timed out.
+func (c *Conn) writeFailed(err error) {
+	c.out = nil
+	c.mu.Lock()
+	c.closing, c.flushing, c.queue = true, false, nil
+	reason := c.closeReason // set when closeWith closed the socket under us
+	c.mu.Unlock()
+	var ne net.Error
+	switch {
+	case reason != "":
+	case errors.As(err, &ne) && ne.Timeout():
+		c.s.m.slowConsumers.Inc()
+		reason = reasonSlowConsumer
+	default:
+		reason = reasonReadError
+	}
+	c.teardown(reason)
+}
+
+// consumeBuffers drops the first n bytes of b.
+func consumeBuffers(b [][]byte, n int) [][]byte {
+	for len(b) > 0 && n >= len(b[0]) {
+		n -= len(b[0])
+		b[0] = nil
+		b = b[1:]
+	}
+	if len(b) > 0 && n > 0 {
+		b[0] = b[0][n:]
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 // closeWith sends a close frame after what is queued (dropping the queue

@@ -387,12 +387,14 @@ func (s *Server) keepalive() {
 			s.pub.Forget(10 * time.Minute)
 		case now := <-tick.C:
 			s.updateReady()
-			var pingConns, dead, expired []*Conn
+			var pingConns, dead, expired, stalled []*Conn
 			nowNS := now.UnixNano()
 			s.hub.each(func(c *Conn) {
 				switch {
 				case !c.expires.IsZero() && now.After(c.expires):
 					expired = append(expired, c)
+				case c.partialSince.Load() != 0 && nowNS-c.partialSince.Load() > int64(s.cfg.ReadTimeout):
+					stalled = append(stalled, c)
 				case c.pingAt.Load() != 0:
 					if nowNS-c.pingAt.Load() > int64(s.cfg.PongTimeout) {
 						dead = append(dead, c)
@@ -410,6 +412,11 @@ func (s *Server) keepalive() {
 			}
 			for _, c := range expired {
 				c.closeWith(statusTokenExpired, reasonTokenExpired, "token expired")
+			}
+			for _, c := range stalled {
+				// Half a frame for ReadTimeout: what a read deadline per
+				// frame did, without a worker waiting for it.
+				c.closeWith(ws.StatusPolicyViolation, reasonReadError, "frame not finished in time")
 			}
 		}
 	}
