@@ -82,6 +82,7 @@ func TestMetricNames(t *testing.T) {
 		"chat_store_messages_consumed_total":       "COUNTER",
 		"chat_store_messages_written_total":        "COUNTER",
 		"chat_store_messages_invalid_total":        "COUNTER",
+		"chat_store_records_unknown_kind_total":    "COUNTER",
 		"chat_store_write_batch_messages":          "HISTOGRAM",
 		"chat_store_backend_latency_seconds":       "HISTOGRAM",
 		"chat_store_backend_errors_total":          "COUNTER",
