@@ -25,7 +25,11 @@ func (s *Service) signup(ctx context.Context, req storeclient.SignupRequest) (an
 		a.DisplayName = a.Username
 	}
 	if a.ID == 0 {
-		a.ID = s.gen.Next()
+		id, err := s.nextID()
+		if err != nil {
+			return nil, err
+		}
+		a.ID = id
 	}
 	if a.CreatedAt.IsZero() {
 		a.CreatedAt = now()

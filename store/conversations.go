@@ -73,8 +73,12 @@ func (s *Service) group(ctx context.Context, req storeclient.GroupRequest) (any,
 	if err := s.checkUsers(ctx, members); err != nil {
 		return nil, err
 	}
+	id, err := s.nextID()
+	if err != nil {
+		return nil, err
+	}
 	c, _, err := s.b.CreateConversation(ctx, chat.Conversation{
-		ID: s.gen.Next().String(), Kind: chat.Group, Title: req.Title, CreatedBy: req.Creator,
+		ID: id.String(), Kind: chat.Group, Title: req.Title, CreatedBy: req.Creator,
 		CreatedAt: now(), Members: members,
 	})
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 func TestRecordKinds(t *testing.T) {
 	e := newEnv(t)
 	b := openBolt(t)
-	s := startService(t, e, b, store.ServiceConfig{}, 1)
+	s := startService(t, e, b, store.ServiceConfig{})
 	waitReady(t, s.svc)
 	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	p := newPublisher(t, e.js)

@@ -183,7 +183,7 @@ type Service struct {
 	ping      pinger  // nil when the backend cannot be pinged
 	nc        *nats.Conn
 	js        jetstream.JetStream
-	gen       *chat.Generator
+	gen       atomic.Pointer[chat.Generator] // nil while no node ID is held
 	log       *zap.Logger
 	m         *metrics
 	ops       map[string]handler // by op, see handlers
@@ -236,7 +236,6 @@ func NewService(cfg ServiceConfig, b Backend, nc *nats.Conn, js jetstream.JetStr
 		cfg:       cfg,
 		nc:        nc,
 		js:        js,
-		gen:       gen,
 		log:       log,
 		apiPrefix: jsAPIPrefix(js.Options()),
 		msgPrefix: strings.TrimSuffix(cfg.FilterSubject, "*"),
@@ -246,6 +245,7 @@ func NewService(cfg ServiceConfig, b Backend, nc *nats.Conn, js jetstream.JetStr
 		done:      make(chan struct{}),
 	}
 	s.floor = newFloorWatch()
+	s.gen.Store(gen)
 	if p, ok := b.(pinger); ok {
 		s.ping = p
 	} else {
@@ -273,14 +273,15 @@ func jsAPIPrefix(o jetstream.JetStreamOptions) string {
 	}
 }
 
-// Ready reports whether the Service can serve: running, NATS connected,
+// Ready reports whether the Service can serve: running, a node ID held (see
+// Process), NATS connected,
 // request subscription and consumer active, backend reachable (its Ping,
 // when it has one, and the last batch write succeeded).
 func (s *Service) Ready() bool {
 	s.mu.Lock()
 	up := s.running && !s.closed
 	s.mu.Unlock()
-	return up && s.nc.IsConnected() && s.subscribed.Load() && s.consuming.Load() &&
+	return up && s.gen.Load() != nil && s.nc.IsConnected() && s.subscribed.Load() && s.consuming.Load() &&
 		s.backendOK.Load() && s.saveOK.Load()
 }
 
@@ -440,4 +441,18 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// setGenerator replaces the generator of new IDs; nil stops issuing them
+// (ErrUnavailable) until a generator is set again.
+func (s *Service) setGenerator(g *chat.Generator) { s.gen.Store(g) }
+
+// nextID is a new user or group ID, or ErrUnavailable while no node ID is
+// held: an ID made with a lost node ID may collide with another process's.
+func (s *Service) nextID() (chat.ID, error) {
+	g := s.gen.Load()
+	if g == nil {
+		return 0, fmt.Errorf("%w: no node ID held for new IDs", chat.ErrUnavailable)
+	}
+	return g.Next(), nil
 }
