@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/chatcluster/chat"
 	"github.com/nats-io/nats.go"
@@ -52,65 +51,8 @@ func (s *Service) consume(stop, work context.Context) error {
 	}
 	s.cons.Store(&cons)
 	s.floor.poke()
-	iter, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.Prefetch))
-	if err != nil {
-		return fmt.Errorf("consume: %w", err)
-	}
-	defer iter.Stop()
 	s.consuming.Store(true)
-
-	batch := make([]jetstream.Msg, 0, s.cfg.BatchSize)
-	for {
-		m, err := iter.Next(jetstream.NextContext(stop))
-		if err != nil {
-			if stop.Err() != nil {
-				s.drain(work, iter)
-				return nil
-			}
-			if errors.Is(err, jetstream.ErrNoHeartbeat) {
-				continue // the iterator re-issues its pull requests itself
-			}
-			return fmt.Errorf("consume: %w", err)
-		}
-		batch = append(batch[:0], m)
-		linger := time.Now().Add(s.cfg.BatchLinger)
-		for len(batch) < s.cfg.BatchSize {
-			d := min(time.Until(linger), s.cfg.BatchIdle)
-			if d <= 0 {
-				break
-			}
-			m, err := iter.Next(jetstream.NextMaxWait(d))
-			if err != nil {
-				break // a real error shows again on the next blocking Next
-			}
-			batch = append(batch, m)
-		}
-		s.dispatch(work, batch)
-	}
-}
-
-// drain stops fetching and writes what was already fetched, so that a
-// stopping replica does not leave messages to wait AckWait for redelivery
-// (and history requests elsewhere to wait for them).
-func (s *Service) drain(work context.Context, iter jetstream.MessagesContext) {
-	iter.Drain()
-	ctx, cancel := context.WithTimeout(work, drainBudget)
-	defer cancel()
-	var batch []jetstream.Msg
-	for {
-		m, err := iter.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			break
-		}
-		batch = append(batch, m)
-		if len(batch) == s.cfg.BatchSize {
-			s.dispatch(work, batch)
-			batch = batch[:0]
-		}
-	}
-	if len(batch) > 0 {
-		s.dispatch(work, batch)
-	}
+	return newPipeline(s, cons).run(stop, work)
 }
 
 // write saves msgs (delivered as ms) and acks them.

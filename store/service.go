@@ -27,6 +27,7 @@ const (
 	DefaultBatchLinger    = 20 * time.Millisecond
 	DefaultBatchIdle      = time.Millisecond
 	DefaultPrefetch       = 1000
+	DefaultWritesInFlight = 16
 	DefaultSaveAttempts   = 5
 	DefaultSaveTimeout    = 5 * time.Second
 	DefaultRetryBackoff   = 50 * time.Millisecond
@@ -53,10 +54,6 @@ const (
 
 // maxBackoff caps the wait between two attempts of one backend write.
 const maxBackoff = time.Second
-
-// drainBudget bounds how long a stopping Service keeps processing the
-// messages its consumer had already fetched.
-const drainBudget = 2 * time.Second
 
 // ErrClosed is returned by Run after Shutdown.
 var ErrClosed = errors.New("store: service closed")
@@ -89,9 +86,16 @@ type ServiceConfig struct {
 	// (DefaultBatchIdle): a quiet stream is written at once, a busy one
 	// fills its batches while the previous write runs.
 	BatchIdle time.Duration
-	// Prefetch is how many messages the consumer buffers ahead
-	// (DefaultPrefetch).
+	// Prefetch bounds the messages delivered to this replica and not yet
+	// written and acked (DefaultPrefetch). Keep it at least
+	// WritesInFlight × BatchSize, or writes wait for deliveries.
 	Prefetch int
+	// WritesInFlight bounds the batch writes running at once
+	// (DefaultWritesInFlight). Little's law sizes it: rate × write
+	// latency ÷ batch size, e.g. 100k msg/s × 20 ms ÷ 500 = 4, with room
+	// for latency spikes; each write is then spread over partitions by the
+	// backend itself. A conversation is in one write at a time.
+	WritesInFlight int
 	// SaveAttempts bounds the tries of one batch write before its messages
 	// are handed back to JetStream for redelivery (DefaultSaveAttempts).
 	SaveAttempts int
@@ -154,6 +158,7 @@ func (c *ServiceConfig) setDefaults() {
 	def(&c.BatchLinger, DefaultBatchLinger)
 	def(&c.BatchIdle, DefaultBatchIdle)
 	defInt(&c.Prefetch, DefaultPrefetch)
+	defInt(&c.WritesInFlight, DefaultWritesInFlight)
 	defInt(&c.SaveAttempts, DefaultSaveAttempts)
 	def(&c.SaveTimeout, DefaultSaveTimeout)
 	def(&c.RetryBackoff, DefaultRetryBackoff)

@@ -88,12 +88,14 @@ func runStore(ctx context.Context, args []string) error {
 	// Bigger batches for Cassandra: per message they cost it a fifth of the
 	// requests; measured +83% persisted per second (docs/BENCHMARKS.md), at
 	// up to 100 ms more before a message is in history under steady load.
+	// Four such writes in flight keep the node busy (issue 12; not yet
+	// measured on a quiet machine), so the prefetch holds four batches.
 	p, err := store.Start(ctx, store.Options{
 		NATS: nc, Backend: backend, Registry: reg, Log: log,
 		Stream: &router.StreamConfig{Replicas: *replicas},
 		Lease:  router.LeaseConfig{Replicas: *replicas},
 		Config: store.ServiceConfig{Stream: chat.StreamName, Durable: chat.StoreDurable, AckWait: storeAckWait,
-			BatchSize: 2000, Prefetch: 4000, BatchLinger: 100 * time.Millisecond},
+			BatchSize: 2000, Prefetch: 8000, WritesInFlight: 4, BatchLinger: 100 * time.Millisecond},
 	})
 	if err != nil {
 		return err
