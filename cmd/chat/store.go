@@ -27,6 +27,7 @@ func runStore(ctx context.Context, args []string) error {
 	hosts := fs.String("cassandra", "127.0.0.1:9042", "Cassandra contact points, comma separated")
 	keyspace := fs.String("keyspace", "chat", "Cassandra keyspace (made by chat migrate)")
 	consistency := fs.String("consistency", "LOCAL_QUORUM", "Cassandra consistency: LOCAL_QUORUM, QUORUM, ONE, ...")
+	serial := fs.String("serial-consistency", "SERIAL", "consistency of the username transactions: SERIAL, or LOCAL_SERIAL to keep them in the local data centre")
 	localDC := fs.String("local-dc", "", "keep queries in this Cassandra data centre")
 	replicas := fs.Int("stream-replicas", 1, "JetStream replicas of the message stream (3 in a cluster)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -36,6 +37,10 @@ func runStore(ctx context.Context, args []string) error {
 	cons, err := parseConsistency(*consistency)
 	if err != nil {
 		return err
+	}
+	var serialCons gocql.SerialConsistency
+	if err := serialCons.UnmarshalText([]byte(strings.ToUpper(*serial))); err != nil {
+		return fmt.Errorf("--serial-consistency %q: %w", *serial, err)
 	}
 	log, err := newLogger(*logLevel, false)
 	if err != nil {
@@ -71,7 +76,7 @@ func runStore(ctx context.Context, args []string) error {
 	var backend *cassandra.Backend
 	for {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		backend, err = cassandra.Open(octx, cassandra.Config{Hosts: splitList(*hosts), Keyspace: *keyspace, Consistency: cons, LocalDC: *localDC})
+		backend, err = cassandra.Open(octx, cassandra.Config{Hosts: splitList(*hosts), Keyspace: *keyspace, Consistency: cons, SerialConsistency: serialCons, LocalDC: *localDC})
 		cancel()
 		if err == nil {
 			break
