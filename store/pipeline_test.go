@@ -113,7 +113,7 @@ func TestWritesInFlight(t *testing.T) {
 type slowBackend struct {
 	store.Backend // counts the writes
 	slow          time.Duration
-	once sync.Once
+	once          sync.Once
 }
 
 func (b *slowBackend) SaveMessages(ctx context.Context, msgs []chat.Message) error {

@@ -48,7 +48,7 @@ import (
 // Every iteration persists persistBatch messages spread evenly over the
 // conversations of its shape, so iterations are comparable whatever b.N is.
 const (
-	persistBatch = 20_000
+	persistBatch   = 20_000
 	persistWorkers = 64 // goroutines of the gocql ceiling
 	persistBody    = "a message body of a typical length, about sixty bytes long."
 	persistTimeout = 5 * time.Minute // one iteration; a stuck store fails the run
