@@ -95,7 +95,7 @@ func TestAPI(t *testing.T) {
 	e := newEnv(t)
 	b := openBolt(t)
 	cfg := store.ServiceConfig{MaxMembers: 4}
-	s := startService(t, e, b, cfg, 1)
+	s := startService(t, e, b, cfg)
 	waitReady(t, s.svc)
 	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	ctx := t.Context()
@@ -314,7 +314,7 @@ func (brokenBackend) AccountByUsername(context.Context, string) (chat.Account, e
 
 func TestInternalErrorsStayInside(t *testing.T) {
 	e := newEnv(t)
-	s := startService(t, e, brokenBackend{openBolt(t)}, store.ServiceConfig{}, 1)
+	s := startService(t, e, brokenBackend{openBolt(t)}, store.ServiceConfig{})
 	waitReady(t, s.svc)
 	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	_, err := c.Account(t.Context(), "billy")

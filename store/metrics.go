@@ -27,6 +27,7 @@ type metrics struct {
 	consumed      prometheus.Counter
 	written       prometheus.Counter
 	invalid       prometheus.Counter
+	unknownKind   prometheus.Counter
 	batchSize     prometheus.Histogram
 	backendLat    *prometheus.HistogramVec
 	backendErrors *prometheus.CounterVec
@@ -50,6 +51,10 @@ func newMetrics(reg prometheus.Registerer, ready func() bool) (*metrics, error) 
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chat_store_messages_invalid_total",
 			Help: "Stream messages that were not a valid Message and were terminated unwritten.",
+		}),
+		unknownKind: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_store_records_unknown_kind_total",
+			Help: "Stream records of a kind this store cannot write (header Chat-Kind), terminated unwritten; also counted in chat_store_messages_invalid_total.",
 		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "chat_store_write_batch_messages",
@@ -92,7 +97,7 @@ func newMetrics(reg prometheus.Registerer, ready func() bool) (*metrics, error) 
 		return 0
 	})
 	for _, c := range []prometheus.Collector{
-		m.consumed, m.written, m.invalid, m.batchSize, m.backendLat, m.backendErrors,
+		m.consumed, m.written, m.invalid, m.unknownKind, m.batchSize, m.backendLat, m.backendErrors,
 		m.requests, m.pending, m.ackPending, m.redelivered, m.ready,
 	} {
 		if err := reg.Register(c); err != nil {

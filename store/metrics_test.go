@@ -63,7 +63,7 @@ func TestMetricNames(t *testing.T) {
 	e := newEnv(t)
 	b := openBolt(t)
 	cfg := fastConfig()
-	s := startService(t, e, b, cfg, 1)
+	s := startService(t, e, b, cfg)
 	waitReady(t, s.svc)
 	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	_, last := newPublisher(t, e.js).publishN("11", 1, 10)
@@ -82,6 +82,7 @@ func TestMetricNames(t *testing.T) {
 		"chat_store_messages_consumed_total":       "COUNTER",
 		"chat_store_messages_written_total":        "COUNTER",
 		"chat_store_messages_invalid_total":        "COUNTER",
+		"chat_store_records_unknown_kind_total":    "COUNTER",
 		"chat_store_write_batch_messages":          "HISTOGRAM",
 		"chat_store_backend_latency_seconds":       "HISTOGRAM",
 		"chat_store_backend_errors_total":          "COUNTER",
@@ -136,7 +137,7 @@ func TestMetricNames(t *testing.T) {
 	b2 := &failingBackend{Backend: openBolt(t)}
 	b2.fail.Store(true)
 	e2 := newEnv(t)
-	s2 := startService(t, e2, b2, cfg, 2)
+	s2 := startService(t, e2, b2, cfg)
 	newPublisher(t, e2.js).publishN("12", 1, 5)
 	waitFor(t, 10*time.Second, func() error {
 		ack := metricValue(t, s2.reg, "chat_store_consumer_ack_pending_messages")

@@ -140,32 +140,34 @@ func fastConfig() store.ServiceConfig {
 	}
 }
 
-// started is a running Service.
+// started is a running store process.
 type started struct {
+	p   *store.Process
 	svc *store.Service
 	reg *prometheus.Registry
-	err chan error
 }
 
-// startService runs a Service on its own connection and stops it at the
-// end of the test, checking that Run returned nil.
-func startService(t testing.TB, e *env, b store.Backend, cfg store.ServiceConfig, node int) *started {
+// startService starts a store process (store.Start, as chat store and chat
+// dev do) on its own connection and stops it at the end of the test,
+// checking that its Service ended without an error.
+func startService(t testing.TB, e *env, b store.Backend, cfg store.ServiceConfig) *started {
 	t.Helper()
 	nc, js := connect(t, e.ns)
 	reg := prometheus.NewRegistry()
-	svc, err := store.NewService(cfg, b, nc, js, node, reg, zaptest.NewLogger(t))
+	p, err := store.Start(t.Context(), store.Options{
+		NATS: nc, JetStream: js, Backend: b, Config: cfg, Registry: reg, Log: zaptest.NewLogger(t),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &started{svc: svc, reg: reg, err: make(chan error, 1)}
-	go func() { s.err <- svc.Run(context.Background()) }()
+	s := &started{p: p, svc: p.Service(), reg: reg}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := svc.Shutdown(ctx); err != nil {
+		if err := p.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		if err := <-s.err; err != nil {
+		if err := p.Err(); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
@@ -292,7 +294,7 @@ func sameIDs(got, want []chat.Message) error {
 func TestConsumeStoresAndAcks(t *testing.T) {
 	e := newEnv(t)
 	b := openBolt(t)
-	s := startService(t, e, b, store.ServiceConfig{}, 1)
+	s := startService(t, e, b, store.ServiceConfig{})
 	waitReady(t, s.svc)
 	p := newPublisher(t, e.js)
 
@@ -334,7 +336,7 @@ func TestConsumeStoresAndAcks(t *testing.T) {
 func TestHistoryReadYourWrites(t *testing.T) {
 	e := newEnv(t)
 	b := openBolt(t)
-	s := startService(t, e, b, store.ServiceConfig{}, 1)
+	s := startService(t, e, b, store.ServiceConfig{})
 	waitReady(t, s.svc)
 	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	p := newPublisher(t, e.js)
@@ -386,7 +388,7 @@ func TestHistoryWaitsForSlowBackend(t *testing.T) {
 	e := newEnv(t)
 	inner := openBolt(t)
 	b := &gatedBackend{Backend: inner, gate: make(chan struct{})}
-	s := startService(t, e, b, store.ServiceConfig{SaveTimeout: 30 * time.Second}, 1)
+	s := startService(t, e, b, store.ServiceConfig{SaveTimeout: 30 * time.Second})
 	waitReady(t, s.svc)
 	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{Timeout: 20 * time.Second})
 	p := newPublisher(t, e.js)
@@ -446,7 +448,7 @@ func TestBackendFailureLosesNothing(t *testing.T) {
 	cfg := fastConfig()
 	cfg.HistoryWait = 300 * time.Millisecond
 	cfg.SaveAttempts = 2
-	s := startService(t, e, b, cfg, 1)
+	s := startService(t, e, b, cfg)
 	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	p := newPublisher(t, e.js)
 
@@ -489,7 +491,7 @@ func TestBackendFailureLosesNothing(t *testing.T) {
 func TestPoisonMessageIsTerminated(t *testing.T) {
 	e := newEnv(t)
 	b := openBolt(t)
-	s := startService(t, e, b, store.ServiceConfig{}, 1)
+	s := startService(t, e, b, store.ServiceConfig{})
 	waitReady(t, s.svc)
 	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	p := newPublisher(t, e.js)
@@ -583,8 +585,8 @@ func TestReplicasShareTheConsumer(t *testing.T) {
 	e := newEnv(t)
 	shared := &countingBackend{Backend: openBolt(t), counts: map[chat.ID]int{}, by: map[string]int{}}
 	cfg := store.ServiceConfig{Prefetch: 50, BatchSize: 20}
-	s1 := startService(t, e, shared.saver("a"), cfg, 1)
-	s2 := startService(t, e, shared.saver("b"), cfg, 2)
+	s1 := startService(t, e, shared.saver("a"), cfg)
+	s2 := startService(t, e, shared.saver("b"), cfg)
 	waitReady(t, s1.svc)
 	waitReady(t, s2.svc)
 	p := newPublisher(t, e.js)
@@ -631,7 +633,7 @@ func TestStreamCreatedAfterStart(t *testing.T) {
 	nc, js := connect(t, ns)
 	e := &env{ns: ns, nc: nc, js: js}
 	b := openBolt(t)
-	s := startService(t, e, b, fastConfig(), 1)
+	s := startService(t, e, b, fastConfig())
 	// Requests are served while the consumer cannot start; history is not.
 	c := storeclient.NewClient(nc, storeclient.ClientConfig{})
 	waitFor(t, 5*time.Second, func() error {
@@ -672,7 +674,7 @@ func (p *pingBackend) Ping(context.Context) error {
 func TestReadyFollowsPing(t *testing.T) {
 	e := newEnv(t)
 	b := &pingBackend{Backend: openBolt(t)}
-	s := startService(t, e, b, fastConfig(), 1)
+	s := startService(t, e, b, fastConfig())
 	waitReady(t, s.svc)
 	if v := metricValue(t, s.reg, "chat_store_ready"); v != 1 {
 		t.Errorf("chat_store_ready = %v while ready", v)
@@ -795,7 +797,7 @@ func TestShutdownDeadlineCutsWritesShort(t *testing.T) {
 	}
 	cfg := fastConfig()
 	cfg.AckWait = time.Second // in case a Nak of the cut-short batch was lost
-	s2 := startService(t, e, inner, cfg, 2)
+	s2 := startService(t, e, inner, cfg)
 	waitReady(t, s2.svc)
 	waitAcked(t, e, last)
 	if n, err := storedCount(t.Context(), inner, "3"); err != nil || n != 5 {
@@ -825,7 +827,7 @@ func TestNewServiceRejects(t *testing.T) {
 // bolt backend (fsync per batch): messages published ahead, then consumed.
 func BenchmarkConsume(b *testing.B) {
 	e := newEnv(b)
-	s := startService(b, e, openBolt(b), store.ServiceConfig{}, 1)
+	s := startService(b, e, openBolt(b), store.ServiceConfig{})
 	waitReady(b, s.svc)
 	gen, _ := chat.NewGenerator(901)
 	var last uint64
@@ -861,7 +863,7 @@ func BenchmarkConsume(b *testing.B) {
 // history request that must include it.
 func BenchmarkSendThenHistory(b *testing.B) {
 	e := newEnv(b)
-	s := startService(b, e, openBolt(b), store.ServiceConfig{}, 1)
+	s := startService(b, e, openBolt(b), store.ServiceConfig{})
 	waitReady(b, s.svc)
 	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
 	p := newPublisher(b, e.js)

@@ -1,9 +1,3 @@
-// Package store owns the chat's durable state: accounts, conversations,
-// membership, messages, read marks. It defines the Backend interface that the
-// embedded (bbolt) and Cassandra backends implement and that one conformance
-// suite (store/storetest) holds them to, and the Service that serves a backend
-// over NATS: it consumes the message stream with a durable JetStream consumer
-// and answers queries by request/reply. Gateways reach it with storeclient.Client.
 package store
 
 import (

@@ -77,7 +77,7 @@ type devServer struct {
 	ns      *server.Server
 	nc      *nats.Conn
 	backend *bolt.Backend
-	svc     *store.Service
+	store   *store.Process
 	gw      *gateway.Process
 	ln      net.Listener
 	leases  []*router.Lease
@@ -136,26 +136,16 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	storeLease, err := router.AcquireNodeID(ctx, js, router.LeaseConfig{Log: log})
+	d.store, err = store.Start(ctx, store.Options{
+		NATS: d.nc, JetStream: js, Backend: d.backend, Registry: reg, Log: log.Named("store"),
+		Config: store.ServiceConfig{Stream: chat.StreamName, Durable: chat.StoreDurable, AckWait: storeAckWait},
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.leases = append(d.leases, storeLease)
-	d.svc, err = store.NewService(store.ServiceConfig{Stream: chat.StreamName, Durable: chat.StoreDurable, AckWait: storeAckWait},
-		d.backend, d.nc, js, storeLease.Node, reg, log.Named("store"))
-	if err != nil {
-		return nil, err
-	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		if err := d.svc.Run(context.Background()); err != nil && !errors.Is(err, store.ErrClosed) && !errors.Is(err, context.Canceled) {
-			log.Error("store stopped", zap.Error(err))
-		}
-	}()
 
 	d.gw, err = gateway.Start(ctx, gateway.Options{
-		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.svc.Ready, Pprof: o.Pprof},
+		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready, Pprof: o.Pprof},
 		NATS:   d.nc, Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {
@@ -218,8 +208,8 @@ func (d *devServer) Close(ctx context.Context) error {
 		if d.ln != nil {
 			_ = d.ln.Close()
 		}
-		if d.svc != nil {
-			if err := d.svc.Shutdown(ctx); err != nil && d.err == nil {
+		if d.store != nil {
+			if err := d.store.Shutdown(ctx); err != nil && d.err == nil {
 				d.err = err
 			}
 		}

@@ -49,7 +49,8 @@ type Backend struct {
 	s       *gocql.Session
 	cfg     Config
 	widthMS int64
-	sem     chan struct{} // bounds fan-out queries in flight
+	sem     chan struct{} // bounds fan-out reads (and account/membership writes) in flight
+	wsem    chan struct{} // bounds message writes in flight: a burst of reads does not slow persisting
 	buckets bucketCache
 
 	closeOnce sync.Once
@@ -118,6 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		cfg:     cfg,
 		widthMS: cfg.BucketWidth.Milliseconds(),
 		sem:     make(chan struct{}, cfg.MaxInFlight),
+		wsem:    make(chan struct{}, cfg.MaxWritesInFlight),
 	}
 	if err := b.checkSchema(ctx); err != nil {
 		s.Close()
@@ -189,6 +191,15 @@ type holdsSlot struct{}
 // the calls one after another in the slot already held: waiting for more
 // slots there could deadlock once every slot is held by a waiting caller.
 func (b *Backend) each(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	return eachOn(ctx, b.sem, n, fn)
+}
+
+// eachWrite is each on the budget of message writes (MaxWritesInFlight).
+func (b *Backend) eachWrite(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	return eachOn(ctx, b.wsem, n, fn)
+}
+
+func eachOn(ctx context.Context, sem chan struct{}, n int, fn func(ctx context.Context, i int) error) error {
 	if n == 0 {
 		return nil
 	}
@@ -217,7 +228,7 @@ func (b *Backend) each(ctx context.Context, n int, fn func(ctx context.Context, 
 loop:
 	for i := range n {
 		select {
-		case b.sem <- struct{}{}:
+		case sem <- struct{}{}:
 		case <-ctx.Done():
 			fail(ctx.Err())
 			break loop
@@ -225,14 +236,14 @@ loop:
 		// A failed call cancels ctx before it frees its slot, so no call
 		// starts after a failure once a slot had to be waited for.
 		if err := ctx.Err(); err != nil {
-			<-b.sem
+			<-sem
 			fail(err)
 			break
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-b.sem }()
+			defer func() { <-sem }()
 			if err := fn(inSlot, i); err != nil {
 				fail(err)
 			}

@@ -21,8 +21,10 @@ const (
 	// gives up on the connection's request.
 	DefaultTimeout     = 12 * time.Second
 	DefaultMaxInFlight = 64
-	DefaultRetries     = 3
-	DefaultNumConns    = 2
+	// DefaultMaxWritesInFlight is Config.MaxWritesInFlight's default.
+	DefaultMaxWritesInFlight = 64
+	DefaultRetries           = 3
+	DefaultNumConns          = 2
 )
 
 // Config says how to reach Cassandra and how to store.
@@ -60,6 +62,11 @@ type Config struct {
 	// (message batches, conversation lists, user lookups), across all
 	// callers; DefaultMaxInFlight when zero.
 	MaxInFlight int
+	// MaxWritesInFlight bounds the message writes (batches and
+	// conversation-row updates) this backend runs at once, apart from
+	// MaxInFlight so that reads and writes do not queue behind each other;
+	// DefaultMaxWritesInFlight when zero.
+	MaxWritesInFlight int
 	// Retries of a failed idempotent query, with exponential backoff;
 	// DefaultRetries when zero, none when negative.
 	Retries int
@@ -103,6 +110,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxWritesInFlight <= 0 {
+		c.MaxWritesInFlight = DefaultMaxWritesInFlight
 	}
 	if c.Retries == 0 {
 		c.Retries = DefaultRetries

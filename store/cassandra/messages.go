@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatcluster/chat"
@@ -39,11 +40,11 @@ type partition struct {
 // SaveMessages groups messages by partition (conversation, bucket); for each
 // it records the bucket in conversation_buckets (unless this process
 // already did) and then writes the messages in unlogged single-partition
-// batches. Only after every message is stored does it move each
+// batches. Once every message of a conversation is stored it moves the
 // conversation's last message (the last_* columns of its row, written USING
-// TIMESTAMP <id>, so they only move forward), so that a listed last message
-// is always in history too. Partitions
-// are written concurrently, bounded by MaxInFlight across the backend.
+// TIMESTAMP <id>, so they only move forward): one update per conversation
+// per call, however many of its messages the call holds. Batches are
+// written concurrently, bounded by MaxWritesInFlight across the backend.
 func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -95,8 +96,20 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 		}
 		jobs = append(jobs, batchJob{p, p.msgs[start:]})
 	}
+	// Each conversation's row moves as soon as its own batches are all
+	// stored, not after the slowest batch of the whole call: the update
+	// runs in the slot of the conversation's last batch to finish.
+	left := make(map[string]*atomic.Int32, len(newest))
+	for _, j := range jobs {
+		c := left[j.p.conv]
+		if c == nil {
+			c = new(atomic.Int32)
+			left[j.p.conv] = c
+		}
+		c.Add(1)
+	}
 	ts := firstWinsTimestamp()
-	err := b.each(ctx, len(jobs), func(ctx context.Context, i int) error {
+	err := b.eachWrite(ctx, len(jobs), func(ctx context.Context, i int) error {
 		j := jobs[i]
 		k := bucketKey{j.p.conv, j.p.bucket}
 		// The bucket is recorded before its messages: a bucket without
@@ -117,20 +130,18 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 				Idempotent: true,
 			})
 		}
-		return b.s.ExecuteBatch(batch)
-	})
-	if err != nil {
-		return wrap("save messages", err)
-	}
-
-	lasts := make([]chat.Message, 0, len(newest))
-	for _, m := range newest {
-		lasts = append(lasts, m)
-	}
-	err = b.each(ctx, len(lasts), func(ctx context.Context, i int) error {
-		m := lasts[i]
-		// Every column is written (an empty string is a value, not a
-		// null), so no column of an older last message survives.
+		if err := b.s.ExecuteBatch(batch); err != nil {
+			return err
+		}
+		if left[j.p.conv].Add(-1) > 0 {
+			return nil // another batch of this conversation is still running
+		}
+		// Only after every message of the conversation is stored does its
+		// last message move, so that a listed last message is always in
+		// history too. Every column is written (an empty string is a
+		// value, not a null), so no column of an older last message
+		// survives.
+		m := newest[j.p.conv]
 		return b.q(ctx, `UPDATE conversations USING TIMESTAMP ?
 			SET last_message_id = ?, last_sender_id = ?, last_body = ?, last_client_id = ?, last_sent_at = ?
 			WHERE conversation_id = ?`,

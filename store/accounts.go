@@ -1,0 +1,113 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/store/storeclient"
+)
+
+func (s *Service) signup(ctx context.Context, req storeclient.SignupRequest) (any, error) {
+	a := req.Account
+	a.Username = strings.ToLower(a.Username)
+	switch {
+	case !chat.ValidUsername(a.Username):
+		return nil, fmt.Errorf("%w: username %q", chat.ErrInvalid, a.Username)
+	case a.PasswordHash == "":
+		return nil, fmt.Errorf("%w: empty password hash", chat.ErrInvalid)
+	case utf8.RuneCountInString(a.DisplayName) > chat.MaxDisplayName || !utf8.ValidString(a.DisplayName):
+		return nil, fmt.Errorf("%w: display name", chat.ErrInvalid)
+	}
+	if a.DisplayName == "" {
+		a.DisplayName = a.Username
+	}
+	if a.ID == 0 {
+		id, err := s.nextID()
+		if err != nil {
+			return nil, err
+		}
+		a.ID = id
+	}
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = now()
+	}
+	if err := s.b.CreateAccount(ctx, a); err != nil {
+		return nil, err
+	}
+	return storeclient.SignupResponse{User: a.User}, nil
+}
+
+func (s *Service) account(ctx context.Context, req storeclient.AccountRequest) (any, error) {
+	u := strings.ToLower(req.Username)
+	if !chat.ValidUsername(u) {
+		return nil, fmt.Errorf("%w: no account %q", chat.ErrNotFound, req.Username)
+	}
+	a, err := s.b.AccountByUsername(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	return storeclient.AccountResponse{Account: a}, nil
+}
+
+func (s *Service) users(ctx context.Context, req storeclient.UsersRequest) (any, error) {
+	if len(req.IDs) > s.cfg.MaxIDs {
+		return nil, fmt.Errorf("%w: %d ids, at most %d", chat.ErrInvalid, len(req.IDs), s.cfg.MaxIDs)
+	}
+	resp := storeclient.UsersResponse{Users: []chat.User{}}
+	if len(req.IDs) == 0 {
+		return resp, nil
+	}
+	users, err := s.b.Users(ctx, req.IDs)
+	if err != nil {
+		return nil, err
+	}
+	if users != nil {
+		resp.Users = users
+	}
+	return resp, nil
+}
+
+func (s *Service) search(ctx context.Context, req storeclient.SearchRequest) (any, error) {
+	resp := storeclient.SearchResponse{Users: []chat.User{}}
+	prefix := strings.ToLower(req.Prefix)
+	if len(prefix) > 32 || strings.IndexFunc(prefix, func(r rune) bool { return r > 127 || !chat.UsernameByte(byte(r)) }) >= 0 {
+		return resp, nil // no username can start with it
+	}
+	limit := req.Limit
+	if limit <= 0 {
+		limit = defaultSearchLimit
+	}
+	limit = min(limit, maxSearchLimit)
+	users, err := s.b.SearchUsers(ctx, prefix, limit)
+	if err != nil {
+		return nil, err
+	}
+	if users != nil {
+		resp.Users = users
+	}
+	return resp, nil
+}
+
+// checkUsers returns ErrNotFound unless every user of ids exists.
+func (s *Service) checkUsers(ctx context.Context, ids []chat.ID) error {
+	users, err := s.b.Users(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if len(users) == len(ids) {
+		return nil
+	}
+	found := make(map[chat.ID]bool, len(users))
+	for _, u := range users {
+		found[u.ID] = true
+	}
+	for _, id := range ids {
+		if !found[id] {
+			return fmt.Errorf("%w: user %s", chat.ErrNotFound, id)
+		}
+	}
+	return nil
+}
