@@ -80,7 +80,6 @@ type devServer struct {
 	store   *store.Process
 	gw      *gateway.Process
 	ln      net.Listener
-	leases  []*router.Lease
 	log     *zap.Logger
 
 	wg   sync.WaitGroup
@@ -214,9 +213,6 @@ func (d *devServer) Close(ctx context.Context) error {
 			}
 		}
 		d.wg.Wait()
-		for _, l := range d.leases {
-			l.Release(ctx)
-		}
 		if d.backend != nil {
 			_ = d.backend.Close()
 		}
