@@ -94,6 +94,9 @@ k8s/test.sh
 step "k6 scripts type-check"
 loadtest/k6/check.sh
 
+step "clients/ts: build check (web/static/lib is the library's build), unit, integration and Chromium tests"
+(cd clients/ts && npm ci --no-audit --no-fund && npm test)
+
 step "web: unit tests and browser end-to-end tests"
 (cd web && npm ci --no-audit --no-fund && node --test test/ && node --test --test-concurrency=1 e2e/)
 

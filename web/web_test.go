@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"regexp"
 	"strings"
 	"testing"
@@ -31,7 +32,7 @@ func TestReferencedFilesExist(t *testing.T) {
 			t.Errorf("index.html refers to /%s, which is missing", m[1])
 		}
 	}
-	imports := regexp.MustCompile(`from '\./([^']+)'`)
+	imports := regexp.MustCompile(`from '(\.\.?/[^']+)'`)
 	err = fs.WalkDir(files, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".js") {
 			return err
@@ -40,9 +41,10 @@ func TestReferencedFilesExist(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		// Relative to the importing module: lib/ holds the client library.
 		for _, m := range imports.FindAllStringSubmatch(string(src), -1) {
-			if _, err := fs.Stat(files, m[1]); err != nil {
-				t.Errorf("%s imports ./%s, which is missing", p, m[1])
+			if _, err := fs.Stat(files, path.Join(path.Dir(p), m[1])); err != nil {
+				t.Errorf("%s imports %s, which is missing", p, m[1])
 			}
 		}
 		return nil

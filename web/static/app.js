@@ -1,10 +1,12 @@
 // The browser client: session, routing, rendering and wiring between the
-// DOM, the connection (conn.js), the HTTP API (api.js) and the state
-// (state.js). Everything user-provided reaches the DOM as text only.
+// DOM and the client library (clients/ts, built into lib/): its ChatClient
+// runs the connection, catch-up, the outbox and the state; the HTTP API is
+// its Api (api.js). Everything user-provided reaches the DOM as text only.
 
 import { Api, ApiError, describeError } from './api.js';
-import { CLOSE_DRAINING, Connection, RequestError } from './conn.js';
-import { ChatState, Throttle, compareIds, displayName, validBody, TYPING_SHOW_MS } from './state.js';
+import { CLOSE_DRAINING } from './conn.js';
+import { ChatState, compareIds, displayName, validBody, TYPING_SHOW_MS } from './state.js';
+import { ChatClient } from './lib/client.js';
 import { dayKey, dayLabel, hue, initials, listStamp, preview, timeOfDay, typingText } from './format.js';
 import { $, h, reconcile } from './dom.js';
 
@@ -66,12 +68,11 @@ const app = {
   token: null,
   api: new Api({ onUnauthorized: () => expireSession() }),
   state: new ChatState(),
-  conn: null,
+  client: null, // ChatClient of the session
   current: null, // open conversation ID
   routeError: null,
   loadingOlder: false,
   loadingNewest: new Set(),
-  typingThrottle: new Throttle(),
   msgCache: new Map(),
   listCache: new Map(),
   renderQueued: false,
@@ -126,15 +127,22 @@ function startSession(token, user) {
   els.messages.replaceChildren();
   els.convList.replaceChildren();
   showApp();
-  app.conn = new Connection({
-    url: () => `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?token=${encodeURIComponent(app.token)}`,
+  app.client = new ChatClient({
+    wsUrl: () => `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?token=${encodeURIComponent(app.token)}`,
+    api: app.api,
+    token,
+    state: app.state,
     WebSocket,
+    viewing: isViewing,
     onFrame,
     onStatus,
+    onChange: scheduleRender,
+    onOutbox: saveOutbox,
+    onCatchUp,
     onAuthExpired: () => expireSession(),
     onConnectFailed: () => checkToken(),
   });
-  app.conn.start();
+  app.client.start();
   route();
 }
 
@@ -152,8 +160,8 @@ function expireSession() {
 }
 
 function endSession(message) {
-  if (app.conn) app.conn.stop();
-  app.conn = null;
+  if (app.client) app.client.stop();
+  app.client = null;
   app.token = null;
   app.api.token = null;
   localStorage.removeItem(TOKEN_KEY);
@@ -238,64 +246,49 @@ function onStatus(status, info) {
     app.bannerTimer = null;
     els.banner.hidden = true;
   } else if (status === 'offline') {
-    app.state.applyDisconnect();
+    // The client library already put unanswered sends back in the queue.
     // A quick reconnect (a draining gateway, a blip) should not flash the
     // banner; anything longer shows it until the next hello.
     if (!app.bannerTimer && els.banner.hidden) {
       const grace = info && info.code === CLOSE_DRAINING ? 2500 : 1000;
       app.bannerTimer = setTimeout(() => {
         app.bannerTimer = null;
-        if (app.conn && !app.conn.isReady) els.banner.hidden = false;
+        if (app.client && !app.client.isReady) els.banner.hidden = false;
       }, grace);
     }
   }
   scheduleRender();
 }
 
-function onFrame(f) {
-  const st = app.state;
+/**
+ * Every server frame, after the client library applied it to the state
+ * (and, for hello, started the catch-up and resent the outbox); `r` is what
+ * applying it did.
+ */
+function onFrame(f, r) {
   switch (f.type) {
-    case 'hello': {
-      const plan = st.applyHello(f);
+    case 'hello':
       if (f.user) {
         localStorage.setItem(USER_KEY, JSON.stringify(f.user));
         showApp();
       }
-      for (const p of plan) catchUp(p.conversation, p.after);
-      flushOutbox();
       route();
       maybeMarkRead();
       break;
-    }
-    case 'message': {
-      const viewing = isViewing(f.message && f.message.conversation);
-      const r = st.addMessage(f.message, { viewing });
-      if (r.unknownConversation) refreshConversations();
-      if (r.added && viewing) maybeMarkRead();
-      break;
-    }
-    case 'read':
-      st.applyRead(f.conversation, f.user, f.message_id);
+    case 'message':
+      if (r && r.unknownConversation) refreshConversations();
+      if (r && r.added && isViewing(f.message && f.message.conversation)) maybeMarkRead();
       break;
     case 'typing':
-      if (st.applyTyping(f.conversation, f.user)) {
-        clearTimeout(app.typingTimer);
-        app.typingTimer = setTimeout(scheduleRender, TYPING_SHOW_MS + 50);
-      }
+      clearTimeout(app.typingTimer);
+      app.typingTimer = setTimeout(scheduleRender, TYPING_SHOW_MS + 50);
       break;
-    case 'presence':
-      st.applyPresence(f.user, f.online);
+    case 'conversation':
+      if (r && r.isNew && app.current == null) route();
       break;
-    case 'conversation': {
-      const isNew = !st.conv(f.conversation && f.conversation.id);
-      // This frame carries no last_message and unread 0: keep our own.
-      st.upsertConversation(f.conversation, { front: isNew, keepCounts: true });
-      if (isNew && app.current == null) route();
-      break;
-    }
     case 'error':
-      // Errors for requests are answered through conn.request; the rest
-      // (a read or typing refused) need no reaction beyond the console.
+      // Errors for requests are answered to the requests; the rest (a read
+      // or typing refused) need no reaction beyond the console.
       console.warn('server error', f.code, f.message);
       break;
     default:
@@ -304,34 +297,11 @@ function onFrame(f) {
   scheduleRender();
 }
 
-/**
- * Fills the gap of a conversation after a reconnect: history after its
- * newest known message, page by page, until the server says none remain.
- */
-async function catchUp(convId, after) {
-  let cursor = after;
-  for (let page = 1; ; page++) {
-    let res;
-    try {
-      res = await app.conn.request({ type: 'history', conversation: convId, after: cursor, limit: 200 });
-    } catch (e) {
-      if (e instanceof RequestError && e.code === 'not_found') app.state.convs.delete(convId);
-      // Disconnected: the next hello plans a new catch-up.
-      scheduleRender();
-      return;
-    }
-    const r = app.state.applyHistoryAfter(convId, res.messages, res.next_after, page, { viewing: isViewing(convId) });
-    scheduleRender();
-    if (r.reload) {
-      if (app.current === convId) loadNewest(convId);
-      return;
-    }
-    if (r.done) {
-      if (isViewing(convId)) maybeMarkRead();
-      return;
-    }
-    cursor = r.next;
-  }
+/** A conversation's catch-up after a hello ended (the library pages through `history after`). */
+function onCatchUp(convId, outcome) {
+  if (outcome === 'reload' && app.current === convId) loadNewest(convId);
+  else if (outcome === 'done' && isViewing(convId)) maybeMarkRead();
+  scheduleRender();
 }
 
 async function refreshConversations() {
@@ -345,36 +315,8 @@ async function refreshConversations() {
 }
 
 function flushOutbox() {
-  const conn = app.conn;
-  if (!conn || !conn.isReady) {
-    saveOutbox();
-    return;
-  }
-  for (const e of app.state.sendable()) {
-    const id = conn.nextId();
-    app.state.markSending(e.client_id, id);
-    conn
-      .request({ type: 'send', conversation: e.conversation, client_id: e.client_id, body: e.body }, { id })
-      .then((f) => {
-        app.state.applyAck(f.message, { viewing: true });
-        saveOutbox();
-        scheduleRender();
-      })
-      .catch((err) => {
-        const code = err && err.code;
-        // Disconnected: the entry went back to the queue and is resent with
-        // the same client_id after the next hello. Rate limits and a busy
-        // server are retried on their own a few times; anything else waits
-        // for the user's Retry.
-        if (code !== 'disconnected') {
-          const again = app.state.sendFailed(e.client_id, code);
-          if (again != null) setTimeout(flushOutbox, again);
-        }
-        saveOutbox();
-        scheduleRender();
-      });
-  }
-  saveOutbox();
+  if (app.client) app.client.flush();
+  else saveOutbox();
 }
 
 // ---------------------------------------------------------------- routing
@@ -457,7 +399,7 @@ function openConversation(id) {
     app.loadingOlder = false;
     els.input.value = '';
     autoGrow();
-    app.typingThrottle.reset();
+    if (app.client) app.client.resetTyping();
   }
   renderNow();
   if (id == null) return;
@@ -477,8 +419,7 @@ async function loadNewest(id) {
   app.loadingNewest.add(id);
   scheduleRender();
   try {
-    const res = await app.api.messages(id, { limit: PAGE });
-    app.state.applyHistoryBefore(id, res.messages, res.next_before);
+    await app.client.loadNewest(id, PAGE);
   } catch (e) {
     if (e instanceof ApiError && e.code === 'not_found' && app.current === id) showRouteError('This conversation does not exist, or you are not in it.');
   } finally {
@@ -550,20 +491,14 @@ function nearBottom() {
 /** Sends `read` for the newest message of the open conversation while the user can see it. */
 function maybeMarkRead() {
   const id = app.current;
-  if (!isViewing(id) || !app.conn || !app.conn.isReady) return;
-  const msgId = app.state.markRead(id);
-  if (msgId) {
-    app.conn.send({ type: 'read', conversation: id, message_id: msgId });
-    scheduleRender();
-  }
+  if (!isViewing(id) || !app.client || !app.client.isReady) return;
+  if (app.client.markRead(id)) scheduleRender();
 }
 
 function onComposerInput() {
   autoGrow();
   if (!app.current || !els.input.value.trim()) return;
-  if (app.conn && app.conn.isReady && app.typingThrottle.take()) {
-    app.conn.send({ type: 'typing', conversation: app.current });
-  }
+  if (app.client) app.client.typing(app.current);
 }
 
 function autoGrow() {
@@ -591,7 +526,7 @@ function onSend(ev) {
   app.state.enqueue(id, body);
   els.input.value = '';
   autoGrow();
-  app.typingThrottle.reset();
+  if (app.client) app.client.resetTyping(id);
   showNotice('');
   flushOutbox();
   renderNow();
@@ -1036,7 +971,7 @@ function init() {
     els.log.scrollTo({ top: els.log.scrollHeight, behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth' });
     els.input.focus({ preventScroll: true });
   });
-  els.bannerRetry.addEventListener('click', () => app.conn && app.conn.nudge());
+  els.bannerRetry.addEventListener('click', () => app.client && app.client.nudge());
   els.log.addEventListener(
     'scroll',
     () => {
@@ -1058,10 +993,10 @@ function init() {
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') {
       maybeMarkRead();
-      if (app.conn) app.conn.nudge();
+      if (app.client) app.client.nudge();
     }
   });
-  window.addEventListener('online', () => app.conn && app.conn.nudge());
+  window.addEventListener('online', () => app.client && app.client.nudge());
   // Re-render now and then so that typing indicators expire and relative day labels stay right.
   setInterval(scheduleRender, 30000);
 

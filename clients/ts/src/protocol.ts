@@ -1,0 +1,194 @@
+// The client protocol v1 (docs/PROTOCOL.md) as types and tables: the one
+// description from which the WebSocket connection (connection.ts) and the
+// HTTP calls (api.ts) are typed. Add a frame type or an endpoint here and
+// both sides see it; nothing else in the library spells a frame's fields.
+
+/** Every ID is a string: 64-bit numbers do not survive JavaScript. */
+export type ID = string;
+
+/** A request's `id` on the WebSocket: any JSON value, echoed back as it was. */
+export type RequestId = string | number;
+
+export interface User {
+  id: ID;
+  username: string;
+  display_name: string;
+  /** Presence when the object was made (inside conversations the server renders). */
+  online?: boolean;
+}
+
+export interface Message {
+  id: ID;
+  conversation: ID;
+  sender: ID;
+  body: string;
+  /** RFC 3339, milliseconds, UTC. */
+  sent_at: string;
+  client_id: string;
+}
+
+export type ConversationKind = 'direct' | 'group';
+
+export interface Conversation {
+  id: ID;
+  kind: ConversationKind;
+  title: string;
+  /** Absent for a big group that carries `member_count` instead (v1.1). */
+  members?: User[];
+  member_count?: number;
+  last_message: Message | null;
+  unread: number;
+}
+
+/** Codes of a WebSocket `error` frame. */
+export type WsErrorCode = 'invalid_message' | 'not_found' | 'rate_limited' | 'bad_request' | 'unavailable' | 'internal';
+
+/** Codes of an HTTP error body. */
+export type HttpErrorCode = 'invalid_request' | 'unauthorized' | 'not_found' | 'username_taken' | 'rate_limited' | 'unavailable';
+
+// ---------------------------------------------------------------- WebSocket
+
+/** Frames a client sends, by `type` (without the `type` field itself). */
+export interface ClientFrames {
+  send: { id?: RequestId; conversation: ID; client_id: string; body: string };
+  history: { id?: RequestId; conversation: ID; before?: ID; after?: ID; limit?: number };
+  read: { conversation: ID; message_id: ID };
+  typing: { conversation: ID };
+  ping: { id?: RequestId };
+}
+
+/** Frames the server sends, by `type` (without the `type` field itself). */
+export interface ServerFrames {
+  hello: { user: User; conversations: Conversation[] };
+  ack: { id: RequestId; message: Message };
+  message: { message: Message };
+  history: { id: RequestId; messages: Message[]; next_before?: ID | null; next_after?: ID | null };
+  read: { conversation: ID; user: ID; message_id: ID };
+  typing: { conversation: ID; user: ID };
+  presence: { user: ID; online: boolean };
+  conversation: { conversation: Conversation };
+  error: { id?: RequestId; code: WsErrorCode; message: string };
+  pong: { id?: RequestId };
+}
+
+export type ClientFrameType = keyof ClientFrames;
+export type ServerFrameType = keyof ServerFrames;
+
+/** A client frame of one type (or, without a parameter, of any type). */
+export type ClientFrame<T extends ClientFrameType = ClientFrameType> = T extends ClientFrameType ? { type: T } & ClientFrames[T] : never;
+
+/** A server frame of one type (or, without a parameter, of any type). */
+export type ServerFrame<T extends ServerFrameType = ServerFrameType> = T extends ServerFrameType ? { type: T } & ServerFrames[T] : never;
+
+/** The client frames the server answers, and the type of the answer (besides `error`). */
+export const ANSWERS = {
+  send: 'ack',
+  history: 'history',
+  ping: 'pong',
+} as const satisfies { [K in ClientFrameType]?: ServerFrameType };
+
+export type RequestType = keyof typeof ANSWERS;
+export type AnswerOf<T extends RequestType> = ServerFrame<(typeof ANSWERS)[T]>;
+
+/** A request frame as the caller writes it: the connection adds the `id`. */
+export type RequestFrame<T extends RequestType = RequestType> = T extends RequestType ? { type: T } & Omit<ClientFrames[T], 'id'> : never;
+
+export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = ['send', 'history', 'read', 'typing', 'ping'];
+export const SERVER_FRAME_TYPES: readonly ServerFrameType[] = [
+  'hello',
+  'ack',
+  'message',
+  'history',
+  'read',
+  'typing',
+  'presence',
+  'conversation',
+  'error',
+  'pong',
+];
+
+/** Close codes with a meaning for clients (docs/PROTOCOL.md, "Close codes"). */
+export const CLOSE_NORMAL = 1000;
+export const CLOSE_PING_TIMEOUT = 1001;
+export const CLOSE_SERVER_ERROR = 1011;
+export const CLOSE_TOO_SLOW = 1013;
+/** The token expired: log in again before reconnecting. */
+export const CLOSE_TOKEN_EXPIRED = 4001;
+/** The server is draining: reconnect at once, elsewhere. */
+export const CLOSE_DRAINING = 4002;
+/** The client broke a protocol rule: reconnecting repeats the mistake. */
+export const CLOSE_PROTOCOL_ERRORS: readonly number[] = [1002, 1003, 1007, 1009];
+
+// ---------------------------------------------------------------- HTTP
+
+export interface AuthAnswer {
+  user: User;
+  token: string;
+  /** v1.1 extensions, when the server gives them. */
+  refresh_token?: string;
+  expires_in?: number;
+}
+
+export interface HistoryBeforeAnswer {
+  messages: Message[];
+  next_before: ID | null;
+}
+
+export interface HistoryAfterAnswer {
+  messages: Message[];
+  next_after: ID | null;
+}
+
+/**
+ * The HTTP endpoints under /api/v1. `params` fill `{name}` in the path,
+ * `query` becomes the query string, `body` is sent as JSON, `answer` is the
+ * JSON of a 2xx answer.
+ */
+export interface Endpoints {
+  signup: { body: { username: string; password: string; display_name?: string }; answer: AuthAnswer };
+  login: { body: { username: string; password: string }; answer: AuthAnswer };
+  me: { answer: User };
+  users: { query: { prefix: string }; answer: { users: User[] } };
+  conversations: { query: { limit?: number }; answer: { conversations: Conversation[] } };
+  direct: { body: { username: string }; answer: Conversation };
+  createGroup: { body: { title: string; members: string[] }; answer: Conversation };
+  addMember: { params: { id: ID }; body: { username: string }; answer: Conversation };
+  messagesBefore: { params: { id: ID }; query: { before?: ID; limit?: number }; answer: HistoryBeforeAnswer };
+  messagesAfter: { params: { id: ID }; query: { after: ID; limit?: number }; answer: HistoryAfterAnswer };
+}
+
+export type EndpointName = keyof Endpoints;
+export type HttpMethod = 'GET' | 'POST';
+
+export interface EndpointSpec {
+  method: HttpMethod;
+  /** Under /api/v1; `{name}` is replaced by the URL-encoded param. */
+  path: string;
+  /** Whether it needs the bearer token (all but signup and login). */
+  auth: boolean;
+}
+
+export const ENDPOINTS = {
+  signup: { method: 'POST', path: '/signup', auth: false },
+  login: { method: 'POST', path: '/login', auth: false },
+  me: { method: 'GET', path: '/me', auth: true },
+  users: { method: 'GET', path: '/users', auth: true },
+  conversations: { method: 'GET', path: '/conversations', auth: true },
+  direct: { method: 'POST', path: '/conversations/direct', auth: true },
+  createGroup: { method: 'POST', path: '/conversations', auth: true },
+  addMember: { method: 'POST', path: '/conversations/{id}/members', auth: true },
+  messagesBefore: { method: 'GET', path: '/conversations/{id}/messages', auth: true },
+  messagesAfter: { method: 'GET', path: '/conversations/{id}/messages', auth: true },
+} as const satisfies { [K in EndpointName]: EndpointSpec };
+
+/** What a call of endpoint K takes: only the parts that endpoint has. */
+export type EndpointArgs<K extends EndpointName> = Pick<Endpoints[K], Extract<keyof Endpoints[K], 'params' | 'query' | 'body'>>;
+export type EndpointAnswer<K extends EndpointName> = Endpoints[K]['answer'];
+
+export const API_PREFIX = '/api/v1';
+
+// ---------------------------------------------------------------- limits
+
+export const MAX_BODY_CODE_POINTS = 4096;
+export const MAX_CLIENT_ID_LENGTH = 64;
+export const MAX_HISTORY_LIMIT = 200;

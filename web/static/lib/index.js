@@ -1,0 +1,9 @@
+// @chatcluster/client: a client of the chat cluster's protocol v1 for
+// browsers, Node 20+ and React Native.
+export * from './protocol.js';
+export { compareIds, maxId, isId, mergeMessages } from './ids.js';
+export { Backoff, drainDelay } from './backoff.js';
+export { Connection, RequestError, } from './connection.js';
+export { Api, ApiError } from './api.js';
+export * from './state.js';
+export { ChatClient } from './client.js';
