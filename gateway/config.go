@@ -51,6 +51,10 @@ type Config struct {
 	// handshakes; Queue the tasks that may wait for one. When both are
 	// full, accepting new connections pauses. Defaults 64*GOMAXPROCS and 4096.
 	Workers, Queue int
+	// MaxHandshakes bounds the connections accepted and not yet upgraded
+	// (or handed to net/http); each holds at most 16 KiB of request. When
+	// they are all taken, accepting waits. Default 4096.
+	MaxHandshakes int
 	// MaxHashes bounds concurrent password hashes (argon2id takes 19 MiB
 	// and tens of milliseconds each). Default GOMAXPROCS.
 	MaxHashes int
@@ -102,6 +106,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.SendBurst, 50)
 	defInt(&c.Workers, 64*runtime.GOMAXPROCS(0))
 	defInt(&c.Queue, 4096)
+	defInt(&c.MaxHandshakes, 4096)
 	defInt(&c.MaxHashes, runtime.GOMAXPROCS(0))
 	defInt(&c.HelloConversations, 1000)
 	defInt(&c.MaxMembers, chat.MaxGroupMembers)

@@ -140,7 +140,12 @@ type rawClient struct {
 
 func dialRaw(t tb, addr, token string) *rawClient {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	return dialRawWith(t, net.Dialer{}, addr, token)
+}
+
+func dialRawWith(t tb, d net.Dialer, addr, token string) *rawClient {
+	t.Helper()
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

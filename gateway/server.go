@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -61,8 +59,9 @@ type Server struct {
 	httpLn   *chanListener
 	handler  http.Handler
 
-	nextID   atomic.Uint64
-	draining atomic.Bool
+	nextID     atomic.Uint64
+	draining   atomic.Bool
+	handshakes chan struct{} // a token per connection not yet upgraded or handed to net/http
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -90,6 +89,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.auth = newAuthenticator(&s.cfg)
 	s.hub = newHub(s)
+	s.handshakes = make(chan struct{}, cfg.MaxHandshakes)
 	s.users = newUserCache(d.Store, 100_000)
 	var err error
 	if s.poller, err = netpoll.New(netpoll.Config{OnError: func(err error) { s.log.Error("poller", zap.Error(err)) }}); err != nil {
@@ -164,7 +164,18 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	var backoff time.Duration
 	for {
+		// At most MaxHandshakes connections between accept and upgrade:
+		// beyond that accepting waits and a storm queues in the kernel's
+		// backlog instead of in memory.
+		select {
+		case s.handshakes <- struct{}{}:
+		case <-s.ctx.Done():
+			return ErrServerClosed
+		}
 		raw, err := ln.Accept()
+		if err != nil {
+			<-s.handshakes
+		}
 		if err != nil {
 			if s.ctx.Err() != nil || s.draining.Load() || errors.Is(err, net.ErrClosed) {
 				return ErrServerClosed
@@ -180,88 +191,8 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		// When every worker is busy, this waits: accepting slows down
-		// instead of piling up handshakes.
-		if err := s.accepts.ScheduleCtx(s.ctx, func() { s.handshake(raw) }); err != nil {
-			s.m.upgradeFailures.WithLabelValues(failOverloaded).Inc()
-			_ = raw.Close()
-		}
+		s.startHandshake(raw)
 	}
-}
-
-// wsPrefixes are how a WebSocket request to /ws starts.
-var wsPrefixes = [][]byte{[]byte("GET /ws?"), []byte("GET /ws ")}
-
-func (s *Server) handshake(raw net.Conn) {
-	_ = raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	var head [8]byte
-	n, _ := io.ReadFull(raw, head[:]) // a short read is net/http's to answer
-	if n == 0 {
-		_ = raw.Close()
-		return
-	}
-	prefix := head[:n]
-	isWS := false
-	for _, p := range wsPrefixes {
-		if bytes.Equal(prefix, p) {
-			isWS = true
-		}
-	}
-	if !isWS {
-		_ = raw.SetDeadline(time.Time{})
-		if !s.httpLn.push(&prefixConn{Conn: raw, prefix: prefix}) {
-			_ = raw.Close()
-		}
-		return
-	}
-	var (
-		query    string
-		authz    string
-		id       identity
-		badToken bool
-	)
-	u := ws.Upgrader{
-		OnRequest: func(uri []byte) error {
-			if i := bytes.IndexByte(uri, '?'); i >= 0 {
-				query = string(uri[i+1:])
-			}
-			return nil
-		},
-		OnHeader: func(key, value []byte) error {
-			if bytes.EqualFold(key, []byte("Authorization")) {
-				authz = string(value)
-			}
-			return nil
-		},
-		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			var err error
-			id, err = s.authenticate(query, authz)
-			if err != nil {
-				badToken = true
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusUnauthorized), ws.RejectionReason("unauthorized"))
-			}
-			return nil, nil
-		},
-	}
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{io.MultiReader(bytes.NewReader(prefix), raw), raw}
-	if _, err := u.Upgrade(rw); err != nil {
-		reason := failBadRequest
-		var ne net.Error
-		switch {
-		case errors.As(err, &ne) && ne.Timeout():
-			reason = failHandshakeTimeout
-		case badToken:
-			reason = failUnauthorized
-		}
-		s.m.upgradeFailures.WithLabelValues(reason).Inc()
-		_ = raw.Close()
-		return
-	}
-	_ = raw.SetDeadline(time.Time{})
-	s.open(raw, id)
 }
 
 // authenticate checks the token of a WebSocket request: ?token= or an
@@ -310,17 +241,22 @@ func (s *Server) serveHTTPUpgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The handler goroutine ends here; the connection lives on the poller.
-	s.open(raw, id)
+	s.open(raw, id, nil)
 }
 
 // open turns an upgraded socket into a Conn: hello first, then the poller.
-func (s *Server) open(raw net.Conn, id identity) {
+// early holds bytes the client sent after its request: its first frames.
+func (s *Server) open(raw net.Conn, id identity, early []byte) {
 	c := &Conn{
 		s: s, id: s.nextID.Add(1), raw: raw, user: id.User, name: id.Name, expires: id.Expires,
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
 		holdAll: true,
 	}
 	c.flushFn = c.flush
+	if len(early) > 0 {
+		in := append(make([]byte, 0, max(len(early), inChunk)), early...)
+		c.in = &in
+	}
 	c.lastRead.Store(time.Now().UnixNano())
 	s.m.connects.Inc()
 	s.m.connections.Inc()
