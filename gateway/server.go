@@ -60,6 +60,9 @@ type Server struct {
 	http     *http.Server
 	httpLn   *chanListener
 	handler  http.Handler
+	// onMessage acts on a complete client message: handleMessage, or in
+	// the conformance suite's echo harness, an echo.
+	onMessage func(c *Conn, msg []byte, at time.Time)
 
 	nextID   atomic.Uint64
 	draining atomic.Bool
@@ -87,6 +90,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 		d.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, nc: d.NATS, store: d.Store, pub: d.Publisher, log: d.Log, m: newMetrics(d.Registry)}
+	s.onMessage = s.handleMessage
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.auth = newAuthenticator(&s.cfg)
 	s.hub = newHub(s)
@@ -341,9 +345,25 @@ func (s *Server) open(raw net.Conn, id identity) {
 		s.hub.join(c, cv.ID, cv.Members)
 	}
 	c.sendHello(hello)
+	s.watch(c)
+}
+
+// watch hands an open connection to the poller, after handling what
+// arrived before it (c.in, from an upgrade through net/http): the poller
+// only tells of bytes still in the socket.
+func (s *Server) watch(c *Conn) {
+	c.resumeFn = c.resumeReading
+	if c.in != nil && len(*c.in) > 0 {
+		fr := frameReaders.Get().(*frameReader)
+		ok := c.handleInput(fr)
+		frameReaders.Put(fr)
+		if !ok || c.isReadPaused() {
+			return // done, or paused: resumeReading watches it later
+		}
+	}
 	// Watch hands the callback its Desc: the first frame may already be
 	// waiting, so the callback can run before Watch returns.
-	desc, err := s.poller.Watch(raw, func(d *netpoll.Desc, ev netpoll.Event) {
+	desc, err := s.poller.Watch(c.raw, func(d *netpoll.Desc, ev netpoll.Event) {
 		if err := s.pool.Schedule(func() { c.onReadable(d, ev) }); err != nil {
 			// Every worker busy and the queue full: read it on a goroutine
 			// of its own rather than stall the poller or drop the client.
@@ -359,6 +379,13 @@ func (s *Server) open(raw net.Conn, id identity) {
 	c.mu.Unlock()
 	if c.closed.Load() {
 		_ = s.poller.Remove(desc)
+	}
+}
+
+// scheduleRead resumes a connection's reading on the read pool.
+func (s *Server) scheduleRead(fn func()) {
+	if err := s.pool.Schedule(fn); err != nil {
+		go fn()
 	}
 }
 
