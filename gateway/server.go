@@ -42,24 +42,25 @@ type Deps struct {
 
 // Server is a gateway: it serves PROTOCOL.md on one listener.
 type Server struct {
-	cfg      Config
-	nc       *nats.Conn
-	store    *storeclient.Client
-	pub      *router.Publisher
-	feed     *router.Feed
-	presence *router.Presence
-	poller   netpoll.Poller
-	pool     *workers.Pool // reads of readable connections
-	accepts  *workers.Pool // handshakes: apart, so a busy read path never stalls new connections or /metrics
-	writers  *workers.Pool // flushes of write queues
-	auth     *authenticator
-	hub      *hub
-	users    *userCache
-	m        *metrics
-	log      *zap.Logger
-	http     *http.Server
-	httpLn   *chanListener
-	handler  http.Handler
+	cfg            Config
+	nc             *nats.Conn
+	store          *storeclient.Client
+	pub            *router.Publisher
+	feed           *router.Feed
+	presence       *router.Presence
+	poller         netpoll.Poller
+	pool           *workers.Pool // reads of readable connections
+	accepts        *workers.Pool // handshakes: apart, so a busy read path never stalls new connections or /metrics
+	writers        *workers.Pool // flushes of write queues
+	auth           *authenticator
+	hub            *hub
+	users          *userCache
+	m              *metrics
+	log            *zap.Logger
+	http           *http.Server
+	httpLn         *chanListener
+	handler        http.Handler
+	allowedOrigins map[string]struct{} // Config.AllowedOrigins, normalized
 	// onMessage acts on a complete client message: handleMessage, or in
 	// the conformance suite's echo harness, an echo.
 	onMessage func(c *Conn, msg []byte, at time.Time)
@@ -91,6 +92,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, nc: d.NATS, store: d.Store, pub: d.Publisher, log: d.Log, m: newMetrics(d.Registry)}
 	s.onMessage = s.handleMessage
+	s.allowedOrigins = originSet(cfg.AllowedOrigins)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.auth = newAuthenticator(&s.cfg)
 	s.hub = newHub(s)
@@ -221,8 +223,10 @@ func (s *Server) handshake(raw net.Conn) {
 	var (
 		query    string
 		authz    string
+		origin   string
+		host     string
 		id       identity
-		badToken bool
+		rejected int // the status OnBeforeUpgrade refused with
 	)
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
@@ -231,42 +235,79 @@ func (s *Server) handshake(raw net.Conn) {
 			}
 			return nil
 		},
+		OnHost: func(h []byte) error {
+			host = string(h)
+			return nil
+		},
 		OnHeader: func(key, value []byte) error {
-			if bytes.EqualFold(key, []byte("Authorization")) {
+			switch {
+			case bytes.EqualFold(key, []byte("Authorization")):
 				authz = string(value)
+			case bytes.EqualFold(key, []byte("Origin")):
+				origin = string(value)
 			}
 			return nil
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			if !s.originAllowed(origin, host) {
+				rejected = http.StatusForbidden
+				return nil, errRejected
+			}
 			var err error
 			id, err = s.authenticate(query, authz)
 			if err != nil {
-				badToken = true
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusUnauthorized), ws.RejectionReason("unauthorized"))
+				rejected = http.StatusUnauthorized
+				return nil, errRejected
 			}
 			return nil, nil
 		},
 	}
+	// The upgrader writes its answer into out: a 101 goes to the client
+	// as it is, a refusal is replaced by the API's JSON error envelope, so
+	// that /ws errors look the same on every path.
+	var out bytes.Buffer
 	rw := struct {
 		io.Reader
 		io.Writer
-	}{io.MultiReader(bytes.NewReader(prefix), raw), raw}
+	}{io.MultiReader(bytes.NewReader(prefix), raw), &out}
 	if _, err := u.Upgrade(rw); err != nil {
 		reason := failBadRequest
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
 			reason = failHandshakeTimeout
-		case badToken:
+		case rejected == http.StatusUnauthorized:
 			reason = failUnauthorized
+		case rejected == http.StatusForbidden:
+			reason = failOrigin
 		}
 		s.m.upgradeFailures.WithLabelValues(reason).Inc()
+		if reason != failHandshakeTimeout {
+			status := rejected
+			var rej *ws.ConnectionRejectedError
+			if status == 0 && errors.As(err, &rej) && rej.StatusCode() != 0 {
+				status = rej.StatusCode()
+			}
+			if status == 0 {
+				status = http.StatusBadRequest
+			}
+			_ = raw.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = writeRawError(raw, status, upgradeErrorMessage(status, err))
+		}
+		_ = raw.Close()
+		return
+	}
+	if _, err := raw.Write(out.Bytes()); err != nil {
 		_ = raw.Close()
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
-	s.open(raw, id)
+	s.open(raw, id, nil)
 }
+
+// errRejected is how OnBeforeUpgrade refuses; the handshake writes the
+// answer itself.
+var errRejected = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest))
 
 // authenticate checks the token of a WebSocket request: ?token= or an
 // Authorization: Bearer header.
@@ -290,9 +331,26 @@ func (s *Server) authenticate(query, authz string) (identity, error) {
 	return id, nil
 }
 
-// serveHTTPUpgrade upgrades a /ws request that arrived through net/http
-// (a kept-alive connection, or a proxy that sent something first).
+// serveHTTPUpgrade upgrades a /ws request that arrived through net/http:
+// one on a kept-alive connection (a proxy with upstream keep-alive sends
+// it after other requests), or with an absolute-form target. net/http
+// hands over the connection it was given, which wraps the socket; the
+// poller needs the socket itself, and the bytes already read past the
+// request are the connection's first.
 func (s *Server) serveHTTPUpgrade(w http.ResponseWriter, r *http.Request) {
+	if status, msg := checkUpgrade(r); status != 0 {
+		s.m.upgradeFailures.WithLabelValues(failBadRequest).Inc()
+		if status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		writeError(w, status, errorCode(status), msg)
+		return
+	}
+	if !s.originAllowed(r.Header.Get("Origin"), r.Host) {
+		s.m.upgradeFailures.WithLabelValues(failOrigin).Inc()
+		writeError(w, http.StatusForbidden, "forbidden", "origin not allowed")
+		return
+	}
 	id, err := s.authenticate(r.URL.RawQuery, r.Header.Get("Authorization"))
 	if err != nil {
 		s.m.upgradeFailures.WithLabelValues(failUnauthorized).Inc()
@@ -303,26 +361,43 @@ func (s *Server) serveHTTPUpgrade(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "draining")
 		return
 	}
-	raw, rw, _, err := ws.UpgradeHTTP(r, w)
+	conn, rw, _, err := ws.UpgradeHTTP(r, w)
 	if err != nil {
 		s.m.upgradeFailures.WithLabelValues(failBadRequest).Inc()
+		if conn != nil {
+			_ = conn.Close()
+		}
 		return
 	}
+	var pending []byte
 	if rw != nil && rw.Reader.Buffered() > 0 {
-		// The client sent frames before our 101: not something browsers do.
-		_ = raw.Close()
-		return
+		b, _ := rw.Reader.Peek(rw.Reader.Buffered())
+		pending = append(pending, b...)
 	}
+	raw := conn
+	if pc, ok := conn.(*prefixConn); ok {
+		// Whatever of the prefix net/http did not read comes after what
+		// its reader holds.
+		pending = append(pending, pc.prefix...)
+		raw = pc.Conn
+	}
+	_ = raw.SetDeadline(time.Time{})
 	// The handler goroutine ends here; the connection lives on the poller.
-	s.open(raw, id)
+	s.open(raw, id, pending)
 }
 
 // open turns an upgraded socket into a Conn: hello first, then the poller.
-func (s *Server) open(raw net.Conn, id identity) {
+func (s *Server) open(raw net.Conn, id identity, pending []byte) {
 	c := &Conn{
 		s: s, id: s.nextID.Add(1), raw: raw, user: id.User, name: id.Name, expires: id.Expires,
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
 		holdAll: true,
+	}
+	if len(pending) > 0 {
+		// Bytes the client sent behind its upgrade request, which net/http
+		// had already read: the first of the connection's input.
+		buf := append(make([]byte, 0, max(len(pending), inChunk)), pending...)
+		c.in = &buf
 	}
 	c.flushFn = c.flush
 	c.lastRead.Store(time.Now().UnixNano())
@@ -525,54 +600,3 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	return err
 }
-
-// prefixConn replays bytes already read from a connection.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.prefix) > 0 {
-		n := copy(b, p.prefix)
-		p.prefix = p.prefix[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
-}
-
-// chanListener hands connections the gateway accepted to net/http.
-type chanListener struct {
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) push(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
