@@ -4,6 +4,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/secure/precis"
 )
 
 // The protocol's limits (docs/PROTOCOL.md), defined once: the gateway checks
@@ -22,14 +24,40 @@ const (
 	MaxGroupMembers = 1000
 )
 
-// FoldUsername lower-cases a username and reports whether it is valid:
-// 3-32 characters of [a-z0-9_.-] once folded.
+// FoldUsername applies the username profile and reports whether u is a
+// valid username: PRECIS UsernameCaseMapped (RFC 8265: width mapping, NFC,
+// lower case), then 3-32 characters of [a-z0-9_.-]. Sign up, log in, search
+// and the store all go through it, so one name has one spelling.
+//
+// Input the profile maps to anything but its plain ASCII lower case is
+// refused rather than folded: a Kelvin sign (U+212A) or a fullwidth "ｋ"
+// would otherwise log in as "k", a name that only looks like what was
+// typed.
 func FoldUsername(u string) (string, bool) {
-	u = strings.ToLower(u)
-	return u, ValidUsername(u)
+	if len(u) > 4*MaxUsername {
+		return "", false // bound the profile's work on hostile input
+	}
+	lower := asciiLower(u)
+	folded, err := precis.UsernameCaseMapped.String(u)
+	if err != nil || folded != lower {
+		return lower, false
+	}
+	return folded, ValidUsername(folded)
+}
+
+// asciiLower lower-cases A-Z only.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'A' && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
 }
 
 // ValidUsername reports whether u, already folded, is a valid username.
+// Every such name is stable under the PRECIS profile (ASCII lower case,
+// digits and _ . - map to themselves), so the store can check with it.
 func ValidUsername(u string) bool {
 	if len(u) < MinUsername || len(u) > MaxUsername {
 		return false

@@ -76,6 +76,11 @@ fi
 step "go test -race ./... (all but the cluster test)"
 go test -race -count=1 -timeout 30m -skip '^TestCluster$' ./...
 
+# The RFC 6455 conformance suite passed above; this prints its table (one
+# line a case, OK / NON-STRICT / FAILED / UNCLEAN) and totals.
+step "Autobahn cases 1-7, 9 against the gateway (echo harness and /ws)"
+go test -count=1 -run '^TestAutobahn' -v ./gateway/ | grep -Ev '^(=== RUN|--- PASS|PASS$)'
+
 # The cluster test stops and restarts Cassandra (a fault it injects), so it
 # runs alone, after the packages that use Cassandra are done.
 step "go test -race -run TestCluster ./cmd/chat/ (the real cluster, one fault at a time)"

@@ -68,6 +68,12 @@ type Config struct {
 	// ReadyCheck, when set, must also pass for /readyz to answer 200 (in
 	// dev mode: the embedded store).
 	ReadyCheck func() bool
+	// AllowedOrigins are the origins ("https://app.example.com") besides
+	// the gateway's own whose browser pages may call the API (with CORS)
+	// and open the WebSocket; "*" allows any. Empty (the default): same
+	// origin only. Requests without an Origin header (native clients) are
+	// not affected.
+	AllowedOrigins []string
 	// Pprof serves Go's profiler under /debug/pprof/. Off by default: it
 	// lets anyone who reaches the port take profiles.
 	Pprof bool

@@ -1,14 +1,12 @@
 package gateway
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/gateway/netpoll"
@@ -20,15 +18,16 @@ import (
 // goroutine and no buffer: the poller wakes a worker when bytes arrive, and
 // frames to send wait in a queue that is nil when empty.
 type Conn struct {
-	s       *Server
-	id      uint64
-	raw     net.Conn
-	desc    *netpoll.Desc
-	user    chat.ID
-	name    string
-	expires time.Time
-	limiter *rate.Limiter
-	flushFn func() // c.flush, made once: a method value allocates each time
+	s        *Server
+	id       uint64
+	raw      net.Conn
+	desc     *netpoll.Desc
+	user     chat.ID
+	name     string
+	expires  time.Time
+	limiter  *rate.Limiter
+	flushFn  func() // c.flush, made once: a method value allocates each time
+	resumeFn func() // c.resumeReading, made once
 
 	lastRead atomic.Int64 // unix nanos of the last bytes read
 	pingAt   atomic.Int64 // when an unanswered ping was sent, 0 if none
@@ -41,6 +40,12 @@ type Conn struct {
 	in       *[]byte // bytes of a frame not fully arrived; nil when none
 	frag     []byte  // a fragmented message being reassembled
 	fragging bool
+	utf8     utf8State // where the text message being read is in UTF-8
+	// partialOff is how many payload bytes of the frame still arriving in
+	// c.in have been checked for UTF-8, and partialUTF8 the state after
+	// them (checkPartial).
+	partialOff  int
+	partialUTF8 utf8State
 	// partialSince is when the incomplete frame in c.in began to arrive
 	// (unix nanos, 0 if none): keepalive closes a client that never
 	// finishes one within ReadTimeout.
@@ -65,6 +70,9 @@ type Conn struct {
 	holdAll bool
 	heldAll heldConv
 	slow    bool // the queue overflowed: close as a slow consumer
+	// readPaused: reading stopped with the queue half full (handleInput);
+	// the writer resumes it once it takes the queue.
+	readPaused bool
 
 	closed atomic.Bool
 }
@@ -76,16 +84,6 @@ const (
 	statusTokenExpired  ws.StatusCode = 4001
 	statusDraining      ws.StatusCode = 4002
 )
-
-// errClose carries the close code and reason a read error ends the
-// connection with.
-type errClose struct {
-	code   ws.StatusCode
-	reason string
-	text   string
-}
-
-func (e *errClose) Error() string { return e.text }
 
 // onReadable runs on a worker when the poller says the socket has data. It
 // reads what the socket holds, handles every complete frame, keeps the
@@ -114,8 +112,8 @@ func (c *Conn) onReadable(d *netpoll.Desc, ev netpoll.Event) {
 		if n > 0 {
 			c.lastRead.Store(time.Now().UnixNano())
 			c.pingAt.Store(0) // any traffic proves the client alive
-			if !c.handleInput(fr) {
-				return
+			if !c.handleInput(fr) || c.isReadPaused() {
+				return // done, or paused: the writer resumes reading
 			}
 		}
 		if err != nil {
@@ -136,6 +134,30 @@ func (c *Conn) onReadable(d *netpoll.Desc, ev netpoll.Event) {
 	}
 }
 
+// resumeReading carries on with a connection whose reading paused (see
+// handleInput): the frames already read first, then the socket.
+func (c *Conn) resumeReading() {
+	c.mu.Lock()
+	d := c.desc
+	c.mu.Unlock()
+	if c.closed.Load() {
+		return
+	}
+	if d == nil {
+		c.s.watch(c) // paused before it was first watched
+		return
+	}
+	if c.in != nil && len(*c.in) > 0 {
+		fr := frameReaders.Get().(*frameReader)
+		ok := c.handleInput(fr)
+		frameReaders.Put(fr)
+		if !ok || c.isReadPaused() {
+			return
+		}
+	}
+	c.onReadable(d, 0)
+}
+
 // maxReadsPerWake bounds the reads of one wake-up (of inChunk or more).
 const maxReadsPerWake = 16
 
@@ -144,21 +166,32 @@ const maxReadsPerWake = 16
 func (c *Conn) handleInput(fr *frameReader) bool {
 	in := *c.in
 	off := 0
+	paused := false
 	for {
 		span, ok := frameSpan(in[off:], c.s.cfg.MaxMessage)
 		if !ok {
 			break
 		}
+		// A client that sends requests faster than it reads the answers
+		// would overflow its own queue: reading pauses while the queue is
+		// half full, the rest waiting here, and the writer resumes it. The
+		// socket is not read meanwhile, so TCP slows the client down.
+		if paused = c.pauseReading(); paused {
+			break
+		}
 		msg, at, err := c.readFrame(fr.reset(in[off : off+span]))
 		off += span
 		if err == nil && msg != nil {
-			c.s.handleMessage(c, msg, at)
+			c.s.onMessage(c, msg, at)
 		}
 		if err != nil {
 			var ec *errClose
-			if errors.As(err, &ec) {
+			switch {
+			case errors.Is(err, errCloseReceived):
+				// The reply is queued; the writer tears down.
+			case errors.As(err, &ec):
 				c.closeWith(ec.code, ec.reason, ec.text)
-			} else {
+			default:
 				c.teardown(reasonReadError)
 			}
 			return false
@@ -167,21 +200,48 @@ func (c *Conn) handleInput(fr *frameReader) bool {
 			return false
 		}
 	}
+	if off > 0 {
+		c.partialOff = 0 // what is left starts a new frame
+	}
 	rest := copy(in, in[off:])
 	in = in[:rest]
-	if rest > 0 {
+	if rest > 0 && !paused {
 		if c.partialSince.Load() == 0 || off > 0 {
 			c.partialSince.Store(time.Now().UnixNano())
+		}
+		if err := c.checkPartial(in); err != nil {
+			var ec *errClose
+			errors.As(err, &ec)
+			c.closeWith(ec.code, ec.reason, ec.text)
+			return false
 		}
 		// The frame being read needs room for all of it.
 		if span, _ := frameSpan(in, c.s.cfg.MaxMessage); span > cap(in) {
 			in = growInput(in, span)
 		}
 	} else {
-		c.partialSince.Store(0)
+		c.partialSince.Store(0) // nothing half-sent, or paused by us
 	}
 	*c.in = in
 	return true
+}
+
+// pauseReading reports whether the queue is half full, and if so marks
+// reading paused for the writer to resume (in flush).
+func (c *Conn) pauseReading() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || len(c.queue) < c.s.cfg.WriteQueue/2 && c.queuedBytes < c.s.cfg.WriteQueueBytes/2 {
+		return false
+	}
+	c.readPaused = true
+	return true
+}
+
+func (c *Conn) isReadPaused() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readPaused
 }
 
 // growInput returns b with room for n bytes, keeping its contents.
@@ -205,78 +265,6 @@ func (c *Conn) releaseInput() {
 		inPool.Put(c.in)
 	}
 	c.in = nil
-}
-
-// readFrame reads one frame: control frames are answered, fragments
-// collected, and a complete text message returned with when its last frame
-// began to arrive.
-func (c *Conn) readFrame(br *bufio.Reader) ([]byte, time.Time, error) {
-	h, err := ws.ReadHeader(br)
-	if err != nil {
-		if errors.Is(err, ws.ErrHeaderLengthUnexpected) || errors.Is(err, ws.ErrHeaderLengthMSB) {
-			return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "bad frame header"}
-		}
-		return nil, time.Time{}, err
-	}
-	now := time.Now()
-	if !h.Masked || h.Rsv != 0 {
-		return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "client frames must be masked, with no extensions"}
-	}
-	if h.OpCode.IsControl() {
-		if h.Length > 125 || !h.Fin {
-			return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "bad control frame"}
-		}
-	} else if h.OpCode == ws.OpBinary {
-		return nil, time.Time{}, &errClose{ws.StatusUnsupportedData, reasonProtocolError, "binary frames are not accepted"}
-	}
-	size := int64(len(c.frag)) + h.Length
-	if size > int64(c.s.cfg.MaxMessage) {
-		return nil, time.Time{}, &errClose{ws.StatusMessageTooBig, reasonTooLarge, "message over 65536 bytes"}
-	}
-	payload := make([]byte, h.Length)
-	if _, err := io.ReadFull(br, payload); err != nil {
-		return nil, time.Time{}, err
-	}
-	ws.Cipher(payload, h.Mask, 0)
-	c.s.m.bytesIn.Add(float64(len(payload)))
-
-	switch h.OpCode {
-	case ws.OpPing:
-		c.sendControl(ws.OpPong, payload)
-		return nil, now, nil
-	case ws.OpPong:
-		return nil, now, nil
-	case ws.OpClose:
-		code, _ := ws.ParseCloseFrameData(payload)
-		if code == 0 {
-			code = ws.StatusNormalClosure
-		}
-		c.closeWith(code, reasonClientClose, "")
-		return nil, now, nil
-	case ws.OpText:
-		if c.fragging {
-			return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "new message inside a fragmented one"}
-		}
-		if !h.Fin {
-			c.fragging, c.frag = true, payload
-			return nil, now, nil
-		}
-	case ws.OpContinuation:
-		if !c.fragging {
-			return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "continuation without a message"}
-		}
-		c.frag = append(c.frag, payload...)
-		if !h.Fin {
-			return nil, now, nil
-		}
-		payload, c.frag, c.fragging = c.frag, nil, false
-	default:
-		return nil, time.Time{}, &errClose{ws.StatusProtocolError, reasonProtocolError, "unknown opcode"}
-	}
-	if !utf8.Valid(payload) {
-		return nil, time.Time{}, &errClose{ws.StatusInvalidFramePayloadData, reasonProtocolError, "text frame is not valid UTF-8"}
-	}
-	return payload, now, nil
 }
 
 type heldConv struct {
@@ -335,9 +323,12 @@ func (c *Conn) hold(conv string) {
 
 // release queues the conversation frame (nil: none), then, with the last
 // hold gone, everything held back, in order.
-func (c *Conn) release(conv string, frame []byte) {
+func (c *Conn) release(conv string, frame []byte) { c.releaseWith(conv, frame, "conversation") }
+
+// releaseWith is release with a frame of type typ (a send's ack).
+func (c *Conn) releaseWith(conv string, frame []byte, typ string) {
 	if frame != nil {
-		c.send(frame, "conversation")
+		c.send(frame, typ)
 	}
 	c.mu.Lock()
 	h := c.held[conv]
@@ -430,6 +421,11 @@ func (c *Conn) flush() {
 			c.mu.Lock()
 			q := c.queue
 			c.queue, c.queuedBytes = nil, 0
+			if c.readPaused && !c.closing && c.resumeFn != nil {
+				// The queue has room again: reading carries on.
+				c.readPaused = false
+				c.s.scheduleRead(c.resumeFn)
+			}
 			closeFrame := c.closeFrame
 			if len(q) == 0 {
 				if c.closing {

@@ -191,12 +191,17 @@ func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time
 	if !ok {
 		return
 	}
+	// This connection's deliveries of the conversation wait until its ack
+	// is queued: the fan-out can bring the sender's own message before the
+	// PubAck returns, and PROTOCOL.md promises the ack first. Holding back
+	// costs no round trip, and what is held keeps its order.
+	c.hold(conv)
 	start := time.Now()
 	m, _, err := s.pub.Publish(ctx, chat.Message{Conversation: conv, Sender: c.user, Body: body, ClientID: clientID})
 	s.m.publishLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("publish failed", zap.String("conversation", conv), zap.Error(err))
-		c.sendError(req.ID, codeUnavailable, "message not stored, retry with the same client_id")
+		c.releaseWith(conv, errorFrame(req.ID, codeUnavailable, "message not stored, retry with the same client_id"), "error")
 		return
 	}
 	b := make([]byte, 0, 200+len(m.Body))
@@ -209,7 +214,7 @@ func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time
 	b = append(b, `"message":`...)
 	b = m.AppendJSON(b)
 	b = append(b, '}')
-	c.send(textFrame(b), "ack")
+	c.releaseWith(conv, textFrame(b), "ack")
 	s.m.ackLatency.Observe(time.Since(at).Seconds())
 }
 
@@ -228,7 +233,7 @@ func (s *Server) onHistory(ctx context.Context, c *Conn, req *request) {
 		c.sendError(req.ID, codeUnavailable, "history is not available right now, retry")
 		return
 	}
-	b, _ := json.Marshal(page.withFrame(req.ID))
+	b, _ := json.Marshal(page.render(req.ID, true))
 	c.send(textFrame(b), "history")
 }
 
@@ -297,8 +302,9 @@ func (s *Server) historyPage(ctx context.Context, conv string, p page) (historyP
 	return hp, nil
 }
 
-// withFrame renders the page as a history frame (id set) or HTTP body.
-func (hp historyPage) withFrame(id json.RawMessage) any {
+// render renders the page as a history frame (with its type, and the
+// request's id when it had one) or as an HTTP body.
+func (hp historyPage) render(id json.RawMessage, frame bool) any {
 	type beforePage struct {
 		Type       string          `json:"type,omitempty"`
 		ID         json.RawMessage `json:"id,omitempty"`
@@ -312,7 +318,7 @@ func (hp historyPage) withFrame(id json.RawMessage) any {
 		NextAfter *chat.ID        `json:"next_after"`
 	}
 	typ := ""
-	if id != nil {
+	if frame {
 		typ = "history"
 	}
 	if hp.After {
@@ -328,6 +334,17 @@ func (s *Server) onRead(ctx context.Context, c *Conn, req *request) {
 	}
 	conv, ok := s.conversationOf(ctx, c, req)
 	if !ok {
+		return
+	}
+	// A mark past the newest message would stick (marks only move
+	// forward) and hide every later message from the unread count.
+	newest, err := s.newestMessage(ctx, conv, req.MessageID.id)
+	if err != nil {
+		c.sendError(req.ID, codeUnavailable, "read mark not saved, retry")
+		return
+	}
+	if req.MessageID.id > newest {
+		c.sendError(req.ID, codeBadRequest, "message_id is past the conversation's newest message")
 		return
 	}
 	mark, moved, err := s.store.MarkRead(ctx, conv, c.user, req.MessageID.id)
@@ -364,14 +381,37 @@ func (s *Server) onTyping(ctx context.Context, c *Conn, req *request) {
 	}
 }
 
+// newestMessage is the ID of conv's newest message (0: none), at least
+// as new as want when the conversation has one that new: the stream's
+// newest, which has every acked message even before the store wrote it;
+// the store's when the stream holds none of the conversation (past its
+// retention).
+func (s *Server) newestMessage(ctx context.Context, conv string, want chat.ID) (chat.ID, error) {
+	id, err := s.pub.Newest(ctx, conv, want)
+	if err != nil || id != 0 {
+		return id, err
+	}
+	msgs, _, err := s.store.History(ctx, conv, chat.Page{Limit: 1})
+	if err != nil || len(msgs) == 0 {
+		return 0, err
+	}
+	return msgs[0].ID, nil
+}
+
 // sendError answers a request with an error frame.
 func (c *Conn) sendError(id json.RawMessage, code, msg string) {
-	c.sendJSON("error", struct {
+	c.send(errorFrame(id, code, msg), "error")
+}
+
+// errorFrame is an error frame answering the request with that id.
+func errorFrame(id json.RawMessage, code, msg string) []byte {
+	b, _ := json.Marshal(struct {
 		Type    string          `json:"type"`
 		ID      json.RawMessage `json:"id,omitempty"`
 		Code    string          `json:"code"`
 		Message string          `json:"message"`
 	}{"error", id, code, msg})
+	return textFrame(b)
 }
 
 func (c *Conn) sendJSON(typ string, v any) {

@@ -192,8 +192,10 @@ func (h *handshake) upgrade() {
 	var (
 		query    string
 		authz    string
+		origin   string
+		host     string
 		id       identity
-		badToken bool
+		rejected int // the status OnBeforeUpgrade refused with
 	)
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
@@ -202,35 +204,66 @@ func (h *handshake) upgrade() {
 			}
 			return nil
 		},
+		OnHost: func(v []byte) error {
+			host = string(v)
+			return nil
+		},
 		OnHeader: func(key, value []byte) error {
-			if bytes.EqualFold(key, []byte("Authorization")) {
+			switch {
+			case bytes.EqualFold(key, []byte("Authorization")):
 				authz = string(value)
+			case bytes.EqualFold(key, []byte("Origin")):
+				origin = string(value)
 			}
 			return nil
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			if !s.originAllowed(origin, host) {
+				rejected = http.StatusForbidden
+				return nil, errRejected
+			}
 			var err error
 			id, err = s.authenticate(query, authz)
 			if err != nil {
-				badToken = true
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusUnauthorized), ws.RejectionReason("unauthorized"))
+				rejected = http.StatusUnauthorized
+				return nil, errRejected
 			}
 			return nil, nil
 		},
 	}
 	// The request is all in the buffer, so the upgrader never waits on the
-	// client; its answer is a few hundred bytes to an empty socket.
-	_ = h.raw.SetWriteDeadline(time.Now().Add(time.Second))
+	// client. Its answer goes into out: a 101 to the client as it is, a
+	// refusal replaced by the API's JSON error envelope, so that /ws errors
+	// look the same on every path. Either is a few hundred bytes to an
+	// empty socket.
+	var out bytes.Buffer
 	rw := struct {
 		io.Reader
 		io.Writer
-	}{bytes.NewReader(h.buf[:end]), h.raw}
+	}{bytes.NewReader(h.buf[:end]), &out}
+	_ = h.raw.SetWriteDeadline(time.Now().Add(time.Second))
 	if _, err := u.Upgrade(rw); err != nil {
 		reason := failBadRequest
-		if badToken {
+		switch rejected {
+		case http.StatusUnauthorized:
 			reason = failUnauthorized
+		case http.StatusForbidden:
+			reason = failOrigin
 		}
 		s.m.upgradeFailures.WithLabelValues(reason).Inc()
+		status := rejected
+		var rej *ws.ConnectionRejectedError
+		if status == 0 && errors.As(err, &rej) && rej.StatusCode() != 0 {
+			status = rej.StatusCode()
+		}
+		if status == 0 {
+			status = http.StatusBadRequest
+		}
+		_ = writeRawError(h.raw, status, upgradeErrorMessage(status, err))
+		_ = h.raw.Close()
+		return
+	}
+	if _, err := h.raw.Write(out.Bytes()); err != nil {
 		_ = h.raw.Close()
 		return
 	}
@@ -239,3 +272,7 @@ func (h *handshake) upgrade() {
 	// are its first frames.
 	s.open(h.raw, id, h.buf[end:])
 }
+
+// errRejected is how OnBeforeUpgrade refuses; upgrade writes the answer
+// itself.
+var errRejected = ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest))

@@ -61,7 +61,7 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	if s.cfg.Web != nil {
 		mux.Handle("/", s.cfg.Web)
 	}
-	return mux
+	return s.withOrigin(methodsOf(mux))
 }
 
 type apiError struct {
@@ -100,15 +100,40 @@ func (s *Server) storeError(w http.ResponseWriter, err error) {
 	}
 }
 
-// decode reads a small JSON body into v.
+// maxBody bounds a request body.
+const maxBody = 64 << 10
+
+// decode reads a small JSON body into v: one JSON value and nothing after
+// it (but white space); 413 over maxBody.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	dec := json.NewDecoder(r.Body)
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+			err = errTrailing
+			var tooBig *http.MaxBytesError
+			if errors.As(terr, &tooBig) {
+				err = terr
+			}
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "invalid_request", "body over 65536 bytes")
+		return false
+	case errors.Is(err, errTrailing):
+		writeError(w, http.StatusBadRequest, "invalid_request", "body must be one JSON object, with nothing after it")
+		return false
+	case err != nil:
 		writeError(w, http.StatusBadRequest, "invalid_request", "body must be a JSON object")
 		return false
 	}
 	return true
 }
+
+var errTrailing = errors.New("gateway: bytes after the JSON body")
 
 var prefixRE = regexp.MustCompile(`^[a-z0-9_.-]+$`)
 
@@ -176,6 +201,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
+	if req.Username == "" || req.Password == "" {
+		// A request without the fields is malformed, not a failed login.
+		writeError(w, http.StatusBadRequest, "invalid_request", "username and password are required")
+		return
+	}
 	fail := func() {
 		s.m.authFailures.WithLabelValues("login").Inc()
 		writeError(w, http.StatusUnauthorized, "unauthorized", "wrong username or password")
@@ -434,5 +464,5 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, id identity) {
 		s.storeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page.withFrame(nil))
+	writeJSON(w, http.StatusOK, page.render(nil, false))
 }

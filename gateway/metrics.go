@@ -20,6 +20,7 @@ const (
 	failBadRequest       = "bad_request"
 	failHandshakeTimeout = "handshake_timeout"
 	failOverloaded       = "overloaded"
+	failOrigin           = "origin"
 )
 
 // metrics is the gateway's instruments, registered on an injected registry.

@@ -40,24 +40,28 @@ type Deps struct {
 
 // Server is a gateway: it serves PROTOCOL.md on one listener.
 type Server struct {
-	cfg      Config
-	nc       *nats.Conn
-	store    *storeclient.Client
-	pub      *router.Publisher
-	feed     *router.Feed
-	presence *router.Presence
-	poller   netpoll.Poller
-	pool     *workers.Pool // reads of readable connections
-	accepts  *workers.Pool // handshakes: apart, so a busy read path never stalls new connections or /metrics
-	writers  *workers.Pool // flushes of write queues
-	auth     *authenticator
-	hub      *hub
-	users    *userCache
-	m        *metrics
-	log      *zap.Logger
-	http     *http.Server
-	httpLn   *chanListener
-	handler  http.Handler
+	cfg            Config
+	nc             *nats.Conn
+	store          *storeclient.Client
+	pub            *router.Publisher
+	feed           *router.Feed
+	presence       *router.Presence
+	poller         netpoll.Poller
+	pool           *workers.Pool // reads of readable connections
+	accepts        *workers.Pool // handshakes: apart, so a busy read path never stalls new connections or /metrics
+	writers        *workers.Pool // flushes of write queues
+	auth           *authenticator
+	hub            *hub
+	users          *userCache
+	m              *metrics
+	log            *zap.Logger
+	http           *http.Server
+	httpLn         *chanListener
+	handler        http.Handler
+	allowedOrigins map[string]struct{} // Config.AllowedOrigins, normalized
+	// onMessage acts on a complete client message: handleMessage, or in
+	// the conformance suite's echo harness, an echo.
+	onMessage func(c *Conn, msg []byte, at time.Time)
 
 	nextID     atomic.Uint64
 	draining   atomic.Bool
@@ -86,6 +90,8 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 		d.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, nc: d.NATS, store: d.Store, pub: d.Publisher, log: d.Log, m: newMetrics(d.Registry)}
+	s.onMessage = s.handleMessage
+	s.allowedOrigins = originSet(cfg.AllowedOrigins)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.auth = newAuthenticator(&s.cfg)
 	s.hub = newHub(s)
@@ -217,9 +223,26 @@ func (s *Server) authenticate(query, authz string) (identity, error) {
 	return id, nil
 }
 
-// serveHTTPUpgrade upgrades a /ws request that arrived through net/http
-// (a kept-alive connection, or a proxy that sent something first).
+// serveHTTPUpgrade upgrades a /ws request that arrived through net/http:
+// one on a kept-alive connection (a proxy with upstream keep-alive sends
+// it after other requests), or with an absolute-form target. net/http
+// hands over the connection it was given, which wraps the socket; the
+// poller needs the socket itself, and the bytes already read past the
+// request are the connection's first.
 func (s *Server) serveHTTPUpgrade(w http.ResponseWriter, r *http.Request) {
+	if status, msg := checkUpgrade(r); status != 0 {
+		s.m.upgradeFailures.WithLabelValues(failBadRequest).Inc()
+		if status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		writeError(w, status, errorCode(status), msg)
+		return
+	}
+	if !s.originAllowed(r.Header.Get("Origin"), r.Host) {
+		s.m.upgradeFailures.WithLabelValues(failOrigin).Inc()
+		writeError(w, http.StatusForbidden, "forbidden", "origin not allowed")
+		return
+	}
 	id, err := s.authenticate(r.URL.RawQuery, r.Header.Get("Authorization"))
 	if err != nil {
 		s.m.upgradeFailures.WithLabelValues(failUnauthorized).Inc()
@@ -230,33 +253,46 @@ func (s *Server) serveHTTPUpgrade(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "draining")
 		return
 	}
-	raw, rw, _, err := ws.UpgradeHTTP(r, w)
+	conn, rw, _, err := ws.UpgradeHTTP(r, w)
 	if err != nil {
 		s.m.upgradeFailures.WithLabelValues(failBadRequest).Inc()
+		if conn != nil {
+			_ = conn.Close()
+		}
 		return
 	}
+	var pending []byte
 	if rw != nil && rw.Reader.Buffered() > 0 {
-		// The client sent frames before our 101: not something browsers do.
-		_ = raw.Close()
-		return
+		b, _ := rw.Reader.Peek(rw.Reader.Buffered())
+		pending = append(pending, b...)
 	}
+	raw := conn
+	if pc, ok := conn.(*prefixConn); ok {
+		// Whatever of the prefix net/http did not read comes after what
+		// its reader holds.
+		pending = append(pending, pc.prefix...)
+		raw = pc.Conn
+	}
+	_ = raw.SetDeadline(time.Time{})
 	// The handler goroutine ends here; the connection lives on the poller.
-	s.open(raw, id, nil)
+	s.open(raw, id, pending)
 }
 
 // open turns an upgraded socket into a Conn: hello first, then the poller.
-// early holds bytes the client sent after its request: its first frames.
-func (s *Server) open(raw net.Conn, id identity, early []byte) {
+// pending holds bytes the client sent after its request: its first frames.
+func (s *Server) open(raw net.Conn, id identity, pending []byte) {
 	c := &Conn{
 		s: s, id: s.nextID.Add(1), raw: raw, user: id.User, name: id.Name, expires: id.Expires,
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
 		holdAll: true,
 	}
-	c.flushFn = c.flush
-	if len(early) > 0 {
-		in := append(make([]byte, 0, max(len(early), inChunk)), early...)
-		c.in = &in
+	if len(pending) > 0 {
+		// Bytes the client sent behind its upgrade request, which net/http
+		// had already read: the first of the connection's input.
+		buf := append(make([]byte, 0, max(len(pending), inChunk)), pending...)
+		c.in = &buf
 	}
+	c.flushFn = c.flush
 	c.lastRead.Store(time.Now().UnixNano())
 	s.m.connects.Inc()
 	s.m.connections.Inc()
@@ -277,9 +313,25 @@ func (s *Server) open(raw net.Conn, id identity, early []byte) {
 		s.hub.join(c, cv.ID, cv.Members)
 	}
 	c.sendHello(hello)
+	s.watch(c)
+}
+
+// watch hands an open connection to the poller, after handling what
+// arrived before it (c.in, from an upgrade through net/http): the poller
+// only tells of bytes still in the socket.
+func (s *Server) watch(c *Conn) {
+	c.resumeFn = c.resumeReading
+	if c.in != nil && len(*c.in) > 0 {
+		fr := frameReaders.Get().(*frameReader)
+		ok := c.handleInput(fr)
+		frameReaders.Put(fr)
+		if !ok || c.isReadPaused() {
+			return // done, or paused: resumeReading watches it later
+		}
+	}
 	// Watch hands the callback its Desc: the first frame may already be
 	// waiting, so the callback can run before Watch returns.
-	desc, err := s.poller.Watch(raw, func(d *netpoll.Desc, ev netpoll.Event) {
+	desc, err := s.poller.Watch(c.raw, func(d *netpoll.Desc, ev netpoll.Event) {
 		if err := s.pool.Schedule(func() { c.onReadable(d, ev) }); err != nil {
 			// Every worker busy and the queue full: read it on a goroutine
 			// of its own rather than stall the poller or drop the client.
@@ -295,6 +347,13 @@ func (s *Server) open(raw net.Conn, id identity, early []byte) {
 	c.mu.Unlock()
 	if c.closed.Load() {
 		_ = s.poller.Remove(desc)
+	}
+}
+
+// scheduleRead resumes a connection's reading on the read pool.
+func (s *Server) scheduleRead(fn func()) {
+	if err := s.pool.Schedule(fn); err != nil {
+		go fn()
 	}
 }
 
@@ -434,54 +493,3 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	return err
 }
-
-// prefixConn replays bytes already read from a connection.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.prefix) > 0 {
-		n := copy(b, p.prefix)
-		p.prefix = p.prefix[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
-}
-
-// chanListener hands connections the gateway accepted to net/http.
-type chanListener struct {
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) push(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }

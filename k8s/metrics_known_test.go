@@ -22,7 +22,9 @@ var knownMetrics = map[string]metricInfo{
 		},
 	}},
 	"chat_gateway_upgrade_failures_total": {kind: counter, labels: map[string][]string{
-		"reason": {"unauthorized", "bad_request", "handshake_timeout", "overloaded"},
+		"reason": {"unauthorized", "bad_request", "handshake_timeout", "overloaded",
+			"origin", // code: a cross-origin upgrade refused (gateway.Config.AllowedOrigins)
+		},
 	}},
 	"chat_gateway_auth_failures_total": {kind: counter, labels: map[string][]string{
 		"kind": {"login", "token"},

@@ -185,6 +185,38 @@ func isWrongLastSeq(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
+// Newest returns the ID of conv's newest message in the stream, 0 when the
+// stream holds none of it (none sent, or all past the stream's MaxAge).
+// Every acked message is in the stream, even one the store has not written
+// yet, so this is the newest a client can know of. A tail this gateway
+// already knows answers when it is at least atLeast; otherwise the stream
+// is asked (and the tail refreshed).
+func (p *Publisher) Newest(ctx context.Context, conv string, atLeast chat.ID) (chat.ID, error) {
+	p.mu.Lock()
+	t := p.convs[conv]
+	p.mu.Unlock()
+	if t != nil {
+		t.mu.Lock()
+		known, id := t.known, t.lastID
+		t.mu.Unlock()
+		if known && id != 0 && id >= atLeast {
+			return id, nil
+		}
+	}
+	seq, id, err := p.loadTail(ctx, chat.MsgSubject(conv))
+	if err != nil {
+		return 0, err
+	}
+	if t != nil {
+		t.mu.Lock()
+		if seq > t.lastSeq {
+			t.known, t.lastSeq, t.lastID = true, seq, id
+		}
+		t.mu.Unlock()
+	}
+	return id, nil
+}
+
 // loadTail asks the stream for a conversation's newest message.
 func (p *Publisher) loadTail(ctx context.Context, subject string) (uint64, chat.ID, error) {
 	raw, err := p.stream.GetLastMsgForSubject(ctx, subject)

@@ -36,6 +36,10 @@ type devOptions struct {
 	LogLevel  string        // debug, info, warn, error; default info
 	Drain     time.Duration // SIGTERM's drain period; default 10s
 	Pprof     bool          // serve /debug/pprof/
+	// Origins are the other origins whose pages may use the API and the
+	// WebSocket (gateway.Config.AllowedOrigins), comma separated; default
+	// none: same origin only.
+	Origins string
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -47,6 +51,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "how long SIGTERM takes to close all connections")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
+	fs.StringVar(&o.Origins, "allowed-origins", "", originsUsage)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -144,8 +149,9 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 	}
 
 	d.gw, err = gateway.Start(ctx, gateway.Options{
-		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready, Pprof: o.Pprof},
-		NATS:   d.nc, Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
+		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready, Pprof: o.Pprof,
+			AllowedOrigins: splitList(o.Origins)},
+		NATS: d.nc, Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {
 		return nil, err

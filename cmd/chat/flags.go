@@ -48,3 +48,7 @@ func splitList(s string) []string {
 	}
 	return out
 }
+
+// originsUsage documents --allowed-origins, a flag of chat dev and chat
+// gateway.
+const originsUsage = "other origins whose pages may use the API and WebSocket, comma separated (https://app.example.com; * for any); default: same origin only"

@@ -28,6 +28,7 @@ func runGateway(ctx context.Context, args []string) error {
 	replicas := fs.Int("stream-replicas", 1, "JetStream replicas of the message stream (3 in a cluster)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	pprofOn := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/")
+	origins := fs.String("allowed-origins", "", originsUsage)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -52,7 +53,7 @@ func runGateway(ctx context.Context, args []string) error {
 	}
 	reg := newRegistry()
 	gw, err := gateway.Start(startCtx, gateway.Options{
-		Config:         gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn},
+		Config:         gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn, AllowedOrigins: splitList(*origins)},
 		NATS:           nc,
 		StreamReplicas: *replicas,
 		Registry:       reg, Gatherer: reg, Log: log,
