@@ -50,10 +50,11 @@ var knownMetrics = map[string]metricInfo{
 	"chat_gateway_draining":                     {kind: gauge},
 
 	// Store.
-	"chat_store_messages_consumed_total": {kind: counter},
-	"chat_store_messages_written_total":  {kind: counter},
-	"chat_store_messages_invalid_total":  {kind: counter}, // payloads that did not decode, terminated
-	"chat_store_write_batch_messages":    {kind: histogram},
+	"chat_store_messages_consumed_total":    {kind: counter},
+	"chat_store_messages_written_total":     {kind: counter},
+	"chat_store_messages_invalid_total":     {kind: counter}, // payloads that did not decode, terminated
+	"chat_store_records_unknown_kind_total": {kind: counter}, // stream records of a kind this store does not know, terminated
+	"chat_store_write_batch_messages":       {kind: histogram},
 	"chat_store_backend_latency_seconds": {kind: histogram, labels: map[string][]string{
 		"op": storeOps,
 	}},
