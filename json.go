@@ -27,7 +27,56 @@ func (m *Message) AppendJSON(b []byte) []byte {
 	b = m.SentAt.UTC().AppendFormat(b, TimeLayout)
 	b = append(b, `","client_id":`...)
 	b = appendString(b, m.ClientID)
-	return append(b, '}')
+	return append(m.appendChanged(b), '}')
+}
+
+// appendChanged appends the extension fields that are set, so an unchanged
+// message encodes exactly as before they existed.
+func (m *Message) appendChanged(b []byte) []byte {
+	if m.ReplyTo != 0 {
+		b = appendIDField(b, "reply_to", m.ReplyTo)
+	}
+	if q := m.Reply; q != nil {
+		b = append(b, `,"reply":{"id":"`...)
+		b = strconv.AppendUint(b, uint64(q.ID), 10)
+		b = append(b, '"')
+		b = appendIDField(b, "sender", q.Sender)
+		b = append(b, `,"body":`...)
+		b = appendString(b, q.Body)
+		if q.Deleted {
+			b = append(b, `,"deleted":true`...)
+		}
+		b = append(b, '}')
+	}
+	if !m.EditedAt.IsZero() {
+		b = append(b, `,"edited_at":"`...)
+		b = m.EditedAt.UTC().AppendFormat(b, TimeLayout)
+		b = append(b, '"')
+	}
+	if m.Deleted {
+		b = append(b, `,"deleted":true`...)
+	}
+	if len(m.Reactions) > 0 {
+		b = append(b, `,"reactions":[`...)
+		for i, r := range m.Reactions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"emoji":`...)
+			b = appendString(b, r.Emoji)
+			b = append(b, `,"count":`...)
+			b = strconv.AppendInt(b, int64(r.Count), 10)
+			if r.Me {
+				b = append(b, `,"me":true`...)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if m.Version != 0 {
+		b = appendIDField(b, "version", m.Version)
+	}
+	return b
 }
 
 // MarshalJSON keeps every encoding of a Message identical to AppendJSON.
@@ -49,4 +98,53 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// appendIDField appends ,"name":"<id>".
+func appendIDField(b []byte, name string, id ID) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, `":"`...)
+	b = strconv.AppendUint(b, uint64(id), 10)
+	return append(b, '"')
+}
+
+// AppendJSON appends c's JSON, the protocol's Change object: only the
+// fields of its kind (an edit's body, a reaction's emoji and on).
+func (c *Change) AppendJSON(b []byte) []byte {
+	b = append(b, `{"id":"`...)
+	b = strconv.AppendUint(b, uint64(c.ID), 10)
+	b = append(b, `","conversation":`...)
+	b = appendString(b, c.Conversation)
+	b = append(b, `,"kind":`...)
+	b = appendString(b, string(c.Kind))
+	b = appendIDField(b, "message_id", c.MessageID)
+	b = appendIDField(b, "user", c.User)
+	b = append(b, `,"at":"`...)
+	b = c.At.UTC().AppendFormat(b, TimeLayout)
+	b = append(b, '"')
+	if c.ClientID != "" {
+		b = append(b, `,"client_id":`...)
+		b = appendString(b, c.ClientID)
+	}
+	switch c.Kind {
+	case EventEdit:
+		b = append(b, `,"body":`...)
+		b = appendString(b, c.Body)
+	case EventReact:
+		b = append(b, `,"emoji":`...)
+		b = appendString(b, c.Emoji)
+		b = append(b, `,"on":`...)
+		b = strconv.AppendBool(b, c.On)
+	}
+	if c.Message != nil {
+		b = append(b, `,"message":`...)
+		b = c.Message.AppendJSON(b)
+	}
+	return append(b, '}')
+}
+
+// MarshalJSON keeps every encoding of a Change identical to AppendJSON.
+func (c Change) MarshalJSON() ([]byte, error) {
+	return c.AppendJSON(make([]byte, 0, 160+len(c.Body))), nil
 }

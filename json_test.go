@@ -90,3 +90,83 @@ func TestDirectID(t *testing.T) {
 		}
 	}
 }
+
+func TestMessageChangedFieldsJSON(t *testing.T) {
+	at := time.Date(2026, 11, 26, 19, 10, 32, 120_000_000, time.UTC)
+	plain := Message{ID: 1, Conversation: "5", Sender: 2, Body: "hi", SentAt: at, ClientID: "c1"}
+	b, _ := json.Marshal(plain)
+	for _, k := range []string{"reply_to", "reply", "edited_at", "deleted", "reactions", "version"} {
+		if json.Valid(b) && contains(string(b), `"`+k+`"`) {
+			t.Errorf("unchanged message carries %s: %s", k, b)
+		}
+	}
+	m := plain
+	m.ReplyTo, m.Reply = 7, &Quote{ID: 7, Sender: 3, Body: "q\"uote", Deleted: false}
+	m.EditedAt, m.Version = at.Add(time.Second), 99
+	m.Reactions = []Reaction{{Emoji: "👍", Count: 2, Me: true}, {Emoji: "🎉", Count: 1}}
+	b, _ = json.Marshal(m)
+	var back Message
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if back.ReplyTo != 7 || back.Reply == nil || *back.Reply != *m.Reply || !back.EditedAt.Equal(m.EditedAt) ||
+		back.Version != 99 || len(back.Reactions) != 2 || back.Reactions[0] != m.Reactions[0] || back.Reactions[1] != m.Reactions[1] {
+		t.Errorf("round trip of %s: %+v", b, back)
+	}
+	d := plain
+	d.Body, d.Deleted = "", true
+	b, _ = json.Marshal(d)
+	if !contains(string(b), `"deleted":true`) || !contains(string(b), `"body":""`) {
+		t.Errorf("deleted: %s", b)
+	}
+}
+
+func TestChangeJSON(t *testing.T) {
+	at := time.Date(2026, 11, 26, 19, 10, 32, 120_000_000, time.UTC)
+	cases := []Change{
+		{ID: 10, Conversation: "1-2", Kind: EventEdit, MessageID: 5, User: 1, At: at, ClientID: "e1", Body: "fixed <b>"},
+		{ID: 11, Conversation: "9", Kind: EventDelete, MessageID: 5, User: 1, At: at},
+		{ID: 12, Conversation: "9", Kind: EventReact, MessageID: 5, User: 2, At: at, ClientID: "r", Emoji: "👍", On: false},
+		{ID: 13, Conversation: "9", Kind: EventReact, MessageID: 5, User: 2, At: at, Emoji: "👍", On: true,
+			Message: &Message{ID: 5, Conversation: "9", Sender: 1, SentAt: at, Deleted: true}},
+	}
+	for _, c := range cases {
+		b, err := json.Marshal(c)
+		if err != nil || !json.Valid(b) {
+			t.Fatalf("%s: %v", b, err)
+		}
+		var back Change
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if back.ID != c.ID || back.Kind != c.Kind || back.Body != c.Body || back.Emoji != c.Emoji || back.On != c.On ||
+			back.MessageID != c.MessageID || back.User != c.User || !back.At.Equal(at) || (c.Message == nil) != (back.Message == nil) {
+			t.Errorf("round trip of %s: %+v", b, back)
+		}
+		if c.Kind == EventReact && !contains(string(b), `"on":`) {
+			t.Errorf("reaction without on: %s", b)
+		}
+	}
+}
+
+func TestValidEmoji(t *testing.T) {
+	for _, s := range []string{"👍", "❤️", "1️⃣", "👨‍👩‍👧‍👦", "🎉"} {
+		if !ValidEmoji(s) {
+			t.Errorf("ValidEmoji(%q) = false", s)
+		}
+	}
+	for _, s := range []string{"", "a", "ok", "👍 ", "\n", "\xff", "👍👍👍👍👍👍👍👍👍👍👍"} {
+		if ValidEmoji(s) {
+			t.Errorf("ValidEmoji(%q) = true", s)
+		}
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}

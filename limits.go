@@ -22,7 +22,47 @@ const (
 	MaxClientID    = 64
 	// MaxGroupMembers is the default bound of a group's members.
 	MaxGroupMembers = 1000
+	// MaxEmojiBytes bounds one reaction's emoji (a ZWJ family sequence
+	// takes 25 bytes); MaxEmojiRunes its code points.
+	MaxEmojiBytes = 32
+	MaxEmojiRunes = 10
+	// MaxReactionEmojis bounds the distinct emojis on one message, so that
+	// a message's reactions stay a small, bounded set.
+	MaxReactionEmojis = 20
+	// QuoteLen bounds the code points of the original a reply quotes.
+	QuoteLen = 200
 )
+
+// ValidEmoji: 1-32 bytes of valid UTF-8, at most 10 code points, no white
+// space, control characters or ASCII letters and digits alone (a reaction is
+// an emoji, not a word; keycaps such as "1\uFE0F\u20E3" pass).
+func ValidEmoji(s string) bool {
+	if len(s) < 1 || len(s) > MaxEmojiBytes || !utf8.ValidString(s) || utf8.RuneCountInString(s) > MaxEmojiRunes {
+		return false
+	}
+	nonASCII := false
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return false
+		}
+		if r >= 0x80 {
+			nonASCII = true
+		}
+	}
+	return nonASCII
+}
+
+// truncate cuts s to at most n code points.
+func truncate(s string, n int) string {
+	i := 0
+	for j := range s {
+		if i == n {
+			return s[:j]
+		}
+		i++
+	}
+	return s
+}
 
 // FoldUsername applies the username profile and reports whether u is a
 // valid username: PRECIS UsernameCaseMapped (RFC 8265: width mapping, NFC,

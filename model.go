@@ -35,14 +35,60 @@ type Conversation struct {
 	Members   []ID      `json:"members"` // ascending by ID
 }
 
-// Message is one chat message as stored and as sent to clients.
+// Message is one chat message as stored and as sent to clients. The fields
+// after ClientID are extensions of the protocol: each is left out of the
+// JSON when it has its zero value, so a message that never changed reads
+// exactly as it did before messages could change.
 type Message struct {
 	ID           ID        `json:"id"`
 	Conversation string    `json:"conversation"`
 	Sender       ID        `json:"sender"`
-	Body         string    `json:"body"`
+	Body         string    `json:"body"` // "" once deleted
 	SentAt       time.Time `json:"sent_at"`
 	ClientID     string    `json:"client_id"`
+
+	// ReplyTo is the message this one answers, 0 for none. Stored.
+	ReplyTo ID `json:"reply_to,omitempty"`
+	// Reply is what the answered message shows now; filled when the
+	// message is read or published, never stored (an edit or deletion of
+	// the original must show in every reply to it).
+	Reply *Quote `json:"reply,omitempty"`
+	// EditedAt is when the body was last edited; zero if never.
+	EditedAt time.Time `json:"edited_at,omitempty"`
+	// Deleted says the sender deleted the message: Body is "".
+	Deleted bool `json:"deleted,omitempty"`
+	// Reactions are the message's reactions by emoji (first reacted first),
+	// Me set for the reader's own; filled when read for a reader.
+	Reactions []Reaction `json:"reactions,omitempty"`
+	// Version is the ID of the newest change (edit, deletion, reaction)
+	// this state includes, 0 if none: a client applies a live change only
+	// when its ID is larger, so a change it already has is never counted
+	// twice.
+	Version ID `json:"version,omitempty"`
+}
+
+// Reaction is one emoji's reactions to a message.
+type Reaction struct {
+	Emoji string `json:"emoji"`
+	Count int    `json:"count"`
+	Me    bool   `json:"me,omitempty"` // the reader reacted with it
+}
+
+// Quote is what a reply shows of the message it answers.
+type Quote struct {
+	ID      ID     `json:"id"`
+	Sender  ID     `json:"sender"`
+	Body    string `json:"body"` // at most QuoteLen code points; "" once deleted
+	Deleted bool   `json:"deleted,omitempty"`
+}
+
+// QuoteOf returns what a reply to m shows.
+func QuoteOf(m Message) *Quote {
+	q := &Quote{ID: m.ID, Sender: m.Sender, Deleted: m.Deleted}
+	if !m.Deleted {
+		q.Body = truncate(m.Body, QuoteLen)
+	}
+	return q
 }
 
 // Summary is one entry of a user's conversation list.
@@ -66,4 +112,6 @@ type Page struct {
 	Before ID
 	After  ID
 	Limit  int
+	// Viewer is who reads: reactions are marked Me for this user. 0: none.
+	Viewer ID
 }

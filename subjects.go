@@ -100,3 +100,10 @@ func StoreSubject(op string) string { return StoreSubjectPrefix + op }
 func MsgIDHeader(conversation string, sender ID, clientID string) string {
 	return conversation + "/" + sender.String() + "/" + clientID
 }
+
+// ChangeIDHeader is the Nats-Msg-Id of an edit, deletion or reaction: the
+// same user resending the same client_id for the same kind of change into
+// the same conversation is deduplicated, apart from sends' client_ids.
+func ChangeIDHeader(conversation string, user ID, kind EventKind, clientID string) string {
+	return conversation + "/" + user.String() + "/" + string(kind) + "/" + clientID
+}

@@ -8,6 +8,9 @@ import (
 	"github.com/chatcluster/chat"
 )
 
+// DefaultEditWindow is Config.EditWindow's default.
+const DefaultEditWindow = 48 * time.Hour
+
 // Config configures a Server. Zero values take the documented defaults.
 type Config struct {
 	// JWTSecret signs and checks tokens (HS256). Required.
@@ -62,6 +65,9 @@ type Config struct {
 	HelloConversations int
 	// MaxMembers bounds a group's size at creation. Default 1000.
 	MaxMembers int
+	// EditWindow is how long after sending a message its sender may edit
+	// it (deleting has no limit). Default 48 hours.
+	EditWindow time.Duration
 	// Web serves the browser client at every path the API does not take;
 	// nil serves none.
 	Web http.Handler
@@ -116,4 +122,5 @@ func (c *Config) setDefaults() {
 	defInt(&c.MaxHashes, runtime.GOMAXPROCS(0))
 	defInt(&c.HelloConversations, 1000)
 	defInt(&c.MaxMembers, chat.MaxGroupMembers)
+	def(&c.EditWindow, DefaultEditWindow)
 }

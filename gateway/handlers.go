@@ -32,6 +32,8 @@ type request struct {
 	After        *flexID         `json:"after"`
 	Limit        *flexInt        `json:"limit"`
 	MessageID    *flexID         `json:"message_id"`
+	ReplyTo      *flexID         `json:"reply_to"`
+	Emoji        *flexString     `json:"emoji"`
 }
 
 // flexString accepts any JSON value and remembers whether it was a string,
@@ -84,7 +86,8 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 }
 
 // knownTypes are the client frame types, for bounded metric labels.
-var knownTypes = map[string]bool{"send": true, "history": true, "read": true, "typing": true, "ping": true}
+var knownTypes = map[string]bool{"send": true, "history": true, "read": true, "typing": true, "ping": true,
+	"edit": true, "delete": true, "react": true, "changes": true}
 
 // handleMessage acts on one complete text message from c.
 func (s *Server) handleMessage(c *Conn, payload []byte, at time.Time) {
@@ -125,6 +128,14 @@ func (s *Server) handleMessage(c *Conn, payload []byte, at time.Time) {
 		s.onRead(ctx, c, &req)
 	case "typing":
 		s.onTyping(ctx, c, &req)
+	case "edit":
+		s.onEdit(ctx, c, &req, at)
+	case "delete":
+		s.onDelete(ctx, c, &req, at)
+	case "react":
+		s.onReact(ctx, c, &req, at)
+	case "changes":
+		s.onChanges(ctx, c, &req)
 	}
 }
 
@@ -191,13 +202,23 @@ func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time
 	if !ok {
 		return
 	}
+	out := chat.Message{Conversation: conv, Sender: c.user, Body: body, ClientID: clientID}
+	if req.ReplyTo != nil {
+		orig, ok := s.target(ctx, c, req, conv, req.ReplyTo, "reply_to")
+		if !ok {
+			return
+		}
+		// The quote travels with the live message; history quotes the
+		// original as it is when read.
+		out.ReplyTo, out.Reply = orig.ID, chat.QuoteOf(orig)
+	}
 	// This connection's deliveries of the conversation wait until its ack
 	// is queued: the fan-out can bring the sender's own message before the
 	// PubAck returns, and PROTOCOL.md promises the ack first. Holding back
 	// costs no round trip, and what is held keeps its order.
 	c.hold(conv)
 	start := time.Now()
-	m, _, err := s.pub.Publish(ctx, chat.Message{Conversation: conv, Sender: c.user, Body: body, ClientID: clientID})
+	m, _, err := s.pub.Publish(ctx, out)
 	s.m.publishLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("publish failed", zap.String("conversation", conv), zap.Error(err))
@@ -228,6 +249,7 @@ func (s *Server) onHistory(ctx context.Context, c *Conn, req *request) {
 	if !ok {
 		return
 	}
+	p.Viewer = c.user
 	page, err := s.historyPage(ctx, conv, p)
 	if err != nil {
 		c.sendError(req.ID, codeUnavailable, "history is not available right now, retry")

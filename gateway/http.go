@@ -459,6 +459,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, id identity) {
 	if !s.memberHTTP(w, r, id, conv) {
 		return
 	}
+	p.Viewer = id.User
 	page, err := s.historyPage(r.Context(), conv, p)
 	if err != nil {
 		s.storeError(w, err)

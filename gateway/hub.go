@@ -270,6 +270,9 @@ func (h *hub) roomCount() int {
 // gateway does not know (a newer gateway wrote it) is not delivered.
 var recordFrames = map[chat.EventKind]func(data []byte) []byte{
 	chat.EventMessage: messageFrame,
+	chat.EventEdit:    changeFrame,
+	chat.EventDelete:  changeFrame,
+	chat.EventReact:   changeFrame,
 }
 
 // onEvent fans one event from the Feed out to the room: the frame is built

@@ -99,18 +99,76 @@ func (p *Publisher) Forget(idle time.Duration) {
 	}
 }
 
-// Publish stores m (Conversation, Sender, Body, ClientID set) in the stream
-// and returns it as stored, with its ID and time. When the same sender has
-// already sent the same ClientID to the conversation within the
-// deduplication window it returns that first message instead; dup says so.
+// Publish stores m (Conversation, Sender, Body, ClientID set; ReplyTo and
+// Reply when it answers a message) in the stream and returns it as stored,
+// with its ID and time. When the same sender has already sent the same
+// ClientID to the conversation within the deduplication window it returns
+// that first message instead; dup says so.
 func (p *Publisher) Publish(ctx context.Context, m chat.Message) (stored chat.Message, dup bool, err error) {
-	t := p.tail(m.Conversation)
+	msgID := chat.MsgIDHeader(m.Conversation, m.Sender, m.ClientID)
+	buf := make([]byte, 0, 160+len(m.Body))
+	id, at, dupSeq, err := p.publish(ctx, m.Conversation, chat.EventMessage, m.Sender, msgID, func(id chat.ID, at time.Time) []byte {
+		m.ID, m.SentAt = id, at
+		buf = m.AppendJSON(buf[:0])
+		return buf
+	})
+	if err != nil {
+		return chat.Message{}, false, err
+	}
+	if dupSeq != 0 {
+		var orig chat.Message
+		err := p.original(ctx, dupSeq, &orig)
+		return orig, true, err
+	}
+	m.ID, m.SentAt = id, at
+	return m, false, nil
+}
+
+// PublishChange stores c (Conversation, Kind, MessageID, User, ClientID and
+// its kind's fields set) in the stream as a record of its kind, with an ID
+// from the same sequence as the conversation's messages (above its newest
+// record's): the change cursor. A resent ClientID of the same user and kind
+// returns the first change; dup says so. Without a ClientID nothing is
+// deduplicated (a deletion without one is harmless to repeat).
+func (p *Publisher) PublishChange(ctx context.Context, c chat.Change) (stored chat.Change, dup bool, err error) {
+	if !c.Kind.IsChange() {
+		return chat.Change{}, false, fmt.Errorf("router: %q is not a change", c.Kind)
+	}
+	msgID := ""
+	if c.ClientID != "" {
+		msgID = chat.ChangeIDHeader(c.Conversation, c.User, c.Kind, c.ClientID)
+	}
+	c.Message = nil
+	buf := make([]byte, 0, 200+len(c.Body))
+	id, at, dupSeq, err := p.publish(ctx, c.Conversation, c.Kind, c.User, msgID, func(id chat.ID, at time.Time) []byte {
+		c.ID, c.At = id, at
+		buf = c.AppendJSON(buf[:0])
+		return buf
+	})
+	if err != nil {
+		return chat.Change{}, false, err
+	}
+	if dupSeq != 0 {
+		var orig chat.Change
+		err := p.original(ctx, dupSeq, &orig)
+		return orig, true, err
+	}
+	c.ID, c.At = id, at
+	return c, false, nil
+}
+
+// publish appends one record of kind to conv's subject: encode makes its
+// payload for the ID and time it is given. The ID is above the newest
+// record's of the conversation (Nats-Expected-Last-Subject-Sequence makes
+// that hold across gateways). dupSeq is the original's sequence when
+// JetStream recognised msgID as a duplicate; msgID "" disables that.
+func (p *Publisher) publish(ctx context.Context, conv string, kind chat.EventKind, sender chat.ID, msgID string,
+	encode func(id chat.ID, at time.Time) []byte) (id chat.ID, at time.Time, dupSeq uint64, err error) {
+	t := p.tail(conv)
 	t.pub.Lock()
 	defer t.pub.Unlock()
 
-	subject := chat.MsgSubject(m.Conversation)
-	msgID := chat.MsgIDHeader(m.Conversation, m.Sender, m.ClientID)
-	buf := make([]byte, 0, 160+len(m.Body))
+	subject := chat.MsgSubject(conv)
 	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
 		t.mu.Lock()
 		known, lastSeq, lastID := t.known, t.lastSeq, t.lastID
@@ -118,7 +176,7 @@ func (p *Publisher) Publish(ctx context.Context, m chat.Message) (stored chat.Me
 		t.mu.Unlock()
 		if !known {
 			if lastSeq, lastID, err = p.loadTail(ctx, subject); err != nil {
-				return chat.Message{}, false, err
+				return 0, time.Time{}, 0, err
 			}
 			t.mu.Lock()
 			if lastSeq >= t.lastSeq {
@@ -127,16 +185,17 @@ func (p *Publisher) Publish(ctx context.Context, m chat.Message) (stored chat.Me
 			t.mu.Unlock()
 		}
 
-		m.ID = p.ids.NextAfter(lastID)
-		m.SentAt = p.now().UTC().Truncate(time.Millisecond)
-		buf = m.AppendJSON(buf[:0])
-		nm := &nats.Msg{Subject: subject, Data: buf, Header: nats.Header{}}
-		nm.Header.Set(chat.HdrKind, string(chat.EventMessage))
-		nm.Header.Set(chat.HdrMsgID, m.ID.String())
-		nm.Header.Set(chat.HdrSender, m.Sender.String())
-		ack, perr := p.js.PublishMsg(ctx, nm,
-			jetstream.WithMsgID(msgID),
-			jetstream.WithExpectLastSequencePerSubject(lastSeq))
+		id = p.ids.NextAfter(lastID)
+		at = p.now().UTC().Truncate(time.Millisecond)
+		nm := &nats.Msg{Subject: subject, Data: encode(id, at), Header: nats.Header{}}
+		nm.Header.Set(chat.HdrKind, string(kind))
+		nm.Header.Set(chat.HdrMsgID, id.String())
+		nm.Header.Set(chat.HdrSender, sender.String())
+		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(lastSeq)}
+		if msgID != "" {
+			opts = append(opts, jetstream.WithMsgID(msgID))
+		}
+		ack, perr := p.js.PublishMsg(ctx, nm, opts...)
 		if perr != nil {
 			if isWrongLastSeq(perr) {
 				t.mu.Lock()
@@ -145,24 +204,23 @@ func (p *Publisher) Publish(ctx context.Context, m chat.Message) (stored chat.Me
 				// Back off a random while, growing, so that gateways racing
 				// for one busy conversation take turns instead of colliding.
 				if err := sleepCtx(ctx, time.Duration(rand.Int64N(int64(attempt+1)*int64(200*time.Microsecond)))); err != nil {
-					return chat.Message{}, false, err
+					return 0, time.Time{}, 0, err
 				}
 				continue
 			}
-			return chat.Message{}, false, fmt.Errorf("router: publish: %w", perr)
+			return 0, time.Time{}, 0, fmt.Errorf("router: publish: %w", perr)
 		}
 		if ack.Duplicate {
-			orig, gerr := p.original(ctx, ack.Sequence)
-			return orig, true, gerr
+			return 0, time.Time{}, ack.Sequence, nil
 		}
 		t.mu.Lock()
 		if ack.Sequence > t.lastSeq {
-			t.known, t.lastSeq, t.lastID = true, ack.Sequence, m.ID
+			t.known, t.lastSeq, t.lastID = true, ack.Sequence, id
 		}
 		t.mu.Unlock()
-		return m, false, nil
+		return id, at, 0, nil
 	}
-	return chat.Message{}, false, ErrConflict
+	return 0, time.Time{}, 0, ErrConflict
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -237,17 +295,16 @@ func (p *Publisher) loadTail(ctx context.Context, subject string) (uint64, chat.
 	return raw.Sequence, id, nil
 }
 
-// original fetches the message a duplicate send refers to.
-func (p *Publisher) original(ctx context.Context, seq uint64) (chat.Message, error) {
+// original fetches the record a duplicate publish refers to into v.
+func (p *Publisher) original(ctx context.Context, seq uint64, v any) error {
 	raw, err := p.stream.GetMsg(ctx, seq)
 	if err != nil {
-		return chat.Message{}, fmt.Errorf("router: original of duplicate at %d: %w", seq, err)
+		return fmt.Errorf("router: original of duplicate at %d: %w", seq, err)
 	}
-	var m chat.Message
-	if err := json.Unmarshal(raw.Data, &m); err != nil {
-		return chat.Message{}, fmt.Errorf("router: original of duplicate at %d: %w", seq, err)
+	if err := json.Unmarshal(raw.Data, v); err != nil {
+		return fmt.Errorf("router: original of duplicate at %d: %w", seq, err)
 	}
-	return m, nil
+	return nil
 }
 
 func parseSeq(h nats.Header, key string) uint64 {

@@ -195,7 +195,7 @@ func (s *Service) history(ctx context.Context, req storeclient.HistoryRequest) (
 	case req.Limit < 0:
 		return nil, fmt.Errorf("%w: limit %d", chat.ErrInvalid, req.Limit)
 	}
-	p := chat.Page{Before: req.Before, After: req.After, Limit: req.Limit}
+	p := chat.Page{Before: req.Before, After: req.After, Limit: req.Limit, Viewer: req.Viewer}
 	if p.Limit == 0 {
 		p.Limit = defaultHistoryLimit
 	}

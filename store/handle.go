@@ -46,6 +46,8 @@ func (s *Service) handlers() map[string]handler {
 		storeclient.OpConversations: handle(s.conversations),
 		storeclient.OpHistory:       handle(s.history),
 		storeclient.OpRead:          handle(s.read),
+		storeclient.OpMessage:       handle(s.message),
+		storeclient.OpChanges:       handle(s.changes),
 	}
 }
 

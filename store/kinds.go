@@ -23,6 +23,9 @@ type recordWriter func(work context.Context, ms []jetstream.Msg)
 func (s *Service) recordKinds() map[chat.EventKind]recordWriter {
 	return map[chat.EventKind]recordWriter{
 		chat.EventMessage: s.writeMessages,
+		chat.EventEdit:    s.writeChanges,
+		chat.EventDelete:  s.writeChanges,
+		chat.EventReact:   s.writeChanges,
 	}
 }
 

@@ -19,6 +19,8 @@ const (
 	opRead          = "read"
 	opAccount       = "account"
 	opMembership    = "membership"
+	opApplyChanges  = "apply_changes"
+	opChanges       = "changes"
 )
 
 // metrics are the Service's Prometheus collectors, registered on the
@@ -106,7 +108,7 @@ func newMetrics(reg prometheus.Registerer, ready func() bool) (*metrics, error) 
 	}
 	// Children exist from the start, so dashboards and alerts see zeros
 	// rather than no series at all.
-	for _, op := range []string{opSaveMessages, opHistory, opConversations, opRead, opAccount, opMembership} {
+	for _, op := range []string{opSaveMessages, opHistory, opConversations, opRead, opAccount, opMembership, opApplyChanges, opChanges} {
 		m.backendLat.WithLabelValues(op)
 		m.backendErrors.WithLabelValues(op)
 	}
@@ -210,6 +212,27 @@ func (i instrumented) MarkRead(ctx context.Context, conversation string, user ch
 	mark, moved, err := i.b.MarkRead(ctx, conversation, user, msg)
 	i.m.observe(opRead, start, err)
 	return mark, moved, err
+}
+
+func (i instrumented) ApplyChanges(ctx context.Context, changes []chat.Change) error {
+	start := time.Now()
+	err := i.b.ApplyChanges(ctx, changes)
+	i.m.observe(opApplyChanges, start, err)
+	return err
+}
+
+func (i instrumented) Message(ctx context.Context, conversation string, id, viewer chat.ID) (chat.Message, error) {
+	start := time.Now()
+	m, err := i.b.Message(ctx, conversation, id, viewer)
+	i.m.observe(opHistory, start, err)
+	return m, err
+}
+
+func (i instrumented) Changes(ctx context.Context, conversation string, p chat.Page) ([]chat.Change, bool, error) {
+	start := time.Now()
+	cs, more, err := i.b.Changes(ctx, conversation, p)
+	i.m.observe(opChanges, start, err)
+	return cs, more, err
 }
 
 // Close is the owner's business: the Service never closes the backend it

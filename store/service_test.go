@@ -579,6 +579,15 @@ func (n *namedSaver) Messages(ctx context.Context, c string, p chat.Page) ([]cha
 func (n *namedSaver) MarkRead(ctx context.Context, c string, u chat.ID, m chat.ID) (chat.ID, bool, error) {
 	return n.c.MarkRead(ctx, c, u, m)
 }
+func (n *namedSaver) ApplyChanges(ctx context.Context, cs []chat.Change) error {
+	return n.c.Backend.ApplyChanges(ctx, cs)
+}
+func (n *namedSaver) Message(ctx context.Context, c string, id, v chat.ID) (chat.Message, error) {
+	return n.c.Backend.Message(ctx, c, id, v)
+}
+func (n *namedSaver) Changes(ctx context.Context, c string, p chat.Page) ([]chat.Change, bool, error) {
+	return n.c.Backend.Changes(ctx, c, p)
+}
 func (n *namedSaver) Close() error { return nil }
 
 func TestReplicasShareTheConsumer(t *testing.T) {

@@ -43,9 +43,30 @@ type Backend interface {
 	// already stored is left as it is.
 	SaveMessages(ctx context.Context, msgs []chat.Message) error
 	// Messages returns one page of a conversation's history: newest first
-	// for Before or no cursor, oldest first for After. more says whether
+	// for Before or no cursor, oldest first for After, each message as it
+	// is now (edited, deleted, its reactions marked for p.Viewer, a
+	// reply's quote). more says whether
 	// further messages exist beyond the page in the direction of travel.
 	Messages(ctx context.Context, conversation string, p chat.Page) (msgs []chat.Message, more bool, err error)
+	// ApplyChanges applies edits, deletions and reactions (any
+	// conversations, any order, replays included) to stored messages and
+	// records each in its conversation's change log. The result does not
+	// depend on the order: of two edits the larger change ID wins, a
+	// deletion wins over every edit and blanks the stored body, and a
+	// user's reaction with one emoji is what their newest change of it
+	// says. A change to a message not stored yet applies when it is. A
+	// message's Version is the largest change ID applied to it, except
+	// that once deleted it is the (largest) deletion's.
+	ApplyChanges(ctx context.Context, changes []chat.Change) error
+	// Message returns one message as Messages would (reactions marked for
+	// viewer, a reply's quote), or ErrNotFound.
+	Message(ctx context.Context, conversation string, id, viewer chat.ID) (chat.Message, error)
+	// Changes returns the conversation's changes with IDs above p.After,
+	// oldest first, at most p.Limit, each carrying its message as it is now
+	// (for p.Viewer); a message changed several times within the page
+	// appears once, at its newest change. more says whether changes remain
+	// beyond the page. p.Before must be 0.
+	Changes(ctx context.Context, conversation string, p chat.Page) (changes []chat.Change, more bool, err error)
 	// MarkRead moves user's read mark in conversation forward to msg and
 	// returns the mark after the call and whether it moved.
 	MarkRead(ctx context.Context, conversation string, user chat.ID, msg chat.ID) (chat.ID, bool, error)

@@ -11,7 +11,10 @@
 //	convs     conversation ID               -> kind, title, creator, creation time
 //	members   conversation 0x00 user ID     -> join time, read mark
 //	userconvs user ID conversation ID       -> (empty)  (a user's conversations)
-//	messages  conversation 0x00 message ID  -> sender, time, client ID, body
+//	messages  conversation 0x00 message ID  -> sender, time, client ID, body, reply-to
+//
+// and, for messages that changed, msgstate, reactions and changes
+// (changes.go).
 //
 // A history page is one range scan of messages; a conversation's last
 // message is the last key of its range, so saving a message needs no other
@@ -74,7 +77,8 @@ var (
 	bucketUserConvs = []byte("userconvs")
 	bucketMessages  = []byte("messages")
 
-	allBuckets = [][]byte{bucketMeta, bucketAccounts, bucketUsernames, bucketConvs, bucketMembers, bucketUserConvs, bucketMessages}
+	allBuckets = [][]byte{bucketMeta, bucketAccounts, bucketUsernames, bucketConvs, bucketMembers, bucketUserConvs, bucketMessages,
+		bucketMsgState, bucketReactions, bucketChanges}
 
 	keyVersion = []byte("version")
 )

@@ -211,18 +211,32 @@ func decodeMembership(v []byte) (membership, error) {
 	return m, d.err
 }
 
-// message: version, sender, sent at, client ID, body. The sender is at a
-// fixed offset (1..9) so counting unread messages reads only it.
+// message: version, sender, sent at, client ID, body, and the ID it replies
+// to when it is a reply (absent otherwise, so rows written before replies
+// existed read the same). The sender is at a fixed offset (1..9) so
+// counting unread messages reads only it.
 func appendMessage(b []byte, m *chat.Message) []byte {
 	b = append(b, valueVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Sender))
 	b = appendTime(b, m.SentAt)
 	b = appendString(b, m.ClientID)
-	return appendString(b, m.Body)
+	b = appendString(b, m.Body)
+	if m.ReplyTo != 0 {
+		b = binary.BigEndian.AppendUint64(b, uint64(m.ReplyTo))
+	}
+	return b
 }
 
 func messageSize(m *chat.Message) int {
-	return 1 + 8 + binary.MaxVarintLen64 + 2*binary.MaxVarintLen64 + len(m.ClientID) + len(m.Body)
+	return 1 + 8 + binary.MaxVarintLen64 + 2*binary.MaxVarintLen64 + len(m.ClientID) + len(m.Body) + 8
+}
+
+// replyTo reads the optional reply-to ID that ends a message value.
+func (d *decoder) replyTo() chat.ID {
+	if d.err != nil || len(d.b) == 0 {
+		return 0
+	}
+	return d.id()
 }
 
 // decodeMessage decodes the message stored under key k in conversation conv.
@@ -233,6 +247,7 @@ func decodeMessage(conv string, k, v []byte) (chat.Message, error) {
 	m.SentAt = d.time()
 	m.ClientID = d.string()
 	m.Body = d.string()
+	m.ReplyTo = d.replyTo()
 	return m, d.err
 }
 
@@ -257,6 +272,7 @@ func decodeMessages(conv string, raws [][2][]byte) ([]chat.Message, error) {
 		m.SentAt = d.time()
 		spans[i].client = d.appendString(&sb)
 		spans[i].body = d.appendString(&sb)
+		m.ReplyTo = d.replyTo()
 		if d.err != nil {
 			return nil, fmt.Errorf("message %x: %w", r[0], d.err)
 		}

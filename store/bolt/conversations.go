@@ -222,7 +222,11 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 				if err != nil {
 					return err
 				}
-				s.LastMessage = &m
+				ms := []chat.Message{m}
+				if err := dress(tx, id, ms, user); err != nil {
+					return err
+				}
+				s.LastMessage = &ms[0]
 				s.Unread = unread(msgs, e.conv, user, e.m.lastRead, &key)
 			}
 			out = append(out, s)

@@ -47,6 +47,7 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	slices.SortStableFunc(kvs, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	return b.update(ctx, func(tx *bbolt.Tx) error {
 		bucket := tx.Bucket(bucketMessages)
+		states := tx.Bucket(bucketMsgState)
 		var prev []byte
 		for _, e := range kvs {
 			if bytes.Equal(e.k, prev) {
@@ -55,6 +56,20 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 			prev = e.k
 			if bucket.Get(e.k) != nil {
 				continue
+			}
+			if v := states.Get(e.k); v != nil {
+				// Deleted before it was saved here (changes may arrive
+				// first after a redelivery): save it blank.
+				if st, err := decodeState(v); err != nil {
+					return err
+				} else if st.deleted {
+					m, err := decodeMessage("", e.k, e.v)
+					if err != nil {
+						return err
+					}
+					m.Body = ""
+					e.v = appendMessage(nil, &m)
+				}
 			}
 			if err := bucket.Put(e.k, e.v); err != nil {
 				return err
@@ -128,8 +143,10 @@ func (b *Backend) Messages(ctx context.Context, conversation string, p chat.Page
 			return nil
 		}
 		var err error
-		out, err = decodeMessages(conversation, raws)
-		return err
+		if out, err = decodeMessages(conversation, raws); err != nil {
+			return err
+		}
+		return dress(tx, conversation, out, p.Viewer)
 	})
 	if err != nil {
 		return nil, false, err

@@ -52,6 +52,8 @@ type Backend struct {
 	sem     chan struct{} // bounds fan-out reads (and account/membership writes) in flight
 	wsem    chan struct{} // bounds message writes in flight: a burst of reads does not slow persisting
 	buckets bucketCache
+	// changeBuckets remembers buckets recorded in change_buckets.
+	changeBuckets bucketCache
 
 	closeOnce sync.Once
 }
@@ -271,6 +273,14 @@ func unsetIfEmpty(s string) any {
 		return gocql.UnsetValue
 	}
 	return s
+}
+
+// unsetIfZero leaves a zero ID unwritten.
+func unsetIfZero(id chat.ID) any {
+	if id == 0 {
+		return gocql.UnsetValue
+	}
+	return int64(id)
 }
 
 // bucketCache remembers (conversation, bucket) pairs already recorded in

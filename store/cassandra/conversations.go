@@ -322,6 +322,8 @@ func fillEntry(e *listEntry, row map[string]any) {
 			ClientID:     toString(row["last_client_id"]),
 			SentAt:       toTime(row["last_sent_at"]),
 		}
+		// No valid body is empty: an empty one was blanked by a deletion.
+		m.Deleted = m.Body == ""
 		e.sum.LastMessage = m
 		e.sum.Activity = m.SentAt
 	}

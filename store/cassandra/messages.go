@@ -124,9 +124,10 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 		batch := b.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx).WithTimestamp(ts)
 		for _, m := range j.msgs {
 			batch.Entries = append(batch.Entries, gocql.BatchEntry{
-				Stmt: `INSERT INTO messages (conversation_id, bucket, message_id, sender_id, body, client_id, sent_at)
-					VALUES (?, ?, ?, ?, ?, ?, ?)`,
-				Args:       []any{m.Conversation, k.bucket, int64(m.ID), int64(m.Sender), m.Body, unsetIfEmpty(m.ClientID), sentAt(m)},
+				Stmt: `INSERT INTO messages (conversation_id, bucket, message_id, sender_id, body, client_id, sent_at, reply_to)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				Args: []any{m.Conversation, k.bucket, int64(m.ID), int64(m.Sender), m.Body, unsetIfEmpty(m.ClientID), sentAt(m),
+					unsetIfZero(m.ReplyTo)},
 				Idempotent: true,
 			})
 		}
@@ -160,18 +161,35 @@ func sentAt(m chat.Message) any {
 	return m.SentAt
 }
 
-const messageColumns = `message_id, sender_id, body, client_id, sent_at`
+const messageColumns = `message_id, sender_id, body, client_id, sent_at, reply_to, edited_at, deleted, reacted, version`
 
+// scanMessages appends up to want messages of iter. A row without a sender
+// holds only changes whose message is not stored yet: it is not a message.
+// A message that may have reactions (the reacted hint) gets a non-nil,
+// empty Reactions, which dress fills (or sets back to nil).
 func scanMessages(iter *gocql.Iter, conv string, into []chat.Message, want int) []chat.Message {
 	var (
-		id, sender     int64
-		body, clientID string
-		sent           time.Time
+		id, sender, replyTo, version int64
+		body, clientID               string
+		sent, edited                 time.Time
+		deleted, hasReactions        bool
 	)
-	for len(into) < want && iter.Scan(&id, &sender, &body, &clientID, &sent) {
-		m := chat.Message{ID: chat.ID(id), Conversation: conv, Sender: chat.ID(sender), Body: body, ClientID: clientID}
+	for len(into) < want && iter.Scan(&id, &sender, &body, &clientID, &sent, &replyTo, &edited, &deleted, &hasReactions, &version) {
+		if sender == 0 {
+			continue
+		}
+		m := chat.Message{ID: chat.ID(id), Conversation: conv, Sender: chat.ID(sender), Body: body, ClientID: clientID,
+			ReplyTo: chat.ID(replyTo), Deleted: deleted, Version: chat.ID(version)}
 		if !sent.IsZero() {
 			m.SentAt = sent.UTC()
+		}
+		if deleted {
+			m.Body, hasReactions = "", false
+		} else if !edited.IsZero() {
+			m.EditedAt = edited.UTC()
+		}
+		if hasReactions {
+			m.Reactions = []chat.Reaction{}
 		}
 		into = append(into, m)
 	}
@@ -210,10 +228,14 @@ func (b *Backend) Messages(ctx context.Context, conversation string, p chat.Page
 	if err != nil {
 		return nil, false, wrap("messages", err)
 	}
-	if len(got) > p.Limit {
-		return got[:p.Limit], true, nil
+	more := len(got) > p.Limit
+	if more {
+		got = got[:p.Limit]
 	}
-	return got, false, nil
+	if err := b.dress(ctx, conversation, got, p.Viewer); err != nil {
+		return nil, false, wrap("messages", err)
+	}
+	return got, more, nil
 }
 
 // walk collects up to want messages: newer than cursor oldest first when

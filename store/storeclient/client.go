@@ -161,7 +161,7 @@ func (c *Client) Conversations(ctx context.Context, user chat.ID, limit int) ([]
 // in time.
 func (c *Client) History(ctx context.Context, conversation string, p chat.Page) ([]chat.Message, bool, error) {
 	var resp HistoryResponse
-	req := HistoryRequest{Conversation: conversation, Before: p.Before, After: p.After, Limit: p.Limit}
+	req := HistoryRequest{Conversation: conversation, Before: p.Before, After: p.After, Limit: p.Limit, Viewer: p.Viewer}
 	if err := c.call(ctx, OpHistory, req, &resp); err != nil {
 		return nil, false, err
 	}
@@ -176,4 +176,27 @@ func (c *Client) MarkRead(ctx context.Context, conversation string, user chat.ID
 		return 0, false, err
 	}
 	return resp.Mark, resp.Moved, nil
+}
+
+// Message returns one message as viewer sees it, once the store holds
+// everything the stream held for its conversation; chat.ErrNotFound if there
+// is no such message.
+func (c *Client) Message(ctx context.Context, conversation string, id, viewer chat.ID) (chat.Message, error) {
+	var resp MessageResponse
+	if err := c.call(ctx, OpMessage, MessageRequest{Conversation: conversation, ID: id, Viewer: viewer}, &resp); err != nil {
+		return chat.Message{}, err
+	}
+	return resp.Message, nil
+}
+
+// Changes returns the conversation's changes after the cursor p.After,
+// oldest first, each with its message as p.Viewer sees it now, and whether
+// more remain.
+func (c *Client) Changes(ctx context.Context, conversation string, p chat.Page) ([]chat.Change, bool, error) {
+	var resp ChangesResponse
+	req := ChangesRequest{Conversation: conversation, After: p.After, Limit: p.Limit, Viewer: p.Viewer}
+	if err := c.call(ctx, OpChanges, req, &resp); err != nil {
+		return nil, false, err
+	}
+	return resp.Changes, resp.More, nil
 }

@@ -26,6 +26,8 @@ const (
 	OpConversations = "conversations"
 	OpHistory       = "history"
 	OpRead          = "read"
+	OpMessage       = "message"
+	OpChanges       = "changes"
 )
 
 // ErrInternal is what a Client returns (wrapped) for a reply with code
@@ -152,12 +154,43 @@ type HistoryRequest struct {
 	Before       chat.ID `json:"before"`
 	After        chat.ID `json:"after"`
 	Limit        int     `json:"limit"`
+	// Viewer is who reads: their own reactions are marked. 0: nobody.
+	Viewer chat.ID `json:"viewer,omitempty"`
 }
 
 // HistoryResponse carries the page and whether more messages lie beyond it.
 type HistoryResponse struct {
 	Messages []chat.Message `json:"messages"`
 	More     bool           `json:"more"`
+}
+
+// MessageRequest asks for one message as Viewer sees it, once the store has
+// everything the stream held for the conversation (read-your-writes).
+type MessageRequest struct {
+	Conversation string  `json:"conversation"`
+	ID           chat.ID `json:"id"`
+	Viewer       chat.ID `json:"viewer"`
+}
+
+// MessageResponse carries the message.
+type MessageResponse struct {
+	Message chat.Message `json:"message"`
+}
+
+// ChangesRequest asks for the conversation's changes after the change
+// cursor After (read-your-writes, as history).
+type ChangesRequest struct {
+	Conversation string  `json:"conversation"`
+	After        chat.ID `json:"after"`
+	Limit        int     `json:"limit"`
+	Viewer       chat.ID `json:"viewer"`
+}
+
+// ChangesResponse carries the changes, each with its message as it is now,
+// and whether more lie beyond them.
+type ChangesResponse struct {
+	Changes []chat.Change `json:"changes"`
+	More    bool          `json:"more"`
 }
 
 // ReadRequest moves User's read mark in Conversation forward to MessageID.

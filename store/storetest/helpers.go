@@ -231,6 +231,24 @@ func diffMessage(got, want chat.Message) string {
 	if got.ClientID != want.ClientID {
 		d = append(d, fmt.Sprintf("client id %q, want %q", got.ClientID, want.ClientID))
 	}
+	if got.ReplyTo != want.ReplyTo {
+		d = append(d, fmt.Sprintf("reply to %d, want %d", got.ReplyTo, want.ReplyTo))
+	}
+	if (got.Reply == nil) != (want.Reply == nil) || got.Reply != nil && *got.Reply != *want.Reply {
+		d = append(d, fmt.Sprintf("reply %+v, want %+v", got.Reply, want.Reply))
+	}
+	if !sameTime(got.EditedAt, want.EditedAt) {
+		d = append(d, fmt.Sprintf("edited at %v, want %v", got.EditedAt, want.EditedAt))
+	}
+	if got.Deleted != want.Deleted {
+		d = append(d, fmt.Sprintf("deleted %v, want %v", got.Deleted, want.Deleted))
+	}
+	if !slices.Equal(got.Reactions, want.Reactions) {
+		d = append(d, fmt.Sprintf("reactions %+v, want %+v", got.Reactions, want.Reactions))
+	}
+	if got.Version != want.Version {
+		d = append(d, fmt.Sprintf("version %d, want %d", got.Version, want.Version))
+	}
 	return strings.Join(d, "; ")
 }
 

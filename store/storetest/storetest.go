@@ -105,6 +105,20 @@ var tests = []test{
 	{"MessagesBucketBoundaries", testMessagesBucketBoundaries},
 	{"MessagesInvalidPage", testMessagesInvalidPage},
 
+	// Messages that change (changes.go).
+	{"EditWinsInAnyOrder", testEditWinsInAnyOrder},
+	{"EditBeforeSave", testEditBeforeSave},
+	{"DeleteWinsOverEdits", testDeleteWinsOverEdits},
+	{"DeleteBeforeSave", testDeleteBeforeSave},
+	{"Reactions", testReactions},
+	{"ReactionsToggleOrder", testReactionsToggleOrder},
+	{"Replies", testReplies},
+	{"MessageLookup", testMessageLookup},
+	{"ChangesLog", testChangesLog},
+	{"ChangesAcrossBuckets", testChangesAcrossBuckets},
+	{"ChangesInvalid", testChangesInvalid},
+	{"ConversationsLastMessageDeleted", testConversationsLastMessageDeleted},
+
 	// Read marks.
 	{"MarkRead", testMarkRead},
 	{"MarkReadConcurrent", testMarkReadConcurrent},

@@ -62,6 +62,10 @@ var mutants = map[string]string{
 	"invalid-page-ok":      "MessagesInvalidPage",
 	"close-twice-error":    "CloseTwice",
 	"save-drops-dups":      "SaveMessagesIdempotent|SaveMessagesManyConversations",
+	"changes-inclusive":    "ChangesLog|ChangesAcrossBuckets",
+	"reactions-me-lost":    "Reactions|ReactionsToggleOrder",
+	"delete-ignored":       "DeleteWinsOverEdits|DeleteBeforeSave|ConversationsLastMessageDeleted",
+	"edit-ignored":         "EditWinsInAnyOrder|EditBeforeSave|Replies",
 }
 
 func openBolt(t *testing.T) *bolt.Backend {
@@ -115,6 +119,31 @@ type mutant struct {
 	store.Backend
 	mode   string
 	closed bool
+}
+
+func (m *mutant) Changes(ctx context.Context, conv string, p chat.Page) ([]chat.Change, bool, error) {
+	if m.mode == "changes-inclusive" && p.After > 1 {
+		p.After--
+	}
+	return m.Backend.Changes(ctx, conv, p)
+}
+
+func (m *mutant) Message(ctx context.Context, conv string, id, viewer chat.ID) (chat.Message, error) {
+	if m.mode == "reactions-me-lost" {
+		viewer = 0
+	}
+	return m.Backend.Message(ctx, conv, id, viewer)
+}
+
+func (m *mutant) ApplyChanges(ctx context.Context, cs []chat.Change) error {
+	var keep []chat.Change
+	for _, c := range cs {
+		if m.mode == "delete-ignored" && c.Kind == chat.EventDelete || m.mode == "edit-ignored" && c.Kind == chat.EventEdit {
+			continue
+		}
+		keep = append(keep, c)
+	}
+	return m.Backend.ApplyChanges(ctx, keep)
 }
 
 func (m *mutant) Messages(ctx context.Context, conv string, p chat.Page) ([]chat.Message, bool, error) {
