@@ -17,6 +17,7 @@ usage:
   chatload idle      --url URL --conns N [--users U] --duration D
   chatload chat      --url URL --conns N --group G --senders S --rate R --duration D
   chatload broadcast --url URL --members M --senders S --rate R --duration D
+  chatload fanout --url URL [--centrifugo URL] --subscribers N --rate R --duration D [--chat-pid P --centrifugo-pid Q]
 
 common flags: --procs K --gateway-pid PID --json FILE --body-size B
   --signup-concurrency C --connect-concurrency C --connect-timeout D
@@ -33,6 +34,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	switch args[0] {
 	case "worker":
 		return workerMain(ctx, args[1:], stdin, stdout, stderr)
+	case "fanout":
+		return fanoutMain(ctx, args[1:], stdout, stderr)
 	case "idle", "chat", "broadcast":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
