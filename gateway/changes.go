@@ -173,17 +173,7 @@ func (s *Server) publishChange(ctx context.Context, c *Conn, req *request, at ti
 		c.releaseWith(ch.Conversation, errorFrame(req.ID, codeUnavailable, "change not stored, retry with the same client_id"), "error")
 		return
 	}
-	b := make([]byte, 0, 256+len(stored.Body))
-	b = append(b, `{"type":"ack",`...)
-	if len(req.ID) > 0 {
-		b = append(b, `"id":`...)
-		b = append(b, req.ID...)
-		b = append(b, ',')
-	}
-	b = append(b, `"change":`...)
-	b = stored.AppendJSON(b)
-	b = append(b, '}')
-	c.releaseWith(ch.Conversation, textFrame(b), "ack")
+	c.releaseWith(ch.Conversation, ackFrame(req.ID, "change", len(stored.Body), stored.AppendJSON), "ack")
 	s.m.ackLatency.Observe(time.Since(at).Seconds())
 }
 

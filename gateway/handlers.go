@@ -225,17 +225,7 @@ func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time
 		c.releaseWith(conv, errorFrame(req.ID, codeUnavailable, "message not stored, retry with the same client_id"), "error")
 		return
 	}
-	b := make([]byte, 0, 200+len(m.Body))
-	b = append(b, `{"type":"ack",`...)
-	if len(req.ID) > 0 {
-		b = append(b, `"id":`...)
-		b = append(b, req.ID...)
-		b = append(b, ',')
-	}
-	b = append(b, `"message":`...)
-	b = m.AppendJSON(b)
-	b = append(b, '}')
-	c.releaseWith(conv, textFrame(b), "ack")
+	c.releaseWith(conv, ackFrame(req.ID, "message", len(m.Body), m.AppendJSON), "ack")
 	s.m.ackLatency.Observe(time.Since(at).Seconds())
 }
 
@@ -442,4 +432,23 @@ func (c *Conn) sendJSON(typ string, v any) {
 		return
 	}
 	c.send(textFrame(b), typ)
+}
+
+// ackFrame is an ack frame: {"type":"ack","id":...,"<field>":<object>},
+// the object appended by appendJSON without reflection (the hot path of
+// every send). size is a hint of the object's variable part.
+func ackFrame(id json.RawMessage, field string, size int, appendJSON func([]byte) []byte) []byte {
+	b := make([]byte, 0, 200+size)
+	b = append(b, `{"type":"ack",`...)
+	if len(id) > 0 {
+		b = append(b, `"id":`...)
+		b = append(b, id...)
+		b = append(b, ',')
+	}
+	b = append(b, '"')
+	b = append(b, field...)
+	b = append(b, `":`...)
+	b = appendJSON(b)
+	b = append(b, '}')
+	return textFrame(b)
 }
