@@ -13,6 +13,7 @@ import (
 	"github.com/chatcluster/chat"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // ErrConflict is returned when a conversation's publishes kept colliding
@@ -40,15 +41,38 @@ type Publisher struct {
 	convs map[string]*convTail
 }
 
-// convTail is what this gateway knows of a conversation's newest message.
+// convTail is what this gateway knows of a conversation's newest message,
+// and its publishes waiting for their turn.
 type convTail struct {
-	pub sync.Mutex // serialises this gateway's publishes to the conversation
-
 	mu      sync.Mutex
 	known   bool
 	lastSeq uint64
 	lastID  chat.ID
 	used    time.Time
+	// One publish to the conversation at a time from this gateway: busy
+	// while one is on the way; sends that arrive meanwhile wait in queue
+	// and go together, as one atomic batch, when it is done.
+	busy  bool
+	queue []*pubReq
+}
+
+// pubReq is one record waiting to be published.
+type pubReq struct {
+	kind   chat.EventKind
+	sender chat.ID
+	msgID  string
+	encode func(id chat.ID, at time.Time) []byte
+	// done receives the outcome, or lead: the request is first in line
+	// and publishes the next batch itself.
+	done chan pubResult
+}
+
+type pubResult struct {
+	lead   bool
+	id     chat.ID
+	at     time.Time
+	dupSeq uint64
+	err    error
 }
 
 // NewPublisher returns a publisher that takes IDs from ids.
@@ -92,9 +116,11 @@ func (p *Publisher) Forget(idle time.Duration) {
 		t.mu.Lock()
 		old := t.used.Before(cut)
 		t.mu.Unlock()
-		if old && t.pub.TryLock() {
+		t.mu.Lock()
+		idle := !t.busy && len(t.queue) == 0
+		t.mu.Unlock()
+		if old && idle {
 			delete(p.convs, c)
-			t.pub.Unlock()
 		}
 	}
 }
@@ -162,48 +188,168 @@ func (p *Publisher) PublishChange(ctx context.Context, c chat.Change) (stored ch
 // record's of the conversation (Nats-Expected-Last-Subject-Sequence makes
 // that hold across gateways). dupSeq is the original's sequence when
 // JetStream recognised msgID as a duplicate; msgID "" disables that.
+//
+// This gateway has one publish to a conversation on the way at a time;
+// records that arrive meanwhile are published together next, as one atomic
+// batch whose first message carries the expected sequence: one JetStream
+// round trip for all of them, IDs still in stream order. The caller whose
+// record is first in line publishes the batch; the others wait for it.
 func (p *Publisher) publish(ctx context.Context, conv string, kind chat.EventKind, sender chat.ID, msgID string,
 	encode func(id chat.ID, at time.Time) []byte) (id chat.ID, at time.Time, dupSeq uint64, err error) {
 	t := p.tail(conv)
-	t.pub.Lock()
-	defer t.pub.Unlock()
+	req := &pubReq{kind: kind, sender: sender, msgID: msgID, encode: encode, done: make(chan pubResult, 1)}
+	t.mu.Lock()
+	t.used = p.now()
+	t.queue = append(t.queue, req)
+	lead := !t.busy
+	if lead {
+		t.busy = true
+	}
+	t.mu.Unlock()
+	if !lead {
+		var r pubResult
+		select {
+		case r = <-req.done:
+		case <-ctx.Done():
+			// The batch may still store it; a resend with the same
+			// client_id is deduplicated.
+			return 0, time.Time{}, 0, fmt.Errorf("router: publish: %w", ctx.Err())
+		}
+		if !r.lead {
+			return r.id, r.at, r.dupSeq, r.err
+		}
+	}
+	p.lead(ctx, conv, t)
+	r := <-req.done
+	return r.id, r.at, r.dupSeq, r.err
+}
 
+// maxBatch bounds the records of one atomic batch (JetStream's own limit
+// is larger).
+const maxBatch = 100
+
+// lead publishes the batch at the head of t's queue, then passes the turn
+// to the next record in line, if any.
+func (p *Publisher) lead(ctx context.Context, conv string, t *convTail) {
+	t.mu.Lock()
+	n := min(len(t.queue), maxBatch)
+	batch := append([]*pubReq(nil), t.queue[:n]...)
+	t.queue = append(t.queue[:0], t.queue[n:]...)
+	t.mu.Unlock()
+
+	// Others' records ride on this call: a caller that gives up must not
+	// cancel them.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	results := p.publishBatch(bctx, conv, t, batch)
+	cancel()
+	for i, r := range results {
+		batch[i].done <- r
+	}
+
+	t.mu.Lock()
+	if len(t.queue) > 0 {
+		t.queue[0].done <- pubResult{lead: true}
+	} else {
+		t.busy = false
+	}
+	t.mu.Unlock()
+}
+
+// publishBatch publishes the records in order and returns each one's
+// outcome.
+func (p *Publisher) publishBatch(ctx context.Context, conv string, t *convTail, batch []*pubReq) []pubResult {
+	results := make([]pubResult, len(batch))
+	if len(batch) > 1 {
+		err := p.publishAtomic(ctx, conv, t, batch, results)
+		if err == nil {
+			return results
+		}
+		if !errors.Is(err, errBatchRefused) {
+			for i := range results {
+				results[i] = pubResult{err: err}
+			}
+			return results
+		}
+		// A resend inside the batch (a duplicate fails it whole), or
+		// batches refused: one at a time, which answers duplicates too.
+	}
+	for i, r := range batch {
+		id, at, dupSeq, err := p.publishOne(ctx, conv, t, r)
+		results[i] = pubResult{id: id, at: at, dupSeq: dupSeq, err: err}
+	}
+	return results
+}
+
+// errBatchRefused: JetStream would not take the records as one batch.
+var errBatchRefused = errors.New("router: atomic batch refused")
+
+// currentTail returns what is known of t's newest record, asking the
+// stream when nothing is.
+func (p *Publisher) currentTail(ctx context.Context, conv string, t *convTail) (uint64, chat.ID, error) {
+	t.mu.Lock()
+	known, lastSeq, lastID := t.known, t.lastSeq, t.lastID
+	t.mu.Unlock()
+	if known {
+		return lastSeq, lastID, nil
+	}
+	lastSeq, lastID, err := p.loadTail(ctx, chat.MsgSubject(conv))
+	if err != nil {
+		return 0, 0, err
+	}
+	t.mu.Lock()
+	if lastSeq >= t.lastSeq {
+		t.known, t.lastSeq, t.lastID = true, lastSeq, lastID
+	}
+	t.mu.Unlock()
+	return lastSeq, lastID, nil
+}
+
+// conflicted forgets t's tail after another gateway got in first and
+// waits a random while, growing, so that gateways racing for one busy
+// conversation take turns instead of colliding.
+func (p *Publisher) conflicted(ctx context.Context, t *convTail, attempt int) error {
+	t.mu.Lock()
+	t.known = false
+	t.mu.Unlock()
+	return sleepCtx(ctx, time.Duration(rand.Int64N(int64(attempt+1)*int64(200*time.Microsecond))))
+}
+
+func (p *Publisher) stored(t *convTail, seq uint64, id chat.ID) {
+	t.mu.Lock()
+	if seq > t.lastSeq {
+		t.known, t.lastSeq, t.lastID = true, seq, id
+	}
+	t.mu.Unlock()
+}
+
+// record builds the NATS message of one record.
+func (p *Publisher) record(subject string, r *pubReq, id chat.ID, at time.Time) *nats.Msg {
+	nm := &nats.Msg{Subject: subject, Data: r.encode(id, at), Header: nats.Header{}}
+	nm.Header.Set(chat.HdrKind, string(r.kind))
+	nm.Header.Set(chat.HdrMsgID, id.String())
+	nm.Header.Set(chat.HdrSender, r.sender.String())
+	return nm
+}
+
+// publishOne publishes one record on its own.
+func (p *Publisher) publishOne(ctx context.Context, conv string, t *convTail, r *pubReq) (id chat.ID, at time.Time, dupSeq uint64, err error) {
 	subject := chat.MsgSubject(conv)
 	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
-		t.mu.Lock()
-		known, lastSeq, lastID := t.known, t.lastSeq, t.lastID
-		t.used = p.now()
-		t.mu.Unlock()
-		if !known {
-			if lastSeq, lastID, err = p.loadTail(ctx, subject); err != nil {
-				return 0, time.Time{}, 0, err
-			}
-			t.mu.Lock()
-			if lastSeq >= t.lastSeq {
-				t.known, t.lastSeq, t.lastID = true, lastSeq, lastID
-			}
-			t.mu.Unlock()
+		lastSeq, lastID, err := p.currentTail(ctx, conv, t)
+		if err != nil {
+			return 0, time.Time{}, 0, err
 		}
-
 		id = p.ids.NextAfter(lastID)
 		at = p.now().UTC().Truncate(time.Millisecond)
-		nm := &nats.Msg{Subject: subject, Data: encode(id, at), Header: nats.Header{}}
-		nm.Header.Set(chat.HdrKind, string(kind))
-		nm.Header.Set(chat.HdrMsgID, id.String())
-		nm.Header.Set(chat.HdrSender, sender.String())
+		nm := p.record(subject, r, id, at)
 		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(lastSeq)}
-		if msgID != "" {
-			opts = append(opts, jetstream.WithMsgID(msgID))
+		if r.msgID != "" {
+			opts = append(opts, jetstream.WithMsgID(r.msgID))
 		}
 		ack, perr := p.js.PublishMsg(ctx, nm, opts...)
 		if perr != nil {
 			if isWrongLastSeq(perr) {
-				t.mu.Lock()
-				t.known = false
-				t.mu.Unlock()
-				// Back off a random while, growing, so that gateways racing
-				// for one busy conversation take turns instead of colliding.
-				if err := sleepCtx(ctx, time.Duration(rand.Int64N(int64(attempt+1)*int64(200*time.Microsecond)))); err != nil {
+				if err := p.conflicted(ctx, t, attempt); err != nil {
 					return 0, time.Time{}, 0, err
 				}
 				continue
@@ -213,14 +359,92 @@ func (p *Publisher) publish(ctx context.Context, conv string, kind chat.EventKin
 		if ack.Duplicate {
 			return 0, time.Time{}, ack.Sequence, nil
 		}
-		t.mu.Lock()
-		if ack.Sequence > t.lastSeq {
-			t.known, t.lastSeq, t.lastID = true, ack.Sequence, id
-		}
-		t.mu.Unlock()
+		p.stored(t, ack.Sequence, id)
 		return id, at, 0, nil
 	}
 	return 0, time.Time{}, 0, ErrConflict
+}
+
+// publishAtomic publishes the records as one JetStream atomic batch: all
+// stored, contiguous and in order, or none. The first carries the expected
+// last sequence of the subject, so a batch is refused whole when another
+// gateway got in first, and is then built again above the new tail.
+func (p *Publisher) publishAtomic(ctx context.Context, conv string, t *convTail, batch []*pubReq, results []pubResult) error {
+	subject := chat.MsgSubject(conv)
+	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
+		lastSeq, lastID, err := p.currentTail(ctx, conv, t)
+		if err != nil {
+			return err
+		}
+		batchID := nuid.Next()
+		var commit *nats.Msg
+		prev := lastID
+		for i, r := range batch {
+			id := p.ids.NextAfter(prev)
+			at := p.now().UTC().Truncate(time.Millisecond)
+			prev = id
+			results[i] = pubResult{id: id, at: at}
+			nm := p.record(subject, r, id, at)
+			nm.Header.Set(hdrBatchID, batchID)
+			nm.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+			if r.msgID != "" {
+				nm.Header.Set(jetstream.MsgIDHeader, r.msgID)
+			}
+			if i == 0 {
+				nm.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(lastSeq, 10))
+			}
+			if i == len(batch)-1 {
+				nm.Header.Set(hdrBatchCommit, "1")
+				commit = nm
+				break
+			}
+			if err := p.js.Conn().PublishMsg(nm); err != nil {
+				return fmt.Errorf("router: publish: %w", err)
+			}
+		}
+		ack, perr := p.js.PublishMsg(ctx, commit)
+		if perr != nil {
+			switch {
+			case isWrongLastSeq(perr):
+				if err := p.conflicted(ctx, t, attempt); err != nil {
+					return err
+				}
+				continue
+			case isBatchRefusal(perr):
+				return errBatchRefused
+			}
+			return fmt.Errorf("router: publish: %w", perr)
+		}
+		p.stored(t, ack.Sequence, prev)
+		return nil
+	}
+	return ErrConflict
+}
+
+// The headers of JetStream's atomic batch publish (NATS 2.12 and later).
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+)
+
+// isBatchRefusal reports a batch JetStream would not take as one, though
+// its records one at a time may be fine: it holds a duplicate (a resend),
+// or batching is off or at its limit.
+func isBatchRefusal(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case 10201, // atomic publish batch contains duplicate message id
+		10174, // atomic publish is disabled
+		10210, // too many inflight
+		10176, // batch is incomplete
+		10199: // batch is too large
+		return true
+	}
+	return false
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 }
 
 // runServer starts an embedded NATS server with JetStream on a free port.
-func runServer(t *testing.T) *server.Server {
+func runServer(t testing.TB) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
@@ -41,7 +41,7 @@ func runServer(t *testing.T) *server.Server {
 	return s
 }
 
-func connect(t *testing.T, s *server.Server) (*nats.Conn, jetstream.JetStream) {
+func connect(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
@@ -367,4 +367,85 @@ func TestPublisherForgetsIdleConversations(t *testing.T) {
 	if len(p.convs) != 0 {
 		t.Fatalf("%d idle tails kept", len(p.convs))
 	}
+}
+
+// Sends that queue up for one conversation go as atomic batches: one
+// JetStream round trip for many, IDs still growing in stream order, a
+// resend inside a batch still answered with the original.
+func TestPublishBatchesOneConversation(t *testing.T) {
+	s := runServer(t)
+	ctx := context.Background()
+	_, js := connect(t, s)
+	st, err := EnsureStream(ctx, js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := chat.NewGenerator(6)
+	p := NewPublisher(js, st, g)
+	const n = 200
+	first := make([]chat.Message, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, dup, err := p.Publish(ctx, chat.Message{Conversation: "77", Sender: 1, Body: "b", ClientID: fmt.Sprint("c", i)})
+			if err != nil || dup {
+				t.Errorf("send %d: %v dup=%v", i, err, dup)
+			}
+			first[i] = m
+		}()
+	}
+	wg.Wait()
+	// Resends of every tenth, concurrently with new sends: each resend
+	// must come back as its original.
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cid := fmt.Sprint("c", i)
+			if i%10 != 0 {
+				cid = fmt.Sprint("d", i)
+			}
+			m, dup, err := p.Publish(ctx, chat.Message{Conversation: "77", Sender: 1, Body: "again", ClientID: cid})
+			if err != nil {
+				t.Errorf("second round %d: %v", i, err)
+				return
+			}
+			if i%10 == 0 && (!dup || m.ID != first[i].ID || m.Body != "b") {
+				t.Errorf("resend of %s gave %+v dup=%v, want the original %d", cid, m, dup, first[i].ID)
+			}
+		}()
+	}
+	wg.Wait()
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := uint64(n + n - n/10); info.State.Msgs != want {
+		t.Fatalf("stream holds %d records, want %d (no resend stored twice, nothing lost)", info.State.Msgs, want)
+	}
+	var prev chat.ID
+	batched := 0
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		raw, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := chat.ParseID(raw.Header.Get(chat.HdrMsgID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id <= prev {
+			t.Fatalf("record %d has ID %d after %d: IDs not in stream order", seq, id, prev)
+		}
+		prev = id
+		if raw.Header.Get(hdrBatchID) != "" {
+			batched++
+		}
+	}
+	if batched == 0 {
+		t.Fatal("no record went in a batch: every send took its own round trip")
+	}
+	t.Logf("%d of %d records went in atomic batches", batched, info.State.Msgs)
 }

@@ -58,6 +58,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		MaxBytes:    cfg.MaxBytes,
 		Discard:     jetstream.DiscardOld,
 		AllowDirect: true,
+		// A gateway publishes the sends that queue up for one conversation
+		// as one atomic batch: one round trip for all of them.
+		AllowAtomicPublish: true,
 		// Gateways subscribe to the copy JetStream republishes once the
 		// message is stored: they never fan out a message that failed to
 		// store, and the Nats-Sequence headers let them see gaps.
