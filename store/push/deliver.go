@@ -28,7 +28,8 @@ func decodeMessage(data []byte, msg *chat.Message) error {
 // deliver notifies the offline members of msg who have not read it. It
 // returns the outcome label, or an error when it could not decide (the
 // store or the bucket did not answer): the message is then tried again.
-func (s *Service) deliver(ctx context.Context, msg chat.Message) (string, error) {
+// progress tells JetStream the message is still being worked on.
+func (s *Service) deliver(ctx context.Context, msg chat.Message, progress func()) (string, error) {
 	states, err := s.store.MemberStates(ctx, msg.Conversation)
 	if errors.Is(err, chat.ErrNotFound) {
 		return "nobody", nil
@@ -66,7 +67,7 @@ func (s *Service) deliver(ctx context.Context, msg chat.Message) (string, error)
 		if muted[d.User] {
 			n = bare
 		}
-		ok, err := s.notify(ctx, msg, d, n)
+		ok, err := s.notify(ctx, msg, d, n, progress)
 		if err != nil {
 			return "", err
 		}
@@ -121,7 +122,7 @@ func truncate(s string, max int) string {
 
 // notify sends n to d once: it reports whether the device was sent to now.
 // An error means the bucket did not answer and nothing was decided.
-func (s *Service) notify(ctx context.Context, msg chat.Message, d chat.Device, n Notification) (bool, error) {
+func (s *Service) notify(ctx context.Context, msg chat.Message, d chat.Device, n Notification, progress func()) (bool, error) {
 	kind := kindWebPush
 	if d.Kind == chat.DeviceGateway {
 		kind = kindGateway
@@ -135,7 +136,7 @@ func (s *Service) notify(ctx context.Context, msg chat.Message, d chat.Device, n
 	case !errors.Is(err, jetstream.ErrKeyNotFound):
 		return false, fmt.Errorf("push: sent record: %w", err)
 	}
-	err = s.sendRetry(ctx, kind, d, n)
+	err = s.sendRetry(ctx, kind, d, n, progress)
 	if ctx.Err() != nil {
 		return false, ctx.Err() // shutting down: undecided, the message comes back
 	}
@@ -171,7 +172,7 @@ func (s *Service) deleteDevice(ctx context.Context, d chat.Device) error {
 
 // sendRetry sends with retries: exponential backoff with full jitter, or
 // the wait a 429/503 asked for. ErrGone and errPermanent end it at once.
-func (s *Service) sendRetry(ctx context.Context, kind string, d chat.Device, n Notification) error {
+func (s *Service) sendRetry(ctx context.Context, kind string, d chat.Device, n Notification, progress func()) error {
 	var err error
 	for try := range s.cfg.MaxAttempts {
 		if try > 0 {
@@ -189,6 +190,7 @@ func (s *Service) sendRetry(ctx context.Context, kind string, d chat.Device, n N
 				return ctx.Err()
 			}
 		}
+		progress()
 		err = s.send(ctx, d, n)
 		if err == nil || errors.Is(err, ErrGone) || errors.Is(err, errPermanent) {
 			return err

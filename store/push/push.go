@@ -275,9 +275,10 @@ func Start(ctx context.Context, nc *nats.Conn, st *storeclient.Client, online On
 // its position (and its DeliverNew start), so a restart resumes where the
 // last acknowledged message left off.
 func (s *Service) consumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
-	// Long enough for a message to wait out the delay and every retry of
-	// its sends; a crashed instance's messages come back after it.
-	ackWait := s.cfg.Delay + time.Duration(s.cfg.MaxAttempts)*(s.cfg.BackoffMax+s.cfg.HTTPTimeout)
+	// Long enough for a message to wait out the delay and one send; each
+	// further try reports progress (InProgress resets the wait), so a
+	// crashed instance's messages come back after about this long.
+	ackWait := s.cfg.Delay + 2*s.cfg.HTTPTimeout + 10*time.Second
 	cons, err := js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       s.cfg.Durable,
 		Description:   "chat push: notifies offline members",
@@ -377,7 +378,7 @@ func (s *Service) worker() {
 // or the bucket did not answer.
 func (s *Service) handle(it item) {
 	defer s.m.pending.Dec()
-	result, err := s.deliver(s.work, it.msg)
+	result, err := s.deliver(s.work, it.msg, func() { _ = it.m.InProgress() })
 	if err != nil {
 		if s.work.Err() == nil {
 			s.log.Warn("push: message handed back", zap.String("conversation", it.msg.Conversation), zap.Stringer("id", it.msg.ID), zap.Error(err))
