@@ -107,3 +107,16 @@ func MsgIDHeader(conversation string, sender ID, clientID string) string {
 func ChangeIDHeader(conversation string, user ID, kind EventKind, clientID string) string {
 	return conversation + "/" + user.String() + "/" + string(kind) + "/" + clientID
 }
+
+// Push notifications (chat push).
+const (
+	// PushDurable is the push service's durable consumer on StreamName.
+	PushDurable = "push"
+	// PushSentBucket is the key-value bucket of notifications already sent,
+	// keyed PushSentKey(message, device), so a redelivered message (after a
+	// crash) does not notify a device twice.
+	PushSentBucket = "chat_push_sent"
+)
+
+// PushSentKey is the dedup key of one notification: a message to a device.
+func PushSentKey(msg ID, deviceID string) string { return msg.String() + "." + deviceID }

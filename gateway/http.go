@@ -31,6 +31,7 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("POST /api/v1/conversations", s.authed(s.createGroup))
 	mux.HandleFunc("POST /api/v1/conversations/{id}/members", s.authed(s.addMember))
 	mux.HandleFunc("GET /api/v1/conversations/{id}/messages", s.authed(s.messages))
+	s.pushRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})

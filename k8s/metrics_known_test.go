@@ -69,10 +69,27 @@ var knownMetrics = map[string]metricInfo{
 	"chat_store_consumer_ack_pending_messages": {kind: gauge},
 	"chat_store_consumer_redelivered_messages": {kind: gauge},
 	"chat_store_ready":                         {kind: gauge},
+
+	// Push (chat push, and in chat dev).
+	"chat_push_messages_total": {kind: counter, labels: map[string][]string{
+		"result": {"notified", "nobody", "stale", "skipped"},
+	}},
+	"chat_push_notifications_total": {kind: counter, labels: map[string][]string{
+		"kind":   pushKinds,
+		"result": {"sent", "gone", "dead", "duplicate"},
+	}},
+	"chat_push_dead_letters_total": {kind: counter, labels: map[string][]string{"kind": pushKinds}},
+	"chat_push_retries_total":      {kind: counter, labels: map[string][]string{"kind": pushKinds}},
+	"chat_push_delay_seconds":      {kind: histogram},
+	"chat_push_pending_messages":   {kind: gauge},
+	"chat_push_redeliveries_total": {kind: counter},
 }
 
+// pushKinds are the kind label values of the push metrics.
+var pushKinds = []string{"gateway", "webpush"}
+
 // storeOps are the op label values of the store backend metrics.
-var storeOps = []string{"save_messages", "history", "conversations", "read", "account", "membership"}
+var storeOps = []string{"save_messages", "history", "conversations", "read", "account", "membership", "push"}
 
 type metricKind int
 

@@ -48,6 +48,11 @@ func (s *Service) handlers() map[string]handler {
 		storeclient.OpRead:          handle(s.read),
 		storeclient.OpMessage:       handle(s.message),
 		storeclient.OpChanges:       handle(s.changes),
+		storeclient.OpPutDevice:     handle(s.putDevice),
+		storeclient.OpDevices:       handle(s.devices),
+		storeclient.OpDeleteDevice:  handle(s.deleteDevice),
+		storeclient.OpMute:          handle(s.mute),
+		storeclient.OpMemberStates:  handle(s.memberStates),
 	}
 }
 

@@ -21,6 +21,7 @@ const (
 	opMembership    = "membership"
 	opApplyChanges  = "apply_changes"
 	opChanges       = "changes"
+	opPush          = "push"
 )
 
 // metrics are the Service's Prometheus collectors, registered on the
@@ -108,11 +109,12 @@ func newMetrics(reg prometheus.Registerer, ready func() bool) (*metrics, error) 
 	}
 	// Children exist from the start, so dashboards and alerts see zeros
 	// rather than no series at all.
-	for _, op := range []string{opSaveMessages, opHistory, opConversations, opRead, opAccount, opMembership, opApplyChanges, opChanges} {
+	for _, op := range []string{opSaveMessages, opHistory, opConversations, opRead, opAccount, opMembership, opApplyChanges, opChanges, opPush} {
 		m.backendLat.WithLabelValues(op)
 		m.backendErrors.WithLabelValues(op)
 	}
-	for _, op := range []string{storeclient.OpSignup, storeclient.OpAccount, storeclient.OpUsers, storeclient.OpSearch, storeclient.OpDirect, storeclient.OpGroup, storeclient.OpAddMembers, storeclient.OpConversation, storeclient.OpConversations, storeclient.OpHistory, storeclient.OpRead} {
+	for _, op := range []string{storeclient.OpSignup, storeclient.OpAccount, storeclient.OpUsers, storeclient.OpSearch, storeclient.OpDirect, storeclient.OpGroup, storeclient.OpAddMembers, storeclient.OpConversation, storeclient.OpConversations, storeclient.OpHistory, storeclient.OpRead,
+		storeclient.OpPutDevice, storeclient.OpDevices, storeclient.OpDeleteDevice, storeclient.OpMute, storeclient.OpMemberStates} {
 		m.requests.WithLabelValues(op, "ok")
 	}
 	return m, nil

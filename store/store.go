@@ -71,5 +71,28 @@ type Backend interface {
 	// returns the mark after the call and whether it moved.
 	MarkRead(ctx context.Context, conversation string, user chat.ID, msg chat.ID) (chat.ID, bool, error)
 
+	PushBackend
+
 	io.Closer
+}
+
+// PushBackend stores what push notifications need: users' devices and
+// per-conversation mutes.
+type PushBackend interface {
+	// PutDevice registers d (valid per chat.ValidateDevice) for d.User,
+	// replacing the keys of the same token. A token belongs to one user: if
+	// another user held it, it moves. ErrTooMany when the user already has
+	// chat.MaxDevices others. Replaying it changes nothing.
+	PutDevice(ctx context.Context, d chat.Device) error
+	// Devices lists user's devices ordered by token.
+	Devices(ctx context.Context, user chat.ID) ([]chat.Device, error)
+	// DeleteDevice removes user's device with token; ErrNotFound when user
+	// has no such device (a token another user holds is not touched).
+	DeleteDevice(ctx context.Context, user chat.ID, token string) error
+	// SetMuted mutes or unmutes conversation for user. ErrNotFound unless
+	// user is a member.
+	SetMuted(ctx context.Context, conversation string, user chat.ID, muted bool) error
+	// MemberStates returns every member's read mark and mute, ascending by
+	// user ID. ErrNotFound for an unknown conversation.
+	MemberStates(ctx context.Context, conversation string) ([]chat.MemberState, error)
 }

@@ -40,6 +40,7 @@ type devOptions struct {
 	// WebSocket (gateway.Config.AllowedOrigins), comma separated; default
 	// none: same origin only.
 	Origins string
+	Push    devPushOptions
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -52,6 +53,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "how long SIGTERM takes to close all connections")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
 	fs.StringVar(&o.Origins, "allowed-origins", "", originsUsage)
+	o.Push.flags = addPushFlags(fs, "push-")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -84,6 +86,7 @@ type devServer struct {
 	backend *bolt.Backend
 	store   *store.Process
 	gw      *gateway.Process
+	push    *pushProcess
 	ln      net.Listener
 	log     *zap.Logger
 
@@ -148,9 +151,16 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 		return nil, err
 	}
 
+	// Push notifications (devpush.go): before the gateway, which hands
+	// browsers the Web Push key.
+	vapidPub, err := d.startPush(ctx, o, reg)
+	if err != nil {
+		return nil, err
+	}
+
 	d.gw, err = gateway.Start(ctx, gateway.Options{
 		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready, Pprof: o.Pprof,
-			AllowedOrigins: splitList(o.Origins)},
+			AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub},
 		NATS: d.nc, Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {
@@ -212,6 +222,9 @@ func (d *devServer) Close(ctx context.Context) error {
 		}
 		if d.ln != nil {
 			_ = d.ln.Close()
+		}
+		if err := d.push.close(ctx); err != nil && d.err == nil {
+			d.err = err
 		}
 		if d.store != nil {
 			if err := d.store.Shutdown(ctx); err != nil && d.err == nil {

@@ -29,6 +29,7 @@ func runGateway(ctx context.Context, args []string) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	pprofOn := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/")
 	origins := fs.String("allowed-origins", "", originsUsage)
+	vapidPub := fs.String("vapid-public-key", "", "Web Push public key browsers subscribe with (chat push keys); empty: no Web Push")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -53,7 +54,8 @@ func runGateway(ctx context.Context, args []string) error {
 	}
 	reg := newRegistry()
 	gw, err := gateway.Start(startCtx, gateway.Options{
-		Config:         gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn, AllowedOrigins: splitList(*origins)},
+		Config: gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn, AllowedOrigins: splitList(*origins),
+			VAPIDPublicKey: *vapidPub},
 		NATS:           nc,
 		StreamReplicas: *replicas,
 		Registry:       reg, Gatherer: reg, Log: log,

@@ -13,6 +13,10 @@
 //	userconvs user ID conversation ID       -> (empty)  (a user's conversations)
 //	messages  conversation 0x00 message ID  -> sender, time, client ID, body, reply-to
 //
+//	devices   token                         -> user ID   (a token's one owner)
+//	userdevs  user ID token                 -> device JSON
+//	mutes     conversation 0x00 user ID     -> (empty)  (muted conversations)
+//
 // and, for messages that changed, msgstate, reactions and changes
 // (changes.go).
 //
@@ -76,9 +80,12 @@ var (
 	bucketMembers   = []byte("members")
 	bucketUserConvs = []byte("userconvs")
 	bucketMessages  = []byte("messages")
+	bucketDevices   = []byte("devices")
+	bucketUserDevs  = []byte("userdevs")
+	bucketMutes     = []byte("mutes")
 
 	allBuckets = [][]byte{bucketMeta, bucketAccounts, bucketUsernames, bucketConvs, bucketMembers, bucketUserConvs, bucketMessages,
-		bucketMsgState, bucketReactions, bucketChanges}
+		bucketMsgState, bucketReactions, bucketChanges, bucketDevices, bucketUserDevs, bucketMutes}
 
 	keyVersion = []byte("version")
 )

@@ -315,3 +315,69 @@ func decodeReply(data []byte, resp any) error {
 	}
 	return nil
 }
+
+// Ops of push notifications (devices, mutes, what a notifier reads).
+const (
+	OpPutDevice    = "put_device"
+	OpDevices      = "devices"
+	OpDeleteDevice = "delete_device"
+	OpMute         = "mute"
+	OpMemberStates = "member_states"
+)
+
+// PutDeviceRequest registers Device for Device.User (see
+// store.PushBackend.PutDevice). A zero CreatedAt is set to now.
+type PutDeviceRequest struct {
+	Device chat.Device `json:"device"`
+}
+
+// PutDeviceResponse carries the stored device.
+type PutDeviceResponse struct {
+	Device chat.Device `json:"device"`
+}
+
+// DevicesRequest asks for the devices of Users (at most the service's
+// MaxIDs).
+type DevicesRequest struct {
+	Users []chat.ID `json:"users"`
+}
+
+// DevicesResponse carries the devices of every user asked, by user then
+// token.
+type DevicesResponse struct {
+	Devices []chat.Device `json:"devices"`
+}
+
+// DeleteDeviceRequest removes User's device with Token; an empty Token
+// removes all of User's devices (log-out everywhere).
+type DeleteDeviceRequest struct {
+	User  chat.ID `json:"user"`
+	Token string  `json:"token"`
+}
+
+// DeleteDeviceResponse carries how many devices were removed.
+type DeleteDeviceResponse struct {
+	Removed int `json:"removed"`
+}
+
+// MuteRequest mutes or unmutes Conversation for User, a member.
+type MuteRequest struct {
+	Conversation string  `json:"conversation"`
+	User         chat.ID `json:"user"`
+	Muted        bool    `json:"muted"`
+}
+
+// MuteResponse acknowledges a MuteRequest.
+type MuteResponse struct {
+	Muted bool `json:"muted"`
+}
+
+// MemberStatesRequest asks for every member's read mark and mute.
+type MemberStatesRequest struct {
+	Conversation string `json:"conversation"`
+}
+
+// MemberStatesResponse carries them, ascending by user.
+type MemberStatesResponse struct {
+	Members []chat.MemberState `json:"members"`
+}

@@ -123,6 +123,12 @@ var tests = []test{
 	{"MarkRead", testMarkRead},
 	{"MarkReadConcurrent", testMarkReadConcurrent},
 
+	// Push: devices, mutes, member states.
+	{"Devices", testDevices},
+	{"DevicesInvalid", testDevicesInvalid},
+	{"DevicesLimit", testDevicesLimit},
+	{"MemberStates", testMemberStates},
+
 	// Lifecycle.
 	{"CloseTwice", testCloseTwice},
 }

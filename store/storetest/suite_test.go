@@ -66,6 +66,52 @@ var mutants = map[string]string{
 	"reactions-me-lost":    "Reactions|ReactionsToggleOrder",
 	"delete-ignored":       "DeleteWinsOverEdits|DeleteBeforeSave|ConversationsLastMessageDeleted",
 	"edit-ignored":         "EditWinsInAnyOrder|EditBeforeSave|Replies",
+	"device-delete-any":    "Devices",
+	"device-unbounded":     "DevicesLimit",
+	"mute-ignored":         "MemberStates",
+	"mute-non-member":      "MemberStates",
+}
+
+// The push rules the mutants below break.
+
+func (m *mutant) PutDevice(ctx context.Context, d chat.Device) error {
+	if m.mode == "device-unbounded" {
+		// Skips the limit by deleting the oldest registration first.
+		if ds, err := m.Backend.Devices(ctx, d.User); err == nil && len(ds) >= chat.MaxDevices {
+			_ = m.Backend.DeleteDevice(ctx, d.User, ds[0].Token)
+		}
+	}
+	return m.Backend.PutDevice(ctx, d)
+}
+
+func (m *mutant) DeleteDevice(ctx context.Context, user chat.ID, token string) error {
+	if m.mode == "device-delete-any" {
+		// Deletes the token whoever holds it.
+		err := m.Backend.DeleteDevice(ctx, user, token)
+		if errors.Is(err, chat.ErrNotFound) {
+			for u := user - 5; u <= user+5; u++ {
+				if m.Backend.DeleteDevice(ctx, u, token) == nil {
+					return nil
+				}
+			}
+		}
+		return err
+	}
+	return m.Backend.DeleteDevice(ctx, user, token)
+}
+
+func (m *mutant) SetMuted(ctx context.Context, conv string, user chat.ID, muted bool) error {
+	switch m.mode {
+	case "mute-ignored":
+		return nil
+	case "mute-non-member":
+		if _, err := m.Backend.Conversation(ctx, conv); err == nil {
+			if err := m.Backend.SetMuted(ctx, conv, user, muted); errors.Is(err, chat.ErrNotFound) {
+				return nil
+			}
+		}
+	}
+	return m.Backend.SetMuted(ctx, conv, user, muted)
 }
 
 func openBolt(t *testing.T) *bolt.Backend {
