@@ -48,6 +48,13 @@ func (s *Service) handlers() map[string]handler {
 		storeclient.OpRead:          handle(s.read),
 		storeclient.OpMessage:       handle(s.message),
 		storeclient.OpChanges:       handle(s.changes),
+
+		storeclient.OpSessionCreate:  handle(s.sessionCreate),
+		storeclient.OpSessionRefresh: handle(s.sessionRefresh),
+		storeclient.OpSessions:       handle(s.sessions),
+		storeclient.OpSessionEnd:     handle(s.sessionEnd),
+		storeclient.OpSessionsEnd:    handle(s.sessionsEnd),
+		storeclient.OpPassword:       handle(s.password),
 	}
 }
 

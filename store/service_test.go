@@ -528,11 +528,14 @@ type countingBackend struct {
 	by     map[string]int
 }
 
-func (c *countingBackend) saver(name string) store.Backend { return &namedSaver{c: c, name: name} }
+func (c *countingBackend) saver(name string) store.Backend {
+	return &namedSaver{c: c, name: name, SessionBackend: c.Backend}
+}
 
 type namedSaver struct {
 	c    *countingBackend
 	name string
+	store.SessionBackend
 }
 
 func (n *namedSaver) SaveMessages(ctx context.Context, msgs []chat.Message) error {

@@ -123,6 +123,15 @@ var tests = []test{
 	{"MarkRead", testMarkRead},
 	{"MarkReadConcurrent", testMarkReadConcurrent},
 
+	// Sessions and passwords.
+	{"SessionCreateAndGet", testSessionCreateAndGet},
+	{"SessionNotFound", testSessionNotFound},
+	{"SessionRotate", testSessionRotate},
+	{"SessionRotateConcurrent", testSessionRotateConcurrent},
+	{"SessionDelete", testSessionDelete},
+	{"SessionsList", testSessionsList},
+	{"SetPasswordHash", testSetPasswordHash},
+
 	// Lifecycle.
 	{"CloseTwice", testCloseTwice},
 }
