@@ -187,10 +187,11 @@ func (s *Service) password(ctx context.Context, req storeclient.PasswordRequest)
 	if err := s.b.SetPasswordHash(ctx, req.Username, req.Hash); err != nil {
 		return nil, err
 	}
-	if _, err := s.endAll(ctx, req.User, req.Keep); err != nil {
+	ended, err := s.endAll(ctx, req.User, req.Keep)
+	if err != nil {
 		return nil, err
 	}
-	return storeclient.Empty{}, nil
+	return storeclient.SessionsEndResponse{Ended: ended}, nil
 }
 
 // revoked tells every gateway that these sessions ended. Core NATS, at

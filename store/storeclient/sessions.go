@@ -51,8 +51,12 @@ func (c *Client) EndSessions(ctx context.Context, user, except chat.ID) ([]chat.
 	return resp.Ended, nil
 }
 
-// SetPassword replaces a password hash and ends every session of the user
-// but keep.
-func (c *Client) SetPassword(ctx context.Context, req PasswordRequest) error {
-	return c.call(ctx, OpPassword, req, &Empty{})
+// SetPassword replaces a password hash, ends every session of the user but
+// req.Keep and returns the sessions ended.
+func (c *Client) SetPassword(ctx context.Context, req PasswordRequest) ([]chat.ID, error) {
+	var resp SessionsEndResponse
+	if err := c.call(ctx, OpPassword, req, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Ended, nil
 }
