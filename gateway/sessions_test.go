@@ -15,13 +15,9 @@ import (
 	"time"
 
 	"github.com/chatcluster/chat"
-	"github.com/chatcluster/chat/router"
-	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 const testSecret = "test-secret-0123456789abcdef"
@@ -398,16 +394,7 @@ func (e *env) addGateway(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, _ := jetstream.New(nc)
-	ctx := context.Background()
-	stream, err := router.EnsureStream(ctx, js, router.StreamConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, _ := chat.NewGenerator(3)
-	reg := prometheus.NewRegistry()
-	gw, err := New(ctx, Config{JWTSecret: []byte(testSecret)}, Deps{NATS: nc, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
-		Store: storeclient.NewClient(nc, storeclient.ClientConfig{}), Registry: reg, Gatherer: reg})
+	gw, err := Start(context.Background(), Options{Config: Config{JWTSecret: []byte(testSecret)}, NATS: nc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,8 @@ func runGateway(ctx context.Context, args []string) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	pprofOn := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/")
 	origins := fs.String("allowed-origins", "", originsUsage)
+	accessTTL := fs.Duration("access-ttl", 15*time.Minute, "how long an access token lasts (clients renew it with their refresh token)")
+	sessionTTL := fs.Duration("session-ttl", 30*24*time.Hour, "how long a session lasts from login, however often it is refreshed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -53,7 +55,8 @@ func runGateway(ctx context.Context, args []string) error {
 	}
 	reg := newRegistry()
 	gw, err := gateway.Start(startCtx, gateway.Options{
-		Config:         gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn, AllowedOrigins: splitList(*origins)},
+		Config: gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn,
+			AllowedOrigins: splitList(*origins), TokenTTL: *accessTTL, SessionTTL: *sessionTTL},
 		NATS:           nc,
 		StreamReplicas: *replicas,
 		Registry:       reg, Gatherer: reg, Log: log,
