@@ -11,4 +11,10 @@ var (
 	ErrInvalid       = errors.New("store: invalid argument")
 	ErrUnavailable   = errors.New("store: unavailable")
 	ErrTooMany       = errors.New("store: too many members")
+	// ErrConflict: a compare-and-set lost (a session refreshed by someone
+	// else meanwhile).
+	ErrConflict = errors.New("store: conflict")
+	// ErrRevoked: a retired refresh token was presented again; its session
+	// has been ended.
+	ErrRevoked = errors.New("store: session revoked")
 )

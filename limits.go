@@ -31,6 +31,11 @@ const (
 	MaxReactionEmojis = 20
 	// QuoteLen bounds the code points of the original a reply quotes.
 	QuoteLen = 200
+	// MaxDevice bounds a session's device name (code points).
+	MaxDevice = 64
+	// MaxSessions is the default bound of one user's sessions: signing in
+	// once more ends the least recently seen one.
+	MaxSessions = 50
 )
 
 // ValidEmoji: 1-32 bytes of valid UTF-8, at most 10 code points, no white

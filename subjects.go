@@ -45,6 +45,18 @@ const (
 
 	// NodeIDBucket is the key-value bucket node numbers are leased from.
 	NodeIDBucket = "chat_node_ids"
+
+	// SessionRevokedSubject carries SessionsRevoked: the store publishes on
+	// it whenever sessions end, every gateway listens.
+	SessionRevokedSubject = "chat.session.revoked"
+	// SessionSyncSubject is where a starting gateway asks the others for
+	// the sessions revoked within the access token lifetime, which it
+	// would otherwise have missed.
+	SessionSyncSubject = "chat.session.revoked_sync"
+	// TicketBucket is the key-value bucket that makes WebSocket tickets
+	// single-use across gateways: the first gateway to create a ticket's
+	// key wins, any later use is refused.
+	TicketBucket = "chat_ws_tickets"
 )
 
 // Headers the cluster sets on NATS messages. JetStream keeps a published

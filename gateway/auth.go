@@ -22,9 +22,14 @@ var (
 	ErrBusy        = errors.New("gateway: too many password checks at once")
 )
 
-// claims is what a token says: who (sub = user ID) and their username.
+// claims is what a token says: who (sub = user ID), their username, and
+// the session (sid) it was issued to, by which it can be revoked.
 type claims struct {
 	Username string `json:"name"`
+	Session  string `json:"sid"`
+	// SessionEnds is when the session ends on its own (unix seconds): a
+	// WebSocket opened with a ticket lives until then unless revoked.
+	SessionEnds int64 `json:"sexp,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -32,7 +37,13 @@ type claims struct {
 type identity struct {
 	User    chat.ID
 	Name    string
+	Session chat.ID
 	Expires time.Time
+	// SessionEnds is when the session ends (zero when the token does not
+	// say).
+	SessionEnds time.Time
+	// Ticket is the ID of the WebSocket ticket this identity came from.
+	Ticket string
 }
 
 type authenticator struct {
@@ -41,6 +52,8 @@ type authenticator struct {
 	audience string
 	ttl      time.Duration
 	parser   *jwt.Parser
+	tickets  *jwt.Parser   // WebSocket tickets: another audience, so neither passes for the other
+	refresh  []byte        // the key refresh tokens are signed with, derived from secret
 	hashes   chan struct{} // semaphore bounding concurrent argon2 runs
 	dummy    string        // a hash to verify against for unknown users
 }
@@ -55,15 +68,25 @@ func newAuthenticator(cfg *Config) *authenticator {
 			jwt.WithExpirationRequired(),
 			jwt.WithLeeway(5*time.Second),
 		),
-		hashes: make(chan struct{}, cfg.MaxHashes),
+		tickets: jwt.NewParser(
+			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+			jwt.WithIssuer(cfg.JWTIssuer),
+			jwt.WithAudience(ticketAudience),
+			jwt.WithExpirationRequired(),
+			jwt.WithLeeway(5*time.Second),
+		),
+		refresh: deriveKey(cfg.JWTSecret, "chat refresh tokens v1"),
+		hashes:  make(chan struct{}, cfg.MaxHashes),
 	}
 	a.dummy = encodeHash(make([]byte, saltLen), argon2.IDKey([]byte("x"), make([]byte, saltLen), argonTime, argonMemory, argonThreads, argonKeyLen))
 	return a
 }
 
-func (a *authenticator) issue(u chat.User, now time.Time) (string, error) {
+func (a *authenticator) issue(u chat.User, session chat.Session, now time.Time) (string, error) {
 	c := claims{
-		Username: u.Username,
+		Username:    u.Username,
+		Session:     session.ID.String(),
+		SessionEnds: session.ExpiresAt.Unix(),
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   u.ID.String(),
 			Issuer:    a.issuer,
@@ -80,8 +103,12 @@ func (a *authenticator) issue(u chat.User, now time.Time) (string, error) {
 }
 
 func (a *authenticator) verify(token string) (identity, error) {
+	return a.verifyWith(a.parser, token)
+}
+
+func (a *authenticator) verifyWith(p *jwt.Parser, token string) (identity, error) {
 	var c claims
-	t, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil })
+	t, err := p.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil })
 	if err != nil || !t.Valid {
 		return identity{}, fmt.Errorf("%w: %v", ErrBadToken, err)
 	}
@@ -89,7 +116,17 @@ func (a *authenticator) verify(token string) (identity, error) {
 	if err != nil || id == 0 {
 		return identity{}, fmt.Errorf("%w: subject", ErrBadToken)
 	}
-	return identity{User: id, Name: c.Username, Expires: c.ExpiresAt.Time}, nil
+	// A token without a session cannot be revoked: refused (tokens from
+	// before sessions existed lasted 7 days and are refused since).
+	sid, err := chat.ParseID(c.Session)
+	if err != nil || sid == 0 {
+		return identity{}, fmt.Errorf("%w: no session", ErrBadToken)
+	}
+	ident := identity{User: id, Name: c.Username, Session: sid, Expires: c.ExpiresAt.Time, Ticket: c.ID}
+	if c.SessionEnds > 0 {
+		ident.SessionEnds = time.Unix(c.SessionEnds, 0)
+	}
+	return ident, nil
 }
 
 // bearer extracts the token of an "Authorization: Bearer" header value.

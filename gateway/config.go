@@ -18,8 +18,18 @@ type Config struct {
 	// JWTIssuer and JWTAudience are written into and required of tokens.
 	// Defaults "chat" and "chat-clients".
 	JWTIssuer, JWTAudience string
-	// TokenTTL is how long a token lasts. Default 7 days.
+	// TokenTTL is how long an access token lasts. Default 15 minutes:
+	// clients renew it with their refresh token (POST /api/v1/token).
 	TokenTTL time.Duration
+	// SessionTTL is how long a session (and so its refresh tokens) lasts
+	// from login, however often it is refreshed. Default 30 days.
+	SessionTTL time.Duration
+	// TicketTTL is how long a WebSocket ticket may wait to be used.
+	// Default 30s.
+	TicketTTL time.Duration
+	// Replicas of the NATS key-value bucket that makes tickets single-use:
+	// 3 in a cluster. Default 1.
+	TicketReplicas int
 
 	// Drain is how long SIGTERM takes to close every connection (with
 	// 4002), spread out so clients do not reconnect all at once. Default 10s.
@@ -106,7 +116,10 @@ func (c *Config) setDefaults() {
 	if c.JWTAudience == "" {
 		c.JWTAudience = "chat-clients"
 	}
-	def(&c.TokenTTL, 7*24*time.Hour)
+	def(&c.TokenTTL, 15*time.Minute)
+	def(&c.SessionTTL, 30*24*time.Hour)
+	def(&c.TicketTTL, 30*time.Second)
+	defInt(&c.TicketReplicas, 1)
 	def(&c.Drain, 10*time.Second)
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.ReadTimeout, 10*time.Second)

@@ -24,6 +24,7 @@ type Conn struct {
 	desc     *netpoll.Desc
 	user     chat.ID
 	name     string
+	session  chat.ID // the session whose revocation closes this connection
 	expires  time.Time
 	limiter  *rate.Limiter
 	flushFn  func() // c.flush, made once: a method value allocates each time

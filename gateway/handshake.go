@@ -223,7 +223,7 @@ func (h *handshake) upgrade() {
 				return nil, errRejected
 			}
 			var err error
-			id, err = s.authenticate(query, authz)
+			id, err = s.authenticate(s.ctx, query, authz)
 			if err != nil {
 				rejected = http.StatusUnauthorized
 				return nil, errRejected

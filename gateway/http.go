@@ -32,6 +32,7 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("POST /api/v1/conversations/{id}/members", s.authed(s.addMember))
 	mux.HandleFunc("GET /api/v1/conversations/{id}/messages", s.authed(s.messages))
 	s.pushRoutes(mux)
+	s.sessionRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
@@ -142,11 +143,7 @@ type credentials struct {
 	Username    string `json:"username"`
 	Password    string `json:"password"`
 	DisplayName string `json:"display_name"`
-}
-
-type authResponse struct {
-	User  chat.User `json:"user"`
-	Token string    `json:"token"`
+	Device      string `json:"device"` // the session's name in the sessions list
 }
 
 func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
@@ -183,16 +180,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, err)
 		return
 	}
-	s.respondToken(w, http.StatusCreated, u)
-}
-
-func (s *Server) respondToken(w http.ResponseWriter, status int, u chat.User) {
-	tok, err := s.auth.issue(u, time.Now())
-	if err != nil {
-		s.storeError(w, err)
-		return
-	}
-	writeJSON(w, status, authResponse{User: u, Token: tok})
+	s.startSession(w, r, http.StatusCreated, u, req.Device)
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
@@ -234,15 +222,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		fail()
 		return
 	}
-	s.respondToken(w, http.StatusOK, acct.User)
+	s.startSession(w, r, http.StatusOK, acct.User, req.Device)
 }
 
 // authed wraps a handler that needs a valid bearer token.
 func (s *Server) authed(h func(http.ResponseWriter, *http.Request, identity)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := bearer(r.Header.Get("Authorization"))
-		id, err := s.auth.verify(tok)
-		if tok == "" || err != nil {
+		id, err := s.verifyToken(bearer(r.Header.Get("Authorization")))
+		if err != nil {
 			s.m.authFailures.WithLabelValues("token").Inc()
 			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or invalid token")
 			return

@@ -15,6 +15,7 @@ const (
 	reasonDrain         = "drain"
 	reasonShutdown      = "shutdown"
 	reasonTokenExpired  = "token_expired"
+	reasonRevoked       = "session_revoked"
 
 	failUnauthorized     = "unauthorized"
 	failBadRequest       = "bad_request"

@@ -349,6 +349,9 @@ func claimsFor(a account) jwt.MapClaims {
 	return jwt.MapClaims{
 		"sub": a.User.ID, "name": a.User.Username, "iss": "chat", "aud": []string{"chat-clients"},
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		// Tokens name their session since issue 14; one that was never
+		// revoked passes.
+		"sid": "1",
 	}
 }
 
@@ -375,6 +378,7 @@ func badTokens(t testing.TB, a account) (valid string, bad map[string]string) {
 		"wrong issuer":   signToken(t, secret, with("iss", "not-chat")),
 		"alg none":       signToken(t, nil, claimsFor(a)),
 		"wrong secret":   signToken(t, []byte("another-secret-of-32-bytes-or-more!!"), claimsFor(a)),
+		"no session":     signToken(t, secret, with("sid", nil)),
 	}
 }
 

@@ -40,12 +40,16 @@ type Deps struct {
 
 // Server is a gateway: it serves PROTOCOL.md on one listener.
 type Server struct {
-	cfg            Config
-	nc             *nats.Conn
-	store          *storeclient.Client
-	pub            *router.Publisher
-	feed           *router.Feed
-	presence       *router.Presence
+	cfg      Config
+	nc       *nats.Conn
+	store    *storeclient.Client
+	pub      *router.Publisher
+	feed     *router.Feed
+	presence *router.Presence
+	// revocations are the sessions ended within the access token lifetime;
+	// tickets make WebSocket tickets single-use across gateways.
+	revocations    *router.Revocations
+	tickets        *router.Tickets
 	poller         netpoll.Poller
 	pool           *workers.Pool // reads of readable connections
 	accepts        *workers.Pool // handshakes: apart, so a busy read path never stalls new connections or /metrics
@@ -109,6 +113,26 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 		OnEvent: s.hub.onEvent, OnUserEvent: s.onUserEvent,
 	})
 	s.presence, err = router.NewPresence(ctx, d.NATS, router.PresenceConfig{Log: d.Log.Named("presence"), OnChange: s.onPresence})
+	if err == nil {
+		// Remembered past the token's expiry by the leeway tokens are
+		// checked with, and a little more for clocks.
+		s.revocations, err = router.NewRevocations(ctx, d.NATS, router.RevocationsConfig{
+			Keep: cfg.TokenTTL + time.Minute, OnRevoke: s.onRevoke, Log: d.Log.Named("revocations"),
+		})
+		if err != nil {
+			s.presence.Close()
+		}
+	}
+	if err == nil {
+		var js jetstream.JetStream
+		if js, err = jetstream.New(d.NATS); err == nil {
+			s.tickets, err = router.NewTickets(ctx, js, router.TicketsConfig{TTL: 2*cfg.TicketTTL + 10*time.Second, Replicas: cfg.TicketReplicas})
+		}
+		if err != nil {
+			s.revocations.Close()
+			s.presence.Close()
+		}
+	}
 	if err != nil {
 		s.feed.Close()
 		s.pool.Close()
@@ -201,21 +225,25 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// authenticate checks the token of a WebSocket request: ?token= or an
-// Authorization: Bearer header.
-func (s *Server) authenticate(query, authz string) (identity, error) {
-	token := ""
+// authenticate checks the credential of a WebSocket request: a one-time
+// ?ticket=, an Authorization: Bearer header, or (as before tickets)
+// ?token=.
+func (s *Server) authenticate(ctx context.Context, query, authz string) (identity, error) {
+	token, ticket := "", ""
 	if q, err := url.ParseQuery(query); err == nil {
-		token = q.Get("token")
+		token, ticket = q.Get("token"), q.Get("ticket")
+	}
+	if ticket != "" {
+		id, err := s.redeemTicket(ctx, ticket)
+		if err != nil {
+			s.m.authFailures.WithLabelValues("ticket").Inc()
+		}
+		return id, err
 	}
 	if token == "" {
 		token = bearer(authz)
 	}
-	if token == "" {
-		s.m.authFailures.WithLabelValues("token").Inc()
-		return identity{}, ErrBadToken
-	}
-	id, err := s.auth.verify(token)
+	id, err := s.verifyToken(token)
 	if err != nil {
 		s.m.authFailures.WithLabelValues("token").Inc()
 		return identity{}, err
@@ -243,7 +271,7 @@ func (s *Server) serveHTTPUpgrade(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "forbidden", "origin not allowed")
 		return
 	}
-	id, err := s.authenticate(r.URL.RawQuery, r.Header.Get("Authorization"))
+	id, err := s.authenticate(r.Context(), r.URL.RawQuery, r.Header.Get("Authorization"))
 	if err != nil {
 		s.m.upgradeFailures.WithLabelValues(failUnauthorized).Inc()
 		writeError(w, http.StatusUnauthorized, "unauthorized", "missing or invalid token")
@@ -282,7 +310,7 @@ func (s *Server) serveHTTPUpgrade(w http.ResponseWriter, r *http.Request) {
 // pending holds bytes the client sent after its request: its first frames.
 func (s *Server) open(raw net.Conn, id identity, pending []byte) {
 	c := &Conn{
-		s: s, id: s.nextID.Add(1), raw: raw, user: id.User, name: id.Name, expires: id.Expires,
+		s: s, id: s.nextID.Add(1), raw: raw, user: id.User, name: id.Name, session: id.Session, expires: id.Expires,
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.SendRate), s.cfg.SendBurst),
 		holdAll: true,
 	}
@@ -299,6 +327,12 @@ func (s *Server) open(raw net.Conn, id identity, pending []byte) {
 	s.hub.add(c)
 	if s.draining.Load() {
 		c.closeWith(statusDraining, reasonDrain, "server draining")
+		return
+	}
+	// A revocation that arrived between the token check and hub.add found
+	// no connection to close.
+	if s.revocations.Revoked(c.session) {
+		c.closeWith(statusTokenExpired, reasonRevoked, "session ended")
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
@@ -484,6 +518,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.teardown(reasonShutdown)
 		}
 		s.presence.Close()
+		s.revocations.Close()
 		s.feed.Close()
 		s.accepts.Close()
 		s.pool.Close()

@@ -60,6 +60,10 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if o.StreamReplicas <= 0 {
 		o.StreamReplicas = 1
 	}
+	if o.Config.TicketReplicas <= 0 {
+		// The ticket bucket is as durable as the stream.
+		o.Config.TicketReplicas = o.StreamReplicas
+	}
 	js, err := jetstream.New(o.NATS)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: jetstream: %w", err)

@@ -53,6 +53,13 @@ func (s *Service) handlers() map[string]handler {
 		storeclient.OpDeleteDevice:  handle(s.deleteDevice),
 		storeclient.OpMute:          handle(s.mute),
 		storeclient.OpMemberStates:  handle(s.memberStates),
+
+		storeclient.OpSessionCreate:  handle(s.sessionCreate),
+		storeclient.OpSessionRefresh: handle(s.sessionRefresh),
+		storeclient.OpSessions:       handle(s.sessions),
+		storeclient.OpSessionEnd:     handle(s.sessionEnd),
+		storeclient.OpSessionsEnd:    handle(s.sessionsEnd),
+		storeclient.OpPassword:       handle(s.password),
 	}
 }
 

@@ -22,6 +22,7 @@ const (
 	opApplyChanges  = "apply_changes"
 	opChanges       = "changes"
 	opPush          = "push"
+	opSession       = "session"
 )
 
 // metrics are the Service's Prometheus collectors, registered on the
@@ -109,12 +110,15 @@ func newMetrics(reg prometheus.Registerer, ready func() bool) (*metrics, error) 
 	}
 	// Children exist from the start, so dashboards and alerts see zeros
 	// rather than no series at all.
-	for _, op := range []string{opSaveMessages, opHistory, opConversations, opRead, opAccount, opMembership, opApplyChanges, opChanges, opPush} {
+	for _, op := range []string{opSaveMessages, opHistory, opConversations, opRead, opAccount, opMembership, opApplyChanges, opChanges, opPush, opSession} {
 		m.backendLat.WithLabelValues(op)
 		m.backendErrors.WithLabelValues(op)
 	}
 	for _, op := range []string{storeclient.OpSignup, storeclient.OpAccount, storeclient.OpUsers, storeclient.OpSearch, storeclient.OpDirect, storeclient.OpGroup, storeclient.OpAddMembers, storeclient.OpConversation, storeclient.OpConversations, storeclient.OpHistory, storeclient.OpRead,
 		storeclient.OpPutDevice, storeclient.OpDevices, storeclient.OpDeleteDevice, storeclient.OpMute, storeclient.OpMemberStates} {
+		m.requests.WithLabelValues(op, "ok")
+	}
+	for _, op := range storeclient.SessionOps {
 		m.requests.WithLabelValues(op, "ok")
 	}
 	return m, nil
@@ -126,7 +130,7 @@ func (m *metrics) observe(op string, start time.Time, err error) {
 	// Answers such as "not found" or "username taken" are the backend
 	// working; only failures count as errors.
 	if err != nil && !errors.Is(err, chat.ErrNotFound) && !errors.Is(err, chat.ErrUsernameTaken) &&
-		!errors.Is(err, chat.ErrInvalid) && !errors.Is(err, chat.ErrTooMany) {
+		!errors.Is(err, chat.ErrInvalid) && !errors.Is(err, chat.ErrTooMany) && !errors.Is(err, chat.ErrConflict) {
 		m.backendErrors.WithLabelValues(op).Inc()
 	}
 }
@@ -235,6 +239,48 @@ func (i instrumented) Changes(ctx context.Context, conversation string, p chat.P
 	cs, more, err := i.b.Changes(ctx, conversation, p)
 	i.m.observe(opChanges, start, err)
 	return cs, more, err
+}
+
+func (i instrumented) CreateSession(ctx context.Context, s chat.Session) error {
+	start := time.Now()
+	err := i.b.CreateSession(ctx, s)
+	i.m.observe(opSession, start, err)
+	return err
+}
+
+func (i instrumented) Session(ctx context.Context, id chat.ID) (chat.Session, error) {
+	start := time.Now()
+	s, err := i.b.Session(ctx, id)
+	i.m.observe(opSession, start, err)
+	return s, err
+}
+
+func (i instrumented) RotateSession(ctx context.Context, id chat.ID, gen uint32, hash []byte, seen time.Time) error {
+	start := time.Now()
+	err := i.b.RotateSession(ctx, id, gen, hash, seen)
+	i.m.observe(opSession, start, err)
+	return err
+}
+
+func (i instrumented) DeleteSession(ctx context.Context, user, id chat.ID) error {
+	start := time.Now()
+	err := i.b.DeleteSession(ctx, user, id)
+	i.m.observe(opSession, start, err)
+	return err
+}
+
+func (i instrumented) Sessions(ctx context.Context, user chat.ID) ([]chat.Session, error) {
+	start := time.Now()
+	s, err := i.b.Sessions(ctx, user)
+	i.m.observe(opSession, start, err)
+	return s, err
+}
+
+func (i instrumented) SetPasswordHash(ctx context.Context, username, hash string) error {
+	start := time.Now()
+	err := i.b.SetPasswordHash(ctx, username, hash)
+	i.m.observe(opAccount, start, err)
+	return err
 }
 
 // Close is the owner's business: the Service never closes the backend it

@@ -40,6 +40,7 @@ const (
 	DefaultSetupRetry     = time.Second
 	DefaultMaxMembers     = chat.MaxGroupMembers
 	DefaultMaxIDs         = 5000
+	DefaultMaxSessions    = chat.MaxSessions
 )
 
 // Limits of request fields, as in PROTOCOL.md.
@@ -130,6 +131,9 @@ type ServiceConfig struct {
 	MaxMembers int
 	// MaxIDs bounds the IDs of one users request (DefaultMaxIDs).
 	MaxIDs int
+	// MaxSessions bounds one user's sessions: a new one ends the least
+	// recently seen beyond it (DefaultMaxSessions).
+	MaxSessions int
 }
 
 func (c *ServiceConfig) setDefaults() {
@@ -171,6 +175,7 @@ func (c *ServiceConfig) setDefaults() {
 	def(&c.SetupRetry, DefaultSetupRetry)
 	defInt(&c.MaxMembers, DefaultMaxMembers)
 	defInt(&c.MaxIDs, DefaultMaxIDs)
+	defInt(&c.MaxSessions, DefaultMaxSessions)
 }
 
 // pinger is what a backend implements when it can tell whether its database

@@ -529,13 +529,14 @@ type countingBackend struct {
 }
 
 func (c *countingBackend) saver(name string) store.Backend {
-	return &namedSaver{c: c, name: name, PushBackend: c}
+	return &namedSaver{c: c, name: name, PushBackend: c, SessionBackend: c.Backend}
 }
 
 type namedSaver struct {
 	c    *countingBackend
 	name string
 	store.PushBackend
+	store.SessionBackend
 }
 
 func (n *namedSaver) SaveMessages(ctx context.Context, msgs []chat.Message) error {

@@ -72,6 +72,7 @@ type Backend interface {
 	MarkRead(ctx context.Context, conversation string, user chat.ID, msg chat.ID) (chat.ID, bool, error)
 
 	PushBackend
+	SessionBackend
 
 	io.Closer
 }
@@ -95,4 +96,27 @@ type PushBackend interface {
 	// MemberStates returns every member's read mark and mute, ascending by
 	// user ID. ErrNotFound for an unknown conversation.
 	MemberStates(ctx context.Context, conversation string) ([]chat.MemberState, error)
+}
+
+// SessionBackend stores sessions (one per signed-in device) and password
+// changes. A session past its ExpiresAt is gone: no method returns it.
+type SessionBackend interface {
+	// CreateSession stores a new session. Replaying it changes nothing.
+	CreateSession(ctx context.Context, s chat.Session) error
+	// Session returns a live session, or ErrNotFound.
+	Session(ctx context.Context, id chat.ID) (chat.Session, error)
+	// RotateSession moves session id from generation gen to gen+1 with a
+	// new refresh hash and last-seen time, only if it is still at gen
+	// (compare-and-set): ErrConflict when it is not, ErrNotFound when the
+	// session is gone. Of two concurrent rotations from one generation
+	// exactly one succeeds.
+	RotateSession(ctx context.Context, id chat.ID, gen uint32, hash []byte, seen time.Time) error
+	// DeleteSession ends user's session id. Deleting one that is gone, or
+	// belongs to someone else, changes nothing and is not an error.
+	DeleteSession(ctx context.Context, user, id chat.ID) error
+	// Sessions lists user's live sessions, by ID (creation order).
+	Sessions(ctx context.Context, user chat.ID) ([]chat.Session, error)
+	// SetPasswordHash replaces the password hash of the account of
+	// username. ErrNotFound for an unknown username.
+	SetPasswordHash(ctx context.Context, username, hash string) error
 }

@@ -41,6 +41,9 @@ type devOptions struct {
 	// none: same origin only.
 	Origins string
 	Push    devPushOptions
+	// AccessTTL and SessionTTL: gateway.Config.TokenTTL and SessionTTL
+	// (defaults 15m and 30 days).
+	AccessTTL, SessionTTL time.Duration
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -54,6 +57,8 @@ func runDev(ctx context.Context, args []string) error {
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
 	fs.StringVar(&o.Origins, "allowed-origins", "", originsUsage)
 	o.Push.flags = addPushFlags(fs, "push-")
+	fs.DurationVar(&o.AccessTTL, "access-ttl", 15*time.Minute, "how long an access token lasts (clients renew it with their refresh token)")
+	fs.DurationVar(&o.SessionTTL, "session-ttl", 30*24*time.Hour, "how long a session lasts from login, however often it is refreshed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -160,7 +165,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 
 	d.gw, err = gateway.Start(ctx, gateway.Options{
 		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready, Pprof: o.Pprof,
-			AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub},
+			AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub, TokenTTL: o.AccessTTL, SessionTTL: o.SessionTTL},
 		NATS: d.nc, Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {

@@ -30,6 +30,8 @@ func runGateway(ctx context.Context, args []string) error {
 	pprofOn := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/")
 	origins := fs.String("allowed-origins", "", originsUsage)
 	vapidPub := fs.String("vapid-public-key", "", "Web Push public key browsers subscribe with (chat push keys); empty: no Web Push")
+	accessTTL := fs.Duration("access-ttl", 15*time.Minute, "how long an access token lasts (clients renew it with their refresh token)")
+	sessionTTL := fs.Duration("session-ttl", 30*24*time.Hour, "how long a session lasts from login, however often it is refreshed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -54,8 +56,8 @@ func runGateway(ctx context.Context, args []string) error {
 	}
 	reg := newRegistry()
 	gw, err := gateway.Start(startCtx, gateway.Options{
-		Config: gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn, AllowedOrigins: splitList(*origins),
-			VAPIDPublicKey: *vapidPub},
+		Config: gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn,
+			AllowedOrigins: splitList(*origins), VAPIDPublicKey: *vapidPub, TokenTTL: *accessTTL, SessionTTL: *sessionTTL},
 		NATS:           nc,
 		StreamReplicas: *replicas,
 		Registry:       reg, Gatherer: reg, Log: log,

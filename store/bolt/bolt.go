@@ -12,6 +12,8 @@
 //	members   conversation 0x00 user ID     -> join time, read mark
 //	userconvs user ID conversation ID       -> (empty)  (a user's conversations)
 //	messages  conversation 0x00 message ID  -> sender, time, client ID, body, reply-to
+//	sessions  session ID                    -> session (JSON)
+//	usersessions user ID session ID         -> (empty)  (a user's sessions)
 //
 //	devices   token                         -> user ID   (a token's one owner)
 //	userdevs  user ID token                 -> device JSON
@@ -84,8 +86,12 @@ var (
 	bucketUserDevs  = []byte("userdevs")
 	bucketMutes     = []byte("mutes")
 
+	bucketSessions = []byte("sessions")
+	bucketUserSess = []byte("usersessions")
+
 	allBuckets = [][]byte{bucketMeta, bucketAccounts, bucketUsernames, bucketConvs, bucketMembers, bucketUserConvs, bucketMessages,
-		bucketMsgState, bucketReactions, bucketChanges, bucketDevices, bucketUserDevs, bucketMutes}
+		bucketMsgState, bucketReactions, bucketChanges, bucketDevices, bucketUserDevs, bucketMutes,
+		bucketSessions, bucketUserSess}
 
 	keyVersion = []byte("version")
 )
@@ -186,7 +192,7 @@ func wrapErr(err error) error {
 	case errors.Is(err, bberrors.ErrDatabaseNotOpen):
 		return fmt.Errorf("%w: bolt: database closed", chat.ErrUnavailable)
 	case errors.Is(err, chat.ErrNotFound), errors.Is(err, chat.ErrUsernameTaken),
-		errors.Is(err, chat.ErrInvalid), errors.Is(err, chat.ErrTooMany):
+		errors.Is(err, chat.ErrInvalid), errors.Is(err, chat.ErrTooMany), errors.Is(err, chat.ErrConflict):
 		return err
 	default:
 		return fmt.Errorf("bolt: %w", err)

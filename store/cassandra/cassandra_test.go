@@ -98,7 +98,8 @@ func setup(t testing.TB) {
 var dataTables = []string{"users", "users_by_username", "users_by_initial", "username_initials",
 	"conversations", "conversation_members", "user_conversations",
 	"conversation_buckets", "messages", "message_reactions", "message_changes", "change_buckets",
-	"devices", "user_devices", "conversation_mutes"}
+	"devices", "user_devices", "conversation_mutes",
+	"sessions", "user_sessions"}
 
 // openEmpty returns a backend on the shared keyspace with every data table
 // truncated.

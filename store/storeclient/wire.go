@@ -28,7 +28,17 @@ const (
 	OpRead          = "read"
 	OpMessage       = "message"
 	OpChanges       = "changes"
+
+	OpSessionCreate  = "session_create"
+	OpSessionRefresh = "session_refresh"
+	OpSessions       = "sessions"
+	OpSessionEnd     = "session_end"
+	OpSessionsEnd    = "sessions_end"
+	OpPassword       = "password"
 )
+
+// SessionOps are the session ops, for metrics that list every op.
+var SessionOps = []string{OpSessionCreate, OpSessionRefresh, OpSessions, OpSessionEnd, OpSessionsEnd, OpPassword}
 
 // ErrInternal is what a Client returns (wrapped) for a reply with code
 // "internal": the store failed for a reason the caller cannot act on.
@@ -41,6 +51,8 @@ const (
 	CodeInvalid       = "invalid"
 	CodeUnavailable   = "unavailable"
 	CodeTooMany       = "too_many"
+	CodeConflict      = "conflict"
+	CodeRevoked       = "revoked"
 	CodeInternal      = "internal"
 )
 
@@ -206,6 +218,70 @@ type ReadResponse struct {
 	Moved bool    `json:"moved"`
 }
 
+// SessionCreateRequest starts a session. The service assigns ID and
+// CreatedAt (and LastSeen); ExpiresAt and RefreshHash come from the caller.
+// Beyond the user's MaxSessions the least recently seen ones end.
+type SessionCreateRequest struct {
+	Session chat.Session `json:"session"`
+}
+
+// SessionResponse carries a session, without its refresh hash.
+type SessionResponse struct {
+	Session chat.Session `json:"session"`
+}
+
+// SessionRefreshRequest presents the refresh token of generation Generation
+// of session ID (by its hash) and asks to move to NewHash. The service
+// answers the session after the rotation; chat.ErrRevoked when Generation
+// is a retired one (the session is then ended), chat.ErrNotFound when the
+// session is gone or the hash does not match.
+type SessionRefreshRequest struct {
+	ID         chat.ID `json:"id"`
+	Generation uint32  `json:"generation"`
+	Hash       []byte  `json:"hash"`
+	NewHash    []byte  `json:"new_hash"`
+}
+
+// SessionsRequest lists a user's sessions.
+type SessionsRequest struct {
+	User chat.ID `json:"user"`
+}
+
+// SessionsResponse carries a user's live sessions, without refresh hashes.
+type SessionsResponse struct {
+	Sessions []chat.Session `json:"sessions"`
+}
+
+// SessionEndRequest ends one of User's sessions. chat.ErrNotFound when
+// User has no such session.
+type SessionEndRequest struct {
+	User chat.ID `json:"user"`
+	ID   chat.ID `json:"id"`
+}
+
+// SessionsEndRequest ends every session of User but Except (0: all).
+type SessionsEndRequest struct {
+	User   chat.ID `json:"user"`
+	Except chat.ID `json:"except"`
+}
+
+// SessionsEndResponse names the sessions ended.
+type SessionsEndResponse struct {
+	Ended []chat.ID `json:"ended"`
+}
+
+// PasswordRequest replaces the password hash of Username (whose ID is
+// User) and ends every session of the user but Keep.
+type PasswordRequest struct {
+	User     chat.ID `json:"user"`
+	Username string  `json:"username"`
+	Hash     string  `json:"hash"`
+	Keep     chat.ID `json:"keep"`
+}
+
+// Empty is the reply of ops that answer nothing but success.
+type Empty struct{}
+
 // ErrorReply is the reply to a request that failed.
 type ErrorReply struct {
 	Error ErrorBody `json:"error"`
@@ -256,6 +332,10 @@ func ErrorCode(err error) string {
 		return CodeUnavailable
 	case errors.Is(err, chat.ErrTooMany):
 		return CodeTooMany
+	case errors.Is(err, chat.ErrConflict):
+		return CodeConflict
+	case errors.Is(err, chat.ErrRevoked):
+		return CodeRevoked
 	default:
 		return CodeInternal
 	}
@@ -273,6 +353,10 @@ func sentinelOf(code string) error {
 		return chat.ErrUnavailable
 	case CodeTooMany:
 		return chat.ErrTooMany
+	case CodeConflict:
+		return chat.ErrConflict
+	case CodeRevoked:
+		return chat.ErrRevoked
 	default:
 		return ErrInternal
 	}

@@ -128,6 +128,14 @@ var tests = []test{
 	{"DevicesInvalid", testDevicesInvalid},
 	{"DevicesLimit", testDevicesLimit},
 	{"MemberStates", testMemberStates},
+	// Sessions and passwords.
+	{"SessionCreateAndGet", testSessionCreateAndGet},
+	{"SessionNotFound", testSessionNotFound},
+	{"SessionRotate", testSessionRotate},
+	{"SessionRotateConcurrent", testSessionRotateConcurrent},
+	{"SessionDelete", testSessionDelete},
+	{"SessionsList", testSessionsList},
+	{"SetPasswordHash", testSetPasswordHash},
 
 	// Lifecycle.
 	{"CloseTwice", testCloseTwice},

@@ -70,6 +70,10 @@ var mutants = map[string]string{
 	"device-unbounded":     "DevicesLimit",
 	"mute-ignored":         "MemberStates",
 	"mute-non-member":      "MemberStates",
+	"rotate-no-cas":        "SessionRotate|SessionRotateConcurrent",
+	"session-never-ends":   "SessionNotFound",
+	"delete-any-session":   "SessionDelete",
+	"sessions-of-everyone": "SessionCreateAndGet|SessionDelete",
 }
 
 // The push rules the mutants below break.
@@ -158,6 +162,47 @@ func TestSuiteCatchesMutants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// RotateSession of "rotate-no-cas" rotates from whatever generation is
+// stored, as a read-then-write without a compare-and-set would.
+func (m *mutant) RotateSession(ctx context.Context, id chat.ID, gen uint32, hash []byte, seen time.Time) error {
+	if m.mode == "rotate-no-cas" {
+		if s, err := m.Backend.Session(ctx, id); err == nil {
+			gen = s.Generation
+		}
+	}
+	return m.Backend.RotateSession(ctx, id, gen, hash, seen)
+}
+
+// CreateSession of "session-never-ends" ignores the expiry.
+func (m *mutant) CreateSession(ctx context.Context, s chat.Session) error {
+	if m.mode == "session-never-ends" {
+		s.ExpiresAt = s.ExpiresAt.Add(24 * time.Hour)
+	}
+	return m.Backend.CreateSession(ctx, s)
+}
+
+// DeleteSession of "delete-any-session" deletes whoever's session it is.
+func (m *mutant) DeleteSession(ctx context.Context, user, id chat.ID) error {
+	if m.mode == "delete-any-session" {
+		if s, err := m.Backend.Session(ctx, id); err == nil {
+			user = s.User
+		}
+	}
+	return m.Backend.DeleteSession(ctx, user, id)
+}
+
+// Sessions of "sessions-of-everyone" lists two users' sessions together.
+func (m *mutant) Sessions(ctx context.Context, user chat.ID) ([]chat.Session, error) {
+	ss, err := m.Backend.Sessions(ctx, user)
+	if m.mode == "sessions-of-everyone" && err == nil {
+		for _, other := range []chat.ID{user + 1, user - 1} {
+			more, _ := m.Backend.Sessions(ctx, other)
+			ss = append(ss, more...)
+		}
+	}
+	return ss, err
 }
 
 // mutant is the bbolt backend with one rule broken, chosen by mode.
