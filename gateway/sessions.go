@@ -286,6 +286,10 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, id identity) {
 	switch r.URL.Query().Get("all") {
 	case "true", "1":
 		ended, err = s.store.EndSessions(r.Context(), id.User, 0)
+		if err == nil {
+			// Signed out everywhere: no device gets notifications any more.
+			_, err = s.store.DeleteDevice(r.Context(), id.User, "")
+		}
 	case "", "false", "0":
 		err = s.store.EndSession(r.Context(), id.User, id.Session)
 		if errors.Is(err, chat.ErrNotFound) {

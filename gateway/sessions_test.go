@@ -236,8 +236,21 @@ func TestLogout(t *testing.T) {
 	if code := authorized(t, e.addr, b.Token); code != http.StatusOK {
 		t.Errorf("logging one session out ended another: %d", code)
 	}
-	// Everywhere.
+	// Everywhere, push registrations included.
+	mustAPI(t, e.addr, "POST", "/api/v1/devices", c.Token, map[string]string{"kind": "gateway", "token": "tablet-push", "app_id": "x"}, http.StatusCreated, nil)
+	var devs struct {
+		Devices []json.RawMessage `json:"devices"`
+	}
+	mustAPI(t, e.addr, "GET", "/api/v1/devices", b.Token, nil, http.StatusOK, &devs)
+	if len(devs.Devices) != 1 {
+		t.Fatalf("devices before logout all: %d, want 1", len(devs.Devices))
+	}
 	mustAPI(t, e.addr, "POST", "/api/v1/logout?all=true", b.Token, nil, http.StatusNoContent, nil)
+	d := e.loginTokens(t, e.addr, "billy", "password-123", "laptop")
+	mustAPI(t, e.addr, "GET", "/api/v1/devices", d.Token, nil, http.StatusOK, &devs)
+	if len(devs.Devices) != 0 {
+		t.Errorf("after logout all, %d push registrations remain", len(devs.Devices))
+	}
 	for name, tk := range map[string]tokens{"phone": b, "tablet": c} {
 		if code := authorized(t, e.addr, tk.Token); code != http.StatusUnauthorized {
 			t.Errorf("after logout all, %s: %d, want 401", name, code)
