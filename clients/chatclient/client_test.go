@@ -64,9 +64,9 @@ func assertOnce(t *testing.T, who string, ms []Message) {
 // every send is stored but unacked), then a receiver cut off while messages
 // flow: nothing lost, nothing delivered twice, nothing stored twice.
 func TestReconnectInTheMiddleOfABurst(t *testing.T) {
+	base := startChatDev(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	base := startChatDev(t)
 	anna := signup(t, ctx, base, "anna")
 	billy := signup(t, ctx, base, "billy")
 	pa := startProxy(t, hostOf(base))
@@ -228,9 +228,9 @@ func TestReconnectInTheMiddleOfABurst(t *testing.T) {
 }
 
 func TestRequestsAndErrors(t *testing.T) {
+	base := startChatDev(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	base := startChatDev(t)
 	anna := signup(t, ctx, base, "anna")
 	billy := signup(t, ctx, base, "billy")
 
