@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/router"
 	"github.com/chatcluster/chat/store/storeclient"
 	"github.com/nats-io/nats.go"
@@ -23,6 +22,9 @@ type Options struct {
 	// StreamReplicas is the message stream's replica count when Start
 	// creates it: 1 for one server (dev), 3 in a cluster. Default 1.
 	StreamReplicas int
+	// Lease configures the node-ID lease message IDs are made under; its
+	// Replicas default to StreamReplicas and its Log to Log.
+	Lease router.LeaseConfig
 	// Store is the store's client; nil means one on NATS with its defaults.
 	Store *storeclient.Client
 	// Registry takes the gateway's metrics and Gatherer serves /metrics;
@@ -36,7 +38,7 @@ type Options struct {
 // its message IDs are made under.
 type Process struct {
 	*Server
-	lease *router.Lease
+	ids  *router.NodeIDs
 	once  sync.Once
 	err   error
 }
@@ -72,40 +74,50 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	lease, err := router.AcquireNodeID(ctx, js, router.LeaseConfig{Replicas: o.StreamReplicas, Log: o.Log})
+	if o.Lease.Replicas <= 0 {
+		o.Lease.Replicas = o.StreamReplicas
+	}
+	if o.Lease.Log == nil {
+		o.Lease.Log = o.Log
+	}
+	// A send answers unavailable while the lease is not certainly held
+	// (cut off from NATS, or taken over), and the gateway is not ready;
+	// NodeIDs leases another node ID when this one is lost.
+	ids, err := router.LeaseNodeIDs(ctx, js, o.Lease)
 	if err != nil {
 		return nil, err
 	}
-	ids, err := chat.NewGenerator(lease.Node)
-	if err != nil {
-		lease.Release(context.Background())
-		return nil, err
+	if check := o.Config.ReadyCheck; check != nil {
+		o.Config.ReadyCheck = func() bool { return ids.Held() && check() }
+	} else {
+		o.Config.ReadyCheck = ids.Held
 	}
 	st := o.Store
 	if st == nil {
 		st = storeclient.NewClient(o.NATS, storeclient.ClientConfig{})
 	}
-	log := o.Log.With(zap.Int("node", lease.Node))
+	log := o.Log.With(zap.Int("node", ids.Node()))
 	s, err := New(ctx, o.Config, Deps{
-		NATS: o.NATS, Stream: stream, Publisher: router.NewPublisher(js, stream, ids),
+		NATS: o.NATS, Stream: stream, Publisher: router.NewPublisherFrom(js, stream, ids),
 		Store: st, Registry: o.Registry, Gatherer: o.Gatherer, Log: log,
 	})
 	if err != nil {
-		lease.Release(context.Background())
+		ids.Close(context.Background())
 		return nil, err
 	}
-	return &Process{Server: s, lease: lease}, nil
+	return &Process{Server: s, ids: ids}, nil
 }
 
-// Node is the node number leased for this gateway's message IDs.
-func (p *Process) Node() int { return p.lease.Node }
+// Node is the node number leased for this gateway's message IDs, -1 while
+// none is held.
+func (p *Process) Node() int { return p.ids.Node() }
 
 // Shutdown stops the Server, then gives the node ID back. Safe to call
 // twice; call Drain first for a graceful stop.
 func (p *Process) Shutdown(ctx context.Context) error {
 	p.once.Do(func() {
 		p.err = p.Server.Shutdown(ctx)
-		p.lease.Release(ctx)
+		p.ids.Close(ctx)
 	})
 	return p.err
 }

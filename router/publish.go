@@ -34,7 +34,7 @@ const maxPublishAttempts = 32
 type Publisher struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	ids    *chat.Generator
+	ids    IDSource
 	now    func() time.Time
 
 	mu    sync.Mutex
@@ -75,8 +75,27 @@ type pubResult struct {
 	err    error
 }
 
-// NewPublisher returns a publisher that takes IDs from ids.
+// IDSource makes message IDs, or refuses (an error) when it cannot make
+// them unique now. *NodeIDs is the one processes use.
+type IDSource interface {
+	NextAfter(floor chat.ID) (chat.ID, error)
+}
+
+// fixedNode makes IDs with a node number held for good (tests, tools).
+type fixedNode struct{ g *chat.Generator }
+
+func (f fixedNode) NextAfter(floor chat.ID) (chat.ID, error) { return f.g.NextAfter(floor), nil }
+
+// NewPublisher returns a publisher that takes IDs from ids, a node number
+// that nobody else uses.
 func NewPublisher(js jetstream.JetStream, stream jetstream.Stream, ids *chat.Generator) *Publisher {
+	return NewPublisherFrom(js, stream, fixedNode{ids})
+}
+
+// NewPublisherFrom returns a publisher that takes IDs from ids: with
+// NodeIDs, a send fails (chat.ErrUnavailable) while no node-ID lease is
+// certainly held.
+func NewPublisherFrom(js jetstream.JetStream, stream jetstream.Stream, ids IDSource) *Publisher {
 	return &Publisher{js: js, stream: stream, ids: ids, now: time.Now, convs: make(map[string]*convTail)}
 }
 
@@ -339,7 +358,9 @@ func (p *Publisher) publishOne(ctx context.Context, conv string, t *convTail, r 
 		if err != nil {
 			return 0, time.Time{}, 0, err
 		}
-		id = p.ids.NextAfter(lastID)
+		if id, err = p.ids.NextAfter(lastID); err != nil {
+			return 0, time.Time{}, 0, fmt.Errorf("router: publish: %w", err)
+		}
 		at = p.now().UTC().Truncate(time.Millisecond)
 		nm := p.record(subject, r, id, at)
 		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(lastSeq)}
@@ -380,7 +401,10 @@ func (p *Publisher) publishAtomic(ctx context.Context, conv string, t *convTail,
 		var commit *nats.Msg
 		prev := lastID
 		for i, r := range batch {
-			id := p.ids.NextAfter(prev)
+			id, err := p.ids.NextAfter(prev)
+			if err != nil {
+				return fmt.Errorf("router: publish: %w", err)
+			}
 			at := p.now().UTC().Truncate(time.Millisecond)
 			prev = id
 			results[i] = pubResult{id: id, at: at}

@@ -36,8 +36,8 @@ type Options struct {
 	// Lease configures the node-ID lease that seeds new user and group
 	// IDs; its Log defaults to Log.
 	Lease router.LeaseConfig
-	// LeaseCheck is how often the lease is checked for a takeover
-	// (DefaultLeaseCheck).
+	// LeaseCheck is how often a lost lease is looked for and replaced
+	// (Lease.Check when set, else DefaultLeaseCheck).
 	LeaseCheck time.Duration
 	// Registry receives the Service's metrics (a private registry when
 	// nil).
@@ -46,26 +46,20 @@ type Options struct {
 	Log *zap.Logger
 }
 
-// Process is a running store: a Service holding a node-ID lease. It stops
-// issuing new IDs the moment it notices that the lease was taken over, and
-// issues them again once it holds a new one, so that two processes never
-// make the same user or group ID.
+// Process is a running store: a Service holding a node-ID lease. It makes
+// no new IDs while the lease is not certainly held (renewals failing, or
+// taken over) and makes them again once it holds one, so that two
+// processes never make the same user or group ID.
 type Process struct {
 	svc   *Service
-	js    jetstream.JetStream
-	opts  Options
+	ids   *router.NodeIDs
 	log   *zap.Logger
-	ctx   context.Context // cancelled by Shutdown: ends the lease watch
-	halt  context.CancelFunc
 	done  chan struct{} // closed when Run returned
 	wg    sync.WaitGroup
 	once  sync.Once
 	err   error // Shutdown's
 	runMu sync.Mutex
 	run   error // Run's
-
-	leaseMu sync.Mutex
-	lease   *router.Lease // nil while none is held
 }
 
 // Start assembles and starts a store process: it ensures the stream (when
@@ -81,8 +75,11 @@ func Start(ctx context.Context, o Options) (_ *Process, err error) {
 	if o.Lease.Log == nil {
 		o.Lease.Log = o.Log
 	}
-	if o.LeaseCheck <= 0 {
-		o.LeaseCheck = DefaultLeaseCheck
+	if o.LeaseCheck > 0 {
+		o.Lease.Check = o.LeaseCheck
+	}
+	if o.Lease.Check <= 0 {
+		o.Lease.Check = DefaultLeaseCheck
 	}
 	js := o.JetStream
 	if js == nil {
@@ -95,18 +92,18 @@ func Start(ctx context.Context, o Options) (_ *Process, err error) {
 			return nil, err
 		}
 	}
-	lease, err := router.AcquireNodeID(ctx, js, o.Lease)
+	ids, err := router.LeaseNodeIDs(ctx, js, o.Lease)
 	if err != nil {
 		return nil, err
 	}
-	svc, err := NewService(o.Config, o.Backend, o.NATS, js, lease.Node, o.Registry, o.Log)
+	svc, err := NewService(o.Config, o.Backend, o.NATS, js, max(ids.Node(), 0), o.Registry, o.Log)
 	if err != nil {
-		lease.Release(context.WithoutCancel(ctx))
+		ids.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	p := &Process{svc: svc, js: js, opts: o, log: o.Log, lease: lease, done: make(chan struct{})}
-	p.ctx, p.halt = context.WithCancel(context.Background())
-	p.log.Info("store started", zap.Int("node", lease.Node))
+	svc.setIDs(ids)
+	p := &Process{svc: svc, ids: ids, log: o.Log, done: make(chan struct{})}
+	p.log.Info("store started", zap.Int("node", ids.Node()))
 	p.wg.Go(func() {
 		defer close(p.done)
 		err := svc.Run(context.Background())
@@ -117,7 +114,6 @@ func Start(ctx context.Context, o Options) (_ *Process, err error) {
 		p.run = err
 		p.runMu.Unlock()
 	})
-	p.wg.Go(p.watchLease)
 	return p, nil
 }
 
@@ -125,18 +121,11 @@ func Start(ctx context.Context, o Options) (_ *Process, err error) {
 func (p *Process) Service() *Service { return p.svc }
 
 // Ready reports whether the process can serve (Service.Ready, which is false
-// while no node ID is held).
+// while no node ID is certainly held).
 func (p *Process) Ready() bool { return p.svc.Ready() }
 
 // Node returns the node ID held, -1 while none is.
-func (p *Process) Node() int {
-	p.leaseMu.Lock()
-	defer p.leaseMu.Unlock()
-	if p.lease == nil {
-		return -1
-	}
-	return p.lease.Node
-}
+func (p *Process) Node() int { return p.ids.Node() }
 
 // Done is closed when the Service stopped: after Shutdown, or when its NATS
 // connection closed for good (then Err says why).
@@ -153,77 +142,9 @@ func (p *Process) Err() error {
 // lease. Safe to call twice; every call returns the first one's result.
 func (p *Process) Shutdown(ctx context.Context) error {
 	p.once.Do(func() {
-		p.halt()
 		p.err = p.svc.Shutdown(ctx)
 		p.wg.Wait()
-		p.leaseMu.Lock()
-		l := p.lease
-		p.lease = nil
-		p.leaseMu.Unlock()
-		if l != nil {
-			l.Release(context.WithoutCancel(ctx))
-		}
+		p.ids.Close(context.WithoutCancel(ctx))
 	})
 	return p.err
-}
-
-// watchLease notices a lease taken over by another process (router.Lease
-// reports it on its next renewal), stops issuing IDs at once and leases a
-// new node ID.
-func (p *Process) watchLease() {
-	t := time.NewTicker(p.opts.LeaseCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-t.C:
-		}
-		p.leaseMu.Lock()
-		l := p.lease
-		p.leaseMu.Unlock()
-		lost := l.Err()
-		if lost == nil {
-			continue
-		}
-		// Another process makes IDs with this node number now: ours would
-		// collide with its, and a colliding user overwrites another's row.
-		p.svc.setGenerator(nil)
-		p.log.Error("node ID lease lost: no new IDs until a new one is held", zap.Error(lost))
-		p.leaseMu.Lock()
-		p.lease = nil
-		p.leaseMu.Unlock()
-		rctx, cancel := context.WithTimeout(context.Background(), p.opts.LeaseCheck)
-		l.Release(rctx) // stops renewing; the key, now someone else's, stays
-		cancel()
-		if !p.reacquire() {
-			return
-		}
-	}
-}
-
-// reacquire leases a new node ID, trying again every SetupRetry until it
-// holds one or the process stops.
-func (p *Process) reacquire() bool {
-	ctx := p.ctx
-	for {
-		l, err := router.AcquireNodeID(ctx, p.js, p.opts.Lease)
-		if err == nil {
-			gen, err := chat.NewGenerator(l.Node)
-			if err != nil { // cannot happen: leases are in range
-				l.Release(ctx)
-				return false
-			}
-			p.leaseMu.Lock()
-			p.lease = l
-			p.leaseMu.Unlock()
-			p.svc.setGenerator(gen)
-			p.log.Info("node ID leased again", zap.Int("node", l.Node))
-			return true
-		}
-		p.log.Warn("node ID lease", zap.Error(err))
-		if !sleepCtx(ctx, p.svc.cfg.SetupRetry) {
-			return false
-		}
-	}
 }

@@ -193,7 +193,7 @@ type Service struct {
 	ping      pinger  // nil when the backend cannot be pinged
 	nc        *nats.Conn
 	js        jetstream.JetStream
-	gen       atomic.Pointer[chat.Generator] // nil while no node ID is held
+	ids       atomic.Pointer[idSource] // of new user and group IDs
 	log       *zap.Logger
 	m         *metrics
 	ops       map[string]handler // by op, see handlers
@@ -255,7 +255,7 @@ func NewService(cfg ServiceConfig, b Backend, nc *nats.Conn, js jetstream.JetStr
 		done:      make(chan struct{}),
 	}
 	s.floor = newFloorWatch()
-	s.gen.Store(gen)
+	s.setIDs(fixedIDs{gen})
 	if p, ok := b.(pinger); ok {
 		s.ping = p
 	} else {
@@ -291,7 +291,7 @@ func (s *Service) Ready() bool {
 	s.mu.Lock()
 	up := s.running && !s.closed
 	s.mu.Unlock()
-	return up && s.gen.Load() != nil && s.nc.IsConnected() && s.subscribed.Load() && s.consuming.Load() &&
+	return up && (*s.ids.Load()).Held() && s.nc.IsConnected() && s.subscribed.Load() && s.consuming.Load() &&
 		s.backendOK.Load() && s.saveOK.Load()
 }
 
@@ -453,16 +453,25 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// setGenerator replaces the generator of new IDs; nil stops issuing them
-// (ErrUnavailable) until a generator is set again.
-func (s *Service) setGenerator(g *chat.Generator) { s.gen.Store(g) }
+// idSource makes new user and group IDs: *router.NodeIDs in a Process,
+// which refuses (chat.ErrUnavailable) while its lease is not certainly held.
+type idSource interface {
+	Next() (chat.ID, error)
+	Held() bool
+}
+
+// fixedIDs makes IDs with a node number given to NewService.
+type fixedIDs struct{ g *chat.Generator }
+
+func (f fixedIDs) Next() (chat.ID, error) { return f.g.Next(), nil }
+func (f fixedIDs) Held() bool             { return true }
+
+// setIDs replaces the source of new IDs.
+func (s *Service) setIDs(src idSource) { s.ids.Store(&src) }
 
 // nextID is a new user or group ID, or ErrUnavailable while no node ID is
-// held: an ID made with a lost node ID may collide with another process's.
+// certainly held: an ID made with a lost node ID may collide with another
+// process's.
 func (s *Service) nextID() (chat.ID, error) {
-	g := s.gen.Load()
-	if g == nil {
-		return 0, fmt.Errorf("%w: no node ID held for new IDs", chat.ErrUnavailable)
-	}
-	return g.Next(), nil
+	return (*s.ids.Load()).Next()
 }
