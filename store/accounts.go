@@ -34,10 +34,14 @@ func (s *Service) signup(ctx context.Context, req storeclient.SignupRequest) (an
 	if a.CreatedAt.IsZero() {
 		a.CreatedAt = now()
 	}
-	if err := s.b.CreateAccount(ctx, a); err != nil {
+	// A retried request (its outcome unknown to the caller) carries the
+	// same salted password hash and gets the account its first attempt
+	// made, not a second ID nor "username taken".
+	stored, err := s.b.CreateAccount(ctx, a)
+	if err != nil {
 		return nil, err
 	}
-	return storeclient.SignupResponse{User: a.User}, nil
+	return storeclient.SignupResponse{User: stored.User}, nil
 }
 
 func (s *Service) account(ctx context.Context, req storeclient.AccountRequest) (any, error) {

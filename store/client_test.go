@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -379,5 +380,65 @@ func TestErrorCodes(t *testing.T) {
 	}
 	if !errors.Is(&storeclient.RemoteError{Code: "from the future"}, storeclient.ErrInternal) {
 		t.Error("unknown code is not internal")
+	}
+}
+
+// A sign-up retried with the same request (its first answer lost: a
+// timeout, a store that died after writing) gets the account the first
+// attempt made, although the service makes a new ID for every attempt; a
+// different request for the name is still refused.
+func TestSignupRetrySameRequest(t *testing.T) {
+	e := newEnv(t)
+	startService(t, e, openBolt(t), fastConfig())
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
+	req := chat.Account{User: chat.User{Username: "retrier"}, PasswordHash: "$argon2id$one-salted-hash"}
+	first, err := c.Signup(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Signup(t.Context(), req)
+	if err != nil || again != first {
+		t.Fatalf("retried signup = %+v, %v; want %+v", again, err, first)
+	}
+	other := req
+	other.PasswordHash = "$argon2id$another-salted-hash"
+	if _, err := c.Signup(t.Context(), other); !errors.Is(err, chat.ErrUsernameTaken) {
+		t.Fatalf("another signup for the name: %v", err)
+	}
+}
+
+// lostAnswer is a backend whose first CreateAccount stores the account and
+// then fails as a Cassandra write timeout does (the outcome unknown to the
+// caller): a failure the real database gives only under load.
+type lostAnswer struct {
+	store.Backend
+	lost atomic.Bool
+}
+
+func (b *lostAnswer) CreateAccount(ctx context.Context, a chat.Account) (chat.Account, error) {
+	stored, err := b.Backend.CreateAccount(ctx, a)
+	if err == nil && b.lost.CompareAndSwap(false, true) {
+		return chat.Account{}, fmt.Errorf("%w: write timeout, outcome unknown", chat.ErrUnavailable)
+	}
+	return stored, err
+}
+
+// The client retries a sign-up whose outcome is unknown, and the retry
+// gets the account the lost attempt made.
+func TestSignupRetriedAfterLostAnswer(t *testing.T) {
+	e := newEnv(t)
+	b := &lostAnswer{Backend: openBolt(t)}
+	startService(t, e, b, fastConfig())
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
+	u, err := c.Signup(t.Context(), chat.Account{User: chat.User{Username: "unlucky"}, PasswordHash: "$argon2id$salted"})
+	if err != nil {
+		t.Fatalf("signup whose first answer was lost: %v", err)
+	}
+	if !b.lost.Load() {
+		t.Fatal("the first answer was not lost")
+	}
+	a, err := c.Account(t.Context(), "unlucky")
+	if err != nil || a.ID != u.ID {
+		t.Fatalf("account %+v, %v; signup answered %+v", a, err, u)
 	}
 }

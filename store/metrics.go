@@ -143,11 +143,11 @@ type instrumented struct {
 
 var _ Backend = instrumented{}
 
-func (i instrumented) CreateAccount(ctx context.Context, a chat.Account) error {
+func (i instrumented) CreateAccount(ctx context.Context, a chat.Account) (chat.Account, error) {
 	start := time.Now()
-	err := i.b.CreateAccount(ctx, a)
+	stored, err := i.b.CreateAccount(ctx, a)
 	i.m.observe(opAccount, start, err)
-	return err
+	return stored, err
 }
 
 func (i instrumented) AccountByUsername(ctx context.Context, username string) (chat.Account, error) {

@@ -553,7 +553,7 @@ func (n *namedSaver) SaveMessages(ctx context.Context, msgs []chat.Message) erro
 }
 
 // The rest of namedSaver delegates to the shared backend.
-func (n *namedSaver) CreateAccount(ctx context.Context, a chat.Account) error {
+func (n *namedSaver) CreateAccount(ctx context.Context, a chat.Account) (chat.Account, error) {
 	return n.c.CreateAccount(ctx, a)
 }
 func (n *namedSaver) AccountByUsername(ctx context.Context, u string) (chat.Account, error) {

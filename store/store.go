@@ -12,9 +12,16 @@ import (
 // concurrent use. Writes are idempotent: replaying any of them (a redelivered
 // JetStream message, a retried request) leaves the same state.
 type Backend interface {
-	// CreateAccount stores a new account; ErrUsernameTaken if the username
-	// (already folded to lower case) exists.
-	CreateAccount(ctx context.Context, a chat.Account) error
+	// CreateAccount stores a new account and returns it as stored;
+	// ErrUsernameTaken if the username (already folded to lower case)
+	// belongs to another sign-up. A retried sign-up is not another one: when
+	// the username's account has a's ID, or a's (non-empty) PasswordHash,
+	// which is salted and so names one sign-up request, CreateAccount
+	// completes that account and returns it, with its ID, whatever ID a
+	// carries. So a caller may retry a sign-up whose outcome it does not
+	// know with the same request (a new ID is fine) and gets one account.
+	// A claimed username always has its user (Users finds it).
+	CreateAccount(ctx context.Context, a chat.Account) (chat.Account, error)
 	// AccountByUsername returns the account or ErrNotFound.
 	AccountByUsername(ctx context.Context, username string) (chat.Account, error)
 	// Users returns the users with these IDs that exist, in the order asked.

@@ -10,23 +10,31 @@ import (
 	bbolt "go.etcd.io/bbolt"
 )
 
-// CreateAccount stores a; ErrUsernameTaken if the username exists. The
-// check and the writes are one transaction, so of concurrent callers
-// exactly one wins. Replaying the winning call (same ID, same username)
-// succeeds and changes nothing.
-func (b *Backend) CreateAccount(ctx context.Context, a chat.Account) error {
+// CreateAccount stores a and returns it; ErrUsernameTaken if the username
+// belongs to another sign-up. The check and the writes are one
+// transaction, so of concurrent callers exactly one wins and no account is
+// ever half-made. A retry of the winning sign-up (the same ID, or the same
+// salted password hash under a new ID) changes nothing and returns the
+// stored account.
+func (b *Backend) CreateAccount(ctx context.Context, a chat.Account) (chat.Account, error) {
 	if a.ID == 0 || a.Username == "" {
-		return fmt.Errorf("%w: account needs an ID and a username", chat.ErrInvalid)
+		return chat.Account{}, fmt.Errorf("%w: account needs an ID and a username", chat.ErrInvalid)
 	}
-	return b.update(ctx, func(tx *bbolt.Tx) error {
+	stored := a
+	err := b.update(ctx, func(tx *bbolt.Tx) error {
 		names := tx.Bucket(bucketUsernames)
 		accounts := tx.Bucket(bucketAccounts)
 		name := []byte(a.Username)
 		if v := names.Get(name); v != nil {
-			if len(v) == 8 && chat.ID(binary.BigEndian.Uint64(v)) == a.ID {
-				return nil // a replay of the call that created it
+			prev, err := decodeAccount(accounts.Get(v))
+			if err != nil {
+				return fmt.Errorf("%w: username %q names a missing account: %w", errCorrupt, a.Username, err)
 			}
-			return fmt.Errorf("%w: %q", chat.ErrUsernameTaken, a.Username)
+			if prev.ID != a.ID && (a.PasswordHash == "" || prev.PasswordHash != a.PasswordHash) {
+				return fmt.Errorf("%w: %q", chat.ErrUsernameTaken, a.Username)
+			}
+			stored = prev // a retry of the sign-up that created it
+			return nil
 		}
 		id := idKey(a.ID)
 		if accounts.Get(id) != nil {
@@ -37,6 +45,10 @@ func (b *Backend) CreateAccount(ctx context.Context, a chat.Account) error {
 		}
 		return accounts.Put(id, encodeAccount(a))
 	})
+	if err != nil {
+		return chat.Account{}, err
+	}
+	return stored, nil
 }
 
 // AccountByUsername returns the account or ErrNotFound.

@@ -54,7 +54,7 @@ func TestSurvivesCloseAndOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "dir", "chat.db") // Open makes the directory
 	b := openAt(t, path)
 	acct := chat.Account{User: chat.User{ID: 7, Username: "billy", DisplayName: "Billy"}, PasswordHash: "h", CreatedAt: t0}
-	if err := b.CreateAccount(ctx, acct); err != nil {
+	if _, err := b.CreateAccount(ctx, acct); err != nil {
 		t.Fatal(err)
 	}
 	conv := chat.Conversation{ID: "42", Kind: chat.Group, Title: "t", CreatedBy: 7, CreatedAt: t0, Members: []chat.ID{7, 8}}
@@ -149,7 +149,7 @@ func TestCanceledContext(t *testing.T) {
 	b := openTemp(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := b.CreateAccount(ctx, chat.Account{User: chat.User{ID: 1, Username: "abc"}}); !errors.Is(err, context.Canceled) {
+	if _, err := b.CreateAccount(ctx, chat.Account{User: chat.User{ID: 1, Username: "abc"}}); !errors.Is(err, context.Canceled) {
 		t.Errorf("CreateAccount with a canceled context: err = %v", err)
 	}
 	if _, _, err := b.Messages(ctx, "1", chat.Page{Limit: 1}); !errors.Is(err, context.Canceled) {

@@ -13,49 +13,87 @@ import (
 	"github.com/gocql/gocql"
 )
 
-// CreateAccount claims the username with a lightweight transaction on
-// users_by_username, which holds the whole account, then writes the
-// secondary rows (users, the prefix-search rows). A loser writes nothing. A
-// replay of the winning call (same username and ID) rewrites the secondary
-// rows, which completes a call that died half-way, and succeeds.
-func (b *Backend) CreateAccount(ctx context.Context, a chat.Account) error {
+// CreateAccount makes an account in three steps, so that a claimed
+// username always has its users row and a retried sign-up finds its own:
+//
+//  1. the users row under a's ID. Nobody knows that ID yet, so a row whose
+//     claim then fails is invisible, and is deleted;
+//  2. the claim: a lightweight transaction on users_by_username, which
+//     holds the whole account. Not applied, it returns the row there: the
+//     same ID, or the same salted password hash (a request whose outcome its
+//     caller did not learn, retried under a new ID), is this sign-up, whose
+//     stored account is completed and returned; anything else is
+//     ErrUsernameTaken;
+//  3. the prefix-search rows, from the stored account. A process that dies
+//     before them leaves an account that search does not find until the
+//     sign-up is retried.
+func (b *Backend) CreateAccount(ctx context.Context, a chat.Account) (chat.Account, error) {
 	if a.Username == "" || !validID(a.ID) {
-		return fmt.Errorf("%w: account %q id %d", chat.ErrInvalid, a.Username, a.ID)
+		return chat.Account{}, fmt.Errorf("%w: account %q id %d", chat.ErrInvalid, a.Username, a.ID)
+	}
+	if err := b.writeUser(ctx, a); err != nil {
+		return chat.Account{}, wrap("create account", err)
 	}
 	prev := map[string]any{}
 	applied, err := b.q(ctx, `INSERT INTO users_by_username (username, user_id, display_name, password_hash, created_at)
 		VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`,
 		a.Username, int64(a.ID), unsetIfEmpty(a.DisplayName), unsetIfEmpty(a.PasswordHash), createdAt(a)).MapScanCAS(prev)
 	if err != nil {
-		return wrap("create account", err)
+		// Unknown outcome (a CAS timeout): the users row stays, as the claim
+		// may have been applied; a retry completes the account.
+		return chat.Account{}, wrap("create account", err)
 	}
-	if !applied && toInt64(prev["user_id"]) != int64(a.ID) {
-		return fmt.Errorf("%w: %q", chat.ErrUsernameTaken, a.Username)
+	if b.claimed != nil {
+		if err := b.claimed(); err != nil {
+			return chat.Account{}, err
+		}
 	}
+	stored := a
 	if !applied {
-		// A replay: complete the secondary rows from the stored account,
-		// so they agree with it even if the replay carries other values.
-		a.DisplayName = toString(prev["display_name"])
-		a.CreatedAt = toTime(prev["created_at"])
+		stored = chat.Account{
+			User: chat.User{ID: chat.ID(toInt64(prev["user_id"])), Username: a.Username,
+				DisplayName: toString(prev["display_name"])},
+			PasswordHash: toString(prev["password_hash"]),
+			CreatedAt:    toTime(prev["created_at"]),
+		}
+		same := stored.ID == a.ID || (a.PasswordHash != "" && stored.PasswordHash == a.PasswordHash)
+		if stored.ID != a.ID {
+			// Our users row names a user that will never exist.
+			if err := b.q(ctx, `DELETE FROM users WHERE user_id = ?`, int64(a.ID)).Exec(); err != nil {
+				return chat.Account{}, wrap("create account", err)
+			}
+		}
+		if !same {
+			return chat.Account{}, fmt.Errorf("%w: %q", chat.ErrUsernameTaken, a.Username)
+		}
 	}
-	initial := firstRune(a.Username)
+	initial := firstRune(stored.Username)
 	stmts := []func(ctx context.Context) error{
 		func(ctx context.Context) error {
-			return b.q(ctx, `INSERT INTO users (user_id, username, display_name, created_at) VALUES (?, ?, ?, ?)`,
-				int64(a.ID), a.Username, unsetIfEmpty(a.DisplayName), createdAt(a)).Exec()
+			if applied {
+				return nil // written in step 1
+			}
+			// A retry: the users row agrees with the stored account even if
+			// the retry carries other values.
+			return b.writeUser(ctx, stored)
 		},
 		func(ctx context.Context) error {
 			return b.q(ctx, `INSERT INTO users_by_initial (initial, username, user_id, display_name) VALUES (?, ?, ?, ?)`,
-				initial, a.Username, int64(a.ID), unsetIfEmpty(a.DisplayName)).Exec()
+				initial, stored.Username, int64(stored.ID), unsetIfEmpty(stored.DisplayName)).Exec()
 		},
 		func(ctx context.Context) error {
 			return b.q(ctx, `INSERT INTO username_initials (shard, initial) VALUES (0, ?)`, initial).Exec()
 		},
 	}
 	if err := b.each(ctx, len(stmts), func(ctx context.Context, i int) error { return stmts[i](ctx) }); err != nil {
-		return wrap("create account", err)
+		return chat.Account{}, wrap("create account", err)
 	}
-	return nil
+	return stored, nil
+}
+
+func (b *Backend) writeUser(ctx context.Context, a chat.Account) error {
+	return b.q(ctx, `INSERT INTO users (user_id, username, display_name, created_at) VALUES (?, ?, ?, ?)`,
+		int64(a.ID), a.Username, unsetIfEmpty(a.DisplayName), createdAt(a)).Exec()
 }
 
 // createdAt leaves a zero time unwritten.

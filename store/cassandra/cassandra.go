@@ -54,6 +54,9 @@ type Backend struct {
 	buckets bucketCache
 	// changeBuckets remembers buckets recorded in change_buckets.
 	changeBuckets bucketCache
+	// claimed, set by tests, runs right after a username claim: an error
+	// there stands for the process dying between the claim and the rest.
+	claimed func() error
 
 	closeOnce sync.Once
 }

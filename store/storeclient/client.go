@@ -66,14 +66,41 @@ func (c *Client) call(ctx context.Context, op string, req, resp any) error {
 	return nil
 }
 
+// signupAttempts bounds the tries of one Signup.
+const signupAttempts = 3
+
 // Signup creates an account and returns its user. The service assigns the
 // ID when a.ID is zero. chat.ErrUsernameTaken, chat.ErrInvalid.
+//
+// A sign-up whose outcome is unknown (chat.ErrUnavailable: no answer in
+// time, or the database's answer was lost) is tried again with the same
+// request, up to signupAttempts times while ctx lasts: the store knows a
+// retry by its salted password hash and answers the account the first
+// attempt made, so a retry never yields a second account nor "username
+// taken".
 func (c *Client) Signup(ctx context.Context, a chat.Account) (chat.User, error) {
-	var resp SignupResponse
-	if err := c.call(ctx, OpSignup, SignupRequest{Account: a}, &resp); err != nil {
-		return chat.User{}, err
+	var (
+		resp SignupResponse
+		err  error
+	)
+	for attempt := range signupAttempts {
+		if attempt > 0 {
+			t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return chat.User{}, err
+			case <-t.C:
+			}
+		}
+		if err = c.call(ctx, OpSignup, SignupRequest{Account: a}, &resp); err == nil {
+			return resp.User, nil
+		}
+		if !errors.Is(err, chat.ErrUnavailable) || ctx.Err() != nil {
+			break
+		}
 	}
-	return resp.User, nil
+	return chat.User{}, err
 }
 
 // Account returns the account of a username, password hash included.

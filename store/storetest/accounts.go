@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store"
@@ -14,11 +15,11 @@ func testCreateAccountAndLookup(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	want := account(1, "billy")
 	want.DisplayName = "Billy 🦊 Ünïcode"
-	if err := b.CreateAccount(ctx, want); err != nil {
-		t.Fatalf("CreateAccount: %v", err)
+	if got, err := b.CreateAccount(ctx, want); err != nil || diffAccount(got, want) != "" {
+		t.Fatalf("CreateAccount = %+v, %v; want %+v", got, err, want)
 	}
 	other := account(2, "anna")
-	if err := b.CreateAccount(ctx, other); err != nil {
+	if _, err := b.CreateAccount(ctx, other); err != nil {
 		t.Fatalf("CreateAccount(anna): %v", err)
 	}
 	for _, w := range []chat.Account{want, other} {
@@ -57,7 +58,7 @@ func testUsernameTaken(t *testing.T, b store.Backend) {
 	ctx := t.Context()
 	first := mkUser(t, b, 1, "billy")
 	dup := account(2, "billy")
-	if err := b.CreateAccount(ctx, dup); !errors.Is(err, chat.ErrUsernameTaken) {
+	if _, err := b.CreateAccount(ctx, dup); !errors.Is(err, chat.ErrUsernameTaken) {
 		t.Fatalf("CreateAccount with a taken username: err = %v, want ErrUsernameTaken", err)
 	}
 	got, err := b.AccountByUsername(ctx, "billy")
@@ -75,9 +76,9 @@ func testUsernameTaken(t *testing.T, b store.Backend) {
 	if len(users) != 0 {
 		t.Errorf("the refused account is stored: Users(%d) = %+v", dup.ID, users)
 	}
-	// Replaying the winning call leaves the same state, whatever it answers.
-	if err := b.CreateAccount(ctx, account(1, "billy")); err != nil && !errors.Is(err, chat.ErrUsernameTaken) {
-		t.Errorf("replayed CreateAccount: err = %v, want nil or ErrUsernameTaken", err)
+	// Replaying the winning call succeeds and leaves the same state.
+	if got, err := b.CreateAccount(ctx, account(1, "billy")); err != nil || got.ID != first.ID {
+		t.Errorf("replayed CreateAccount = %+v, %v; want ID %d", got, err, first.ID)
 	}
 	got, err = b.AccountByUsername(ctx, "billy")
 	if err != nil || got.ID != first.ID {
@@ -93,7 +94,7 @@ func testUsernameTakenConcurrent(t *testing.T, b store.Backend) {
 	const n = 20
 	errs := make([]error, n)
 	runConcurrently(n, func(i int) {
-		errs[i] = b.CreateAccount(ctx, account(100+i, "contested"))
+		_, errs[i] = b.CreateAccount(ctx, account(100+i, "contested"))
 	})
 	winner := -1
 	for i, err := range errs {
@@ -127,6 +128,69 @@ func testUsernameTakenConcurrent(t *testing.T, b store.Backend) {
 	}
 	if len(users) != 1 || users[0].ID != userID(100+winner) {
 		t.Errorf("Users(all 20 candidates) = %+v, want only the winner %d", users, userID(100+winner))
+	}
+}
+
+// A sign-up whose outcome its caller did not learn is retried with the same
+// request, under a new ID (the service makes one per attempt): the retry
+// gets the account the first attempt made, never a second ID nor "username
+// taken", and the retry's ID names no user. Another sign-up with the same
+// username (its own salted password hash) is still refused.
+func testCreateAccountRetried(t *testing.T, b store.Backend) {
+	ctx := t.Context()
+	first := account(1, "billy")
+	if _, err := b.CreateAccount(ctx, first); err != nil {
+		t.Fatalf("CreateAccount: %v", err)
+	}
+	retry := first
+	retry.ID = userID(2)
+	retry.DisplayName = "other display name"
+	retry.CreatedAt = first.CreatedAt.Add(time.Second)
+	got, err := b.CreateAccount(ctx, retry)
+	if err != nil {
+		t.Fatalf("retried CreateAccount under a new ID: %v", err)
+	}
+	if d := diffAccount(got, first); d != "" {
+		t.Errorf("retried CreateAccount returned another account than the first attempt's: %s", d)
+	}
+	// Retries racing each other (and the stored one) agree on one account.
+	const n = 8
+	ids := make([]chat.ID, n)
+	results := make([]chat.Account, n)
+	errs := make([]error, n)
+	runConcurrently(n, func(i int) {
+		r := first
+		r.ID = userID(10 + i)
+		ids[i] = r.ID
+		results[i], errs[i] = b.CreateAccount(ctx, r)
+	})
+	for i := range n {
+		if errs[i] != nil || results[i].ID != first.ID {
+			t.Errorf("concurrent retry %d = %+v, %v; want ID %d", i, results[i], errs[i], first.ID)
+		}
+	}
+	users, err := b.Users(ctx, append(ids, retry.ID, first.ID))
+	if err != nil {
+		t.Fatalf("Users: %v", err)
+	}
+	if len(users) != 1 || diffUser(users[0], first.User) != "" {
+		t.Errorf("Users(the retries' IDs and the first's) = %+v, want only %+v", users, first.User)
+	}
+	got, err = b.AccountByUsername(ctx, "billy")
+	if err != nil || diffAccount(got, first) != "" {
+		t.Errorf("AccountByUsername after retries = %+v, %v; want %+v", got, err, first)
+	}
+	found, err := b.SearchUsers(ctx, "billy", 10)
+	if err != nil || len(found) != 1 || found[0].ID != first.ID {
+		t.Errorf("SearchUsers(billy) after retries = %+v, %v; want only ID %d", found, err, first.ID)
+	}
+	// Another person's sign-up for the name: refused, nothing stored.
+	other := account(3, "billy")
+	if _, err := b.CreateAccount(ctx, other); !errors.Is(err, chat.ErrUsernameTaken) {
+		t.Errorf("another sign-up for a taken username: %v, want ErrUsernameTaken", err)
+	}
+	if users, err := b.Users(ctx, []chat.ID{other.ID}); err != nil || len(users) != 0 {
+		t.Errorf("the refused sign-up left Users(%d) = %+v, %v", other.ID, users, err)
 	}
 }
 

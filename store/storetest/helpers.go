@@ -48,7 +48,7 @@ func account(n int, username string) chat.Account {
 func mkUser(t *testing.T, b store.Backend, n int, username string) chat.User {
 	t.Helper()
 	a := account(n, username)
-	if err := b.CreateAccount(t.Context(), a); err != nil {
+	if _, err := b.CreateAccount(t.Context(), a); err != nil {
 		t.Fatalf("CreateAccount(%q): %v", username, err)
 	}
 	return a.User

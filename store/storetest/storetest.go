@@ -19,8 +19,9 @@
 //     1, fails with chat.ErrInvalid.
 //   - Messages of an unknown conversation is an empty page or ErrNotFound.
 //   - A failed CreateAccount stores nothing (the loser of a username race
-//     leaves no account behind); replaying a successful CreateAccount may
-//     answer nil or ErrUsernameTaken but changes nothing.
+//     leaves no account behind); replaying a successful CreateAccount, or
+//     retrying it under another ID with the same password hash, answers
+//     the stored account and changes nothing.
 //   - Members of a new conversation joined at its CreatedAt.
 //   - Activity is the newest message's SentAt even when that is older than
 //     the user's joining (store.go: "the newest message's time, else when
@@ -71,6 +72,7 @@ var tests = []test{
 	{"AccountByUsernameNotFound", testAccountByUsernameNotFound},
 	{"UsernameTaken", testUsernameTaken},
 	{"UsernameTakenConcurrent", testUsernameTakenConcurrent},
+	{"CreateAccountRetried", testCreateAccountRetried},
 	{"Users", testUsers},
 	{"SearchUsers", testSearchUsers},
 

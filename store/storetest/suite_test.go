@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +55,8 @@ var mutants = map[string]string{
 	"members-unsorted":     "CreateConversation",
 	"not-found-nil":        "ConversationNotFound",
 	"taken-swallowed":      "UsernameTaken|UsernameTakenConcurrent",
+	"retry-new-id":         "CreateAccountRetried",
+	"retry-taken":          "CreateAccountRetried",
 	"users-sorted":         "Users",
 	"search-extra":         "SearchUsers",
 	"search-z-bound":       "SearchUsers",
@@ -373,12 +376,18 @@ func (m *mutant) Conversation(ctx context.Context, id string) (chat.Conversation
 	return c, err
 }
 
-func (m *mutant) CreateAccount(ctx context.Context, a chat.Account) error {
-	err := m.Backend.CreateAccount(ctx, a)
+func (m *mutant) CreateAccount(ctx context.Context, a chat.Account) (chat.Account, error) {
+	stored, err := m.Backend.CreateAccount(ctx, a)
 	if m.mode == "taken-swallowed" && errors.Is(err, chat.ErrUsernameTaken) {
-		return nil
+		return a, nil
 	}
-	return err
+	if m.mode == "retry-new-id" && err == nil {
+		return a, nil // the retry's own ID, not the stored one
+	}
+	if m.mode == "retry-taken" && err == nil && stored.ID != a.ID {
+		return chat.Account{}, fmt.Errorf("%w: %q", chat.ErrUsernameTaken, a.Username) // the old behaviour
+	}
+	return stored, err
 }
 
 func (m *mutant) Users(ctx context.Context, ids []chat.ID) ([]chat.User, error) {
