@@ -8,7 +8,10 @@
 #   ./test.sh go         only the Go module's checks and tests (still with Cassandra)
 #
 # Environment: FUZZTIME (default 10s per fuzz target), CHAT_TEST_CASSANDRA
-# (use a Cassandra already running at HOST:PORT instead of starting one).
+# (use a Cassandra already running at HOST:PORT instead of starting one),
+# CHAT_TEST_RING (use a three-node ring already running, HOST:PORT,... of
+# `schema/cassandra.sh start --nodes 3`, with CHAT_TEST_RING_HOME its
+# CASSANDRA_HOME_DIR; CHAT_TEST_RING=off skips the ring test).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 root=$(pwd)
@@ -33,6 +36,13 @@ if [ "$only" = all ] && [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # --- Cassandra: start it early, it takes a minute -------------------------
+# What this run started is stopped at its end, and only that.
+cleanups=()
+cleanup() {
+	local c
+	for c in "${cleanups[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+}
+trap cleanup EXIT
 cass_pid=
 if [ -z "${CHAT_TEST_CASSANDRA:-}" ]; then
 	export CHAT_TEST_CASSANDRA=${CASSANDRA_ADDR:-127.0.0.1}:${CASSANDRA_PORT:-9042}
@@ -43,8 +53,7 @@ if [ -z "${CHAT_TEST_CASSANDRA:-}" ]; then
 		cass_log=$(mktemp)
 		schema/cassandra.sh start >"$cass_log" 2>&1 &
 		cass_pid=$!
-		# Stop only what this run started.
-		trap 'schema/cassandra.sh stop >/dev/null 2>&1 || true' EXIT
+		cleanups+=("schema/cassandra.sh stop")
 	fi
 fi
 
@@ -73,8 +82,23 @@ if [ -n "$cass_pid" ]; then
 	cat "$cass_log"
 fi
 
-step "go test -race ./... (all but the cluster test)"
-go test -race -count=1 -timeout 30m -skip '^TestCluster$' ./...
+# The three-node ring (127.0.0.2-127.0.0.4) of the ring test starts in the
+# background now, once the single node above has resolved the jars it
+# shares, and comes up while the other tests run.
+ring_pid=
+if [ -z "${CHAT_TEST_RING:-}" ]; then
+	export CHAT_TEST_RING=127.0.0.2:9042,127.0.0.3:9042,127.0.0.4:9042
+	export CHAT_TEST_RING_HOME=${CASSANDRA_HOME_DIR:-$root/schema/.cassandra}
+	step "starting a three-node Cassandra ring (schema/cassandra.sh start --nodes 3) in the background"
+	ring_log=$(mktemp)
+	ring_t0=$(date +%s)
+	schema/cassandra.sh start --nodes 3 >"$ring_log" 2>&1 &
+	ring_pid=$!
+	cleanups+=("schema/cassandra.sh stop --nodes 3")
+fi
+
+step "go test -race ./... (all but the cluster and ring tests)"
+go test -race -count=1 -timeout 30m -skip '^(TestCluster|TestRing)$' ./...
 
 # The RFC 6455 conformance suite passed above; this prints its table (one
 # line a case, OK / NON-STRICT / FAILED / UNCLEAN) and totals.
@@ -85,6 +109,28 @@ go test -count=1 -run '^TestAutobahn' -v ./gateway/ | grep -Ev '^(=== RUN|--- PA
 # runs alone, after the packages that use Cassandra are done.
 step "go test -race -run TestCluster ./cmd/chat/ (the real cluster, one fault at a time)"
 go test -race -count=1 -timeout 25m -run '^TestCluster$' -v ./cmd/chat/
+
+if [ "$CHAT_TEST_RING" != off ]; then
+	if [ -n "$ring_pid" ]; then
+		step "waiting for the Cassandra ring"
+		if ! wait "$ring_pid"; then
+			cat "$ring_log" >&2
+			echo "the Cassandra ring did not start" >&2
+			exit 1
+		fi
+		cat "$ring_log"
+		echo "ring up $(($(date +%s) - ring_t0)) s after its start began (it overlapped the tests above)"
+	fi
+	# The single node this run started is done with: its CPU goes to the ring.
+	if [ -n "$cass_pid" ]; then
+		schema/cassandra.sh stop >/dev/null 2>&1 || true
+	fi
+	step "go test -race -run TestRing ./cmd/chat/ (the cluster on a three-node RF 3 ring: one node killed, then two down)"
+	go test -race -count=1 -timeout 25m -run '^TestRing$' -v ./cmd/chat/
+	if [ -n "$ring_pid" ]; then
+		schema/cassandra.sh stop --nodes 3
+	fi
+fi
 
 step "fuzzing, $fuzztime per target"
 for target in $(go test -list '^Fuzz' ./gateway/ | grep '^Fuzz'); do

@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# cassandra.sh start|stop|status
+# cassandra.sh start|stop|status|kill [--nodes N | --node K]
 #
 # Runs a real single-node Apache Cassandra 5.0 for development and CI without
 # Docker or a tarball: the server jars come from Maven Central through
 # cassandra-pom.xml, and CassandraDaemon is started with java directly.
+#
+# --nodes N (N = 1..9): a ring of N nodes instead, on 127.0.0.2 .. 127.0.0.N+1
+# (CQL on CASSANDRA_PORT, 9042, on each address), every node a seed, tokens
+# spread evenly, in CASSANDRA_HOME_DIR/ring/nK with the jars shared, cluster
+# name chat-ring (so it never gossips with the single node on 127.0.0.1).
+# The nodes start side by side; the heap defaults to 1g each. --node K acts
+# on node K of the ring alone (restart one after a kill). kill sends SIGKILL
+# (a crash, for tests) and waits for the process to end.
 #
 # Environment (all optional):
 #   CASSANDRA_HOME_DIR      jars, config, data, logs, pid   (default: schema/.cassandra)
@@ -14,6 +22,8 @@
 #   CASSANDRA_INITIAL_TOKEN token of this node              (default: 0)
 #   CASSANDRA_HEAP          -Xmx and -Xms                   (default: 1g)
 #   CASSANDRA_START_TIMEOUT seconds from launch to CQL      (default: 300)
+#   CASSANDRA_CLUSTER_NAME  cluster name                    (default: chat-dev)
+#   CASSANDRA_LIB_DIR       the jars                        (default: CASSANDRA_HOME_DIR/lib)
 #   JAVA_HOME               a JDK 11 or 17 (default: the java 17 on PATH or in /usr/lib/jvm)
 #
 # A second instance needs its own CASSANDRA_HOME_DIR and either another
@@ -29,8 +39,9 @@ seeds=${CASSANDRA_SEEDS:-$addr:$storage_port}
 initial_token=${CASSANDRA_INITIAL_TOKEN:-0}
 heap=${CASSANDRA_HEAP:-1g}
 timeout=${CASSANDRA_START_TIMEOUT:-300}
+cluster_name=${CASSANDRA_CLUSTER_NAME:-chat-dev}
 
-lib=$home/lib
+lib=${CASSANDRA_LIB_DIR:-$home/lib}
 conf=$home/conf
 data=$home/data
 logs=$home/logs
@@ -120,6 +131,7 @@ write_config() {
 	mkdir -p "$conf" "$data"/{data,commitlog,saved_caches,hints,cdc_raw} "$logs" "$home/triggers" "$home/tmp"
 	sed -e "s|@ADDR@|$addr|g" -e "s|@PORT@|$port|g" -e "s|@STORAGE_PORT@|$storage_port|g" \
 		-e "s|@SEEDS@|$seeds|g" -e "s|@INITIAL_TOKEN@|$initial_token|g" -e "s|@DATA@|$data|g" \
+		-e "s|@CLUSTER@|$cluster_name|g" \
 		"$here/cassandra.yaml.tmpl" >"$conf/cassandra.yaml"
 	cp "$here/cassandra-logback.xml" "$conf/logback.xml"
 }
@@ -230,6 +242,21 @@ stop() {
 	log "stopped (pid $pid)"
 }
 
+# kill_now ends the daemon with SIGKILL, as a crash would: no drain, no
+# flush (the commit log is replayed at the next start).
+kill_now() {
+	local pid
+	if ! pid=$(running); then
+		rm -f "$pidfile"
+		log "not running"
+		return 0
+	fi
+	kill -KILL "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	rm -f "$pidfile"
+	log "killed (pid $pid)"
+}
+
 status() {
 	local pid
 	if pid=$(running); then
@@ -257,12 +284,83 @@ lock() {
 	log "$home/.lock is busy; stopping anyway"
 }
 
-case ${1:-} in
+# ring_node K prints the environment of node K (1-based) of an N-node
+# ring: its folder, address, the seeds, its token (the Murmur3 range split
+# evenly) and the shared jars.
+ring_env() {
+	local k=$1 n=$2 i seedlist=() token
+	for ((i = 1; i <= n; i++)); do seedlist+=("127.0.0.$((i + 1)):$storage_port"); done
+	token=$(awk -v k="$k" -v n="$n" 'BEGIN { printf "%.0f", -9223372036854775808 + (k - 1) * (18446744073709551616 / n) }')
+	# awk's doubles round the token; any distinct values in range will do.
+	printf '%s\0' "CASSANDRA_HOME_DIR=$home/ring/n$k" "CASSANDRA_ADDR=127.0.0.$((k + 1))" \
+		"CASSANDRA_SEEDS=$(IFS=,; echo "${seedlist[*]}")" "CASSANDRA_INITIAL_TOKEN=$token" \
+		"CASSANDRA_LIB_DIR=$lib" "CASSANDRA_CLUSTER_NAME=chat-ring" \
+		"CASSANDRA_START_TIMEOUT=${CASSANDRA_START_TIMEOUT:-600}"
+}
+
+# ring runs cmd on nodes (a list of K) of an N-node ring, side by side, and
+# fails if any failed.
+ring() {
+	local cmd=$1 n=$2 k rc=0 t0 t1
+	shift 2
+	local -a pids=() envs
+	t0=$(date +%s.%N)
+	if [[ $cmd == start ]]; then
+		# The jars once, for every node.
+		mkdir -p "$home"
+		install_deps
+		resolve_jars
+	fi
+	for k in "$@"; do
+		mapfile -d '' envs < <(ring_env "$k" "$n")
+		# A subshell, so that wait gets the pipeline's status (pipefail).
+		if [[ $cmd == status ]]; then
+			(env "${envs[@]}" "$0" "$cmd" 2>&1 | sed -u "s/^/n$k 127.0.0.$((k + 1)): /") &
+		else
+			(env "${envs[@]}" "$0" "$cmd" 2>&1 | sed -u "s/^/[n$k 127.0.0.$((k + 1))] /" >&2) &
+		fi
+		pids+=($!)
+	done
+	for k in "${pids[@]}"; do wait "$k" || rc=1; done
+	t1=$(date +%s.%N)
+	log "$cmd of ring node(s) $* done in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')s"
+	return $rc
+}
+
+cmd=${1:-}
+nodes=
+node=
+shift || true
+while (($#)); do
+	case $1 in
+	--nodes) nodes=${2:?--nodes needs a number}; shift 2 ;;
+	--node) node=${2:?--node needs a number}; shift 2 ;;
+	*) echo "unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+if [[ -n $nodes || -n $node ]]; then
+	nodes=${nodes:-3}
+	[[ $nodes =~ ^[1-9]$ ]] || die "--nodes must be 1..9"
+	[[ -z $node || ($node =~ ^[1-9]$ && $node -le $nodes) ]] || die "--node must be 1..$nodes"
+	case $cmd in
+	start | stop | status | kill) ;;
+	*) echo "usage: $0 start|stop|status|kill [--nodes N | --node K]" >&2; exit 2 ;;
+	esac
+	if [[ -n $node ]]; then
+		ring "$cmd" "$nodes" "$node"
+	else
+		ring "$cmd" "$nodes" $(seq 1 "$nodes")
+	fi
+	exit
+fi
+
+case $cmd in
 start) lock "$((timeout + 600))" start && start ;;
 stop) lock 15 stop && stop ;;
+kill) lock 15 stop && kill_now ;;
 status) status ;;
 *)
-	echo "usage: $0 start|stop|status" >&2
+	echo "usage: $0 start|stop|status|kill [--nodes N | --node K]" >&2
 	exit 2
 	;;
 esac

@@ -188,8 +188,14 @@ type clusterEnv struct {
 	dir      string
 	chatBin  string
 	natsBin  string
-	cass     string // host:port of Cassandra
+	cass     string // host:port of Cassandra, or several, comma separated
 	keyspace string
+	// rf is the keyspace's replication factor (1); storeConsistency the
+	// stores' --consistency ("ONE"; empty: the store's default); checkCons
+	// the consistency of the test's own reads (One).
+	rf               int
+	storeConsistency string
+	checkCons        gocql.Consistency
 	natsURLs string
 	nats     []*clNode
 	gws      []*clNode
@@ -209,6 +215,7 @@ func newClusterEnv(t *testing.T, cass string) *clusterEnv {
 		chatBin:  filepath.Join(dir, "chat"),
 		natsBin:  filepath.Join(dir, "nats-server"),
 		keyspace: fmt.Sprintf("chat_cluster_%d", time.Now().UnixNano()),
+		rf:       1, storeConsistency: "ONE", checkCons: gocql.One,
 		http:     &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8}, Timeout: 30 * time.Second},
 	}
 	// Registered after TempDir, so it runs before the directory goes.
@@ -379,7 +386,7 @@ func (e *clusterEnv) migrate() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.chatBin, "migrate", "--cassandra", e.cass, "--keyspace", e.keyspace,
-		"--replication-factor", "1", "--wait", "2m")
+		"--replication-factor", strconv.Itoa(e.rf), "--wait", "2m")
 	cmd.Env = childEnv()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -403,9 +410,9 @@ func (e *clusterEnv) dropKeyspace() {
 }
 
 func (e *clusterEnv) cql(keyspace string) (*gocql.Session, error) {
-	c := gocql.NewCluster(e.cass)
+	c := gocql.NewCluster(strings.Split(e.cass, ",")...)
 	c.Keyspace = keyspace
-	c.Consistency = gocql.One
+	c.Consistency = e.checkCons
 	// Schema changes (DROP KEYSPACE) take long on a loaded machine.
 	c.Timeout = time.Minute
 	c.ConnectTimeout = 10 * time.Second
@@ -430,7 +437,10 @@ func (e *clusterEnv) addStore(name, host string) *clNode {
 	addr := fmt.Sprintf("%s:%d", host, freePort(e.t, host))
 	n := &clNode{name: name, addr: addr, bin: e.chatBin, args: []string{"store",
 		"--addr", addr, "--nats", e.natsURLs, "--cassandra", e.cass, "--keyspace", e.keyspace,
-		"--consistency", "ONE", "--stream-replicas", "3", "--log-level", "info"}}
+		"--stream-replicas", "3", "--log-level", "info"}}
+	if e.storeConsistency != "" {
+		n.args = append(n.args, "--consistency", e.storeConsistency)
+	}
 	e.stores = append(e.stores, n)
 	return n
 }
