@@ -39,8 +39,8 @@ type Options struct {
 type Process struct {
 	*Server
 	ids  *router.NodeIDs
-	once  sync.Once
-	err   error
+	once sync.Once
+	err  error
 }
 
 // Start assembles a gateway the way every process runs one (`chat gateway`,

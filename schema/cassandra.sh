@@ -40,6 +40,12 @@ initial_token=${CASSANDRA_INITIAL_TOKEN:-0}
 heap=${CASSANDRA_HEAP:-1g}
 timeout=${CASSANDRA_START_TIMEOUT:-300}
 cluster_name=${CASSANDRA_CLUSTER_NAME:-chat-dev}
+# Fast-start settings of a throwaway node (CASSANDRA.md). A ring is for crash
+# tests: unsafesystem would lose a killed node's schema (its system tables
+# skip the commit log), and a superuser set-up retried without delay
+# floods the log while a node is down.
+unsafe_system=${CASSANDRA_UNSAFE_SYSTEM:-true}
+superuser_delay=${CASSANDRA_SUPERUSER_SETUP_DELAY_MS:-0}
 
 lib=${CASSANDRA_LIB_DIR:-$home/lib}
 conf=$home/conf
@@ -166,8 +172,8 @@ start() {
 		-Dcassandra-pidfile="$home/cassandra.daemon.pid"
 		-Dcassandra.skip_wait_for_gossip_to_settle=0
 		-Dcassandra.ring_delay_ms=1000
-		-Dcassandra.superuser_setup_delay_ms=0
-		-Dcassandra.unsafesystem=true
+		-Dcassandra.superuser_setup_delay_ms="$superuser_delay"
+		-Dcassandra.unsafesystem="$unsafe_system"
 		-Dchronicle.analytics.disable=true
 	)
 	local m
@@ -295,6 +301,7 @@ ring_env() {
 	printf '%s\0' "CASSANDRA_HOME_DIR=$home/ring/n$k" "CASSANDRA_ADDR=127.0.0.$((k + 1))" \
 		"CASSANDRA_SEEDS=$(IFS=,; echo "${seedlist[*]}")" "CASSANDRA_INITIAL_TOKEN=$token" \
 		"CASSANDRA_LIB_DIR=$lib" "CASSANDRA_CLUSTER_NAME=chat-ring" \
+		"CASSANDRA_UNSAFE_SYSTEM=false" "CASSANDRA_SUPERUSER_SETUP_DELAY_MS=10000" \
 		"CASSANDRA_START_TIMEOUT=${CASSANDRA_START_TIMEOUT:-600}"
 }
 

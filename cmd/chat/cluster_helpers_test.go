@@ -190,17 +190,18 @@ type clusterEnv struct {
 	natsBin  string
 	cass     string // host:port of Cassandra, or several, comma separated
 	keyspace string
+	natsURLs string
+	nats     []*clNode
+	gws      []*clNode
+	stores   []*clNode
+	http     *http.Client
+
 	// rf is the keyspace's replication factor (1); storeConsistency the
 	// stores' --consistency ("ONE"; empty: the store's default); checkCons
 	// the consistency of the test's own reads (One).
 	rf               int
 	storeConsistency string
 	checkCons        gocql.Consistency
-	natsURLs string
-	nats     []*clNode
-	gws      []*clNode
-	stores   []*clNode
-	http     *http.Client
 
 	migrated bool
 
@@ -215,9 +216,9 @@ func newClusterEnv(t *testing.T, cass string) *clusterEnv {
 		chatBin:  filepath.Join(dir, "chat"),
 		natsBin:  filepath.Join(dir, "nats-server"),
 		keyspace: fmt.Sprintf("chat_cluster_%d", time.Now().UnixNano()),
-		rf:       1, storeConsistency: "ONE", checkCons: gocql.One,
 		http:     &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8}, Timeout: 30 * time.Second},
 	}
+	e.rf, e.storeConsistency, e.checkCons = 1, "ONE", gocql.One
 	// Registered after TempDir, so it runs before the directory goes.
 	t.Cleanup(func() {
 		e.stopAll()
