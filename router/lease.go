@@ -347,9 +347,10 @@ func (n *NodeIDs) Held() bool {
 	return c != nil && c.lease.Err() == nil
 }
 
-// Node is the node ID leased now, -1 while none is.
+// Node is the node ID leased now, -1 while none is (a lost lease is not
+// held even before it is replaced).
 func (n *NodeIDs) Node() int {
-	if c := n.cur.Load(); c != nil {
+	if c := n.cur.Load(); c != nil && !errors.Is(c.lease.Err(), ErrLeaseLost) {
 		return c.lease.Node
 	}
 	return -1
