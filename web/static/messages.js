@@ -72,6 +72,9 @@ export function createMessageUI(env) {
   let active = null;
   let pickerFor = null;
   let deleting = null;
+  // The control in the log that had focus: a re-render that replaces its
+  // message (a reaction, an edit) must not drop a keyboard user's focus.
+  let focused = null;
 
   const context = h(
     'div',
@@ -118,6 +121,7 @@ export function createMessageUI(env) {
   els.messages.addEventListener('click', onClick);
   els.messages.addEventListener('keydown', onLogKey);
   els.messages.addEventListener('focusin', (ev) => {
+    focused = ev.target;
     const li = ev.target.closest('li.msg[data-id]');
     if (li && li.dataset.id && li.dataset.id !== active) {
       active = li.dataset.id;
@@ -174,14 +178,15 @@ export function createMessageUI(env) {
     const out = { quote: null, body: null, edited: null, reactions: null, actions: null };
     if (replyTo && !deleted) {
       const who = q ? displayName(st.user(q.sender)) : '';
+      // Named by its content ("In reply to Anna Adams Lunch at noon?"),
+      // so what a screen reader says is what is shown; the title says
+      // what pressing it does.
       out.quote = h(
         'button',
-        { type: 'button', class: 'quote', dataset: { act: 'quote', target: replyTo } },
-        h('span', { class: 'visually-hidden', text: 'In reply to ' }),
-        h('span', { class: 'quote-sender', text: who || 'a message' }),
-        h('span', { class: 'visually-hidden', text: ': ' }),
+        { type: 'button', class: 'quote', title: 'Show the original message', dataset: { act: 'quote', target: replyTo } },
+        h('span', { class: 'visually-hidden', text: 'In reply to' }),
+        h('span', { class: 'quote-sender', text: who || 'A message' }),
         h('span', { class: `quote-body${q && q.deleted ? ' is-deleted' : ''}`, text: q ? quoteText(q) : 'Original message' }),
-        h('span', { class: 'visually-hidden', text: '. Show the original.' }),
       );
     }
     if (deleted) out.body = h('p', { class: 'tombstone', text: DELETED_TEXT });
@@ -234,12 +239,33 @@ export function createMessageUI(env) {
   /** After every render: the roving tab stop, and the composer's context bar. */
   function afterRender() {
     roving();
+    keepFocus();
     const a = app();
     if (mode && (mode.conv !== a.current || !a.state.message(mode.conv, mode.id) || a.state.message(mode.conv, mode.id).deleted)) {
       // The conversation changed, or the message went away under us.
       cancel();
     }
     drawContext();
+  }
+
+  /** Puts focus back on the same control when a re-render replaced its message. */
+  function keepFocus() {
+    const el = focused;
+    if (!el || el.isConnected) return;
+    focused = null;
+    const ae = document.activeElement;
+    if (ae && ae !== document.body) return;
+    const old = el.closest ? el.closest('li.msg[data-id]') : null;
+    const id = old ? old.dataset.id : el.dataset && el.dataset.id;
+    if (!id) return;
+    const li = els.messages.querySelector(`li.msg[data-id="${CSS.escape(id)}"]`);
+    if (!li) return;
+    let target = li;
+    if (el !== old && el.dataset && el.dataset.act) {
+      const sel = el.dataset.emoji ? `[data-act="${el.dataset.act}"][data-emoji="${CSS.escape(el.dataset.emoji)}"]` : `[data-act="${el.dataset.act}"]`;
+      target = li.querySelector(sel) || li;
+    }
+    target.focus({ preventScroll: true });
   }
 
   function msgItems() {
