@@ -359,12 +359,16 @@ export class ChatClient {
     return outcome;
   }
 
-  /** History first, then changes: a change to a message the history pages bring is then applied to it. */
-  async #catchUpAll(convId: ID, after: ID, changesAfter: ID | undefined): Promise<void> {
+  /**
+   * History first, then changes (from where the hello found the changes
+   * cursor): a change to a message the history pages bring is then applied
+   * to it.
+   */
+  async #catchUpAll(convId: ID, after: ID): Promise<void> {
     const outcome = await this.catchUp(convId, after);
-    if (changesAfter == null) return;
-    if (outcome === 'done') await this.catchUpChanges(convId, changesAfter);
-    else if (outcome === 'reload') this.state.changesCaughtUp(convId);
+    if (outcome === 'reload') this.state.changesCaughtUp(convId);
+    const from = this.state.conv(convId)?.changesBehind;
+    if (outcome === 'done' && from) await this.catchUpChanges(convId, from);
   }
 
   // ------------------------------------------------------------ typing, read
@@ -472,7 +476,7 @@ export class ChatClient {
     switch (f.type) {
       case 'hello': {
         const plan = st.applyHello(f);
-        for (const p of plan) void this.#catchUpAll(p.conversation, p.after, p.changesAfter);
+        for (const p of plan) void this.#catchUpAll(p.conversation, p.after);
         this.flush();
         o.onFrame?.(f);
         break;

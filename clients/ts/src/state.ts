@@ -76,8 +76,6 @@ export interface SavedOutboxEntry {
 export interface CatchUpPlan {
   conversation: ID;
   after: ID;
-  /** When set, page `changes` after this ID too (once the history catch-up is done). */
-  changesAfter?: ID;
 }
 
 export type CatchUpStep = { done: true; added?: number } | { next: ID; added: number } | { reload: true; added: number };
@@ -311,12 +309,10 @@ export class ChatState {
       if (!p) continue;
       // Changes share the messages' ID sequence, so the same cursor (or a
       // later change's) says where the changes missed begin; an earlier
-      // catch-up that did not finish begins before it.
+      // catch-up that did not finish begins before it. Once the history
+      // catch-up is done, `changes` are paged from changesBehind.
       const from = maxId(after, c.changeCursor);
-      if (from) {
-        c.changesBehind = c.changesBehind == null ? from : compareIds(c.changesBehind, from) < 0 ? c.changesBehind : from;
-        p.changesAfter = c.changesBehind;
-      }
+      if (from) c.changesBehind = c.changesBehind == null ? from : compareIds(c.changesBehind, from) < 0 ? c.changesBehind : from;
       plan.push(p);
     }
     const order: ID[] = [];

@@ -267,15 +267,18 @@ export class ChatClient {
         this.#o.onChangesCaughtUp?.(convId, outcome);
         return outcome;
     }
-    /** History first, then changes: a change to a message the history pages bring is then applied to it. */
-    async #catchUpAll(convId, after, changesAfter) {
+    /**
+     * History first, then changes (from where the hello found the changes
+     * cursor): a change to a message the history pages bring is then applied
+     * to it.
+     */
+    async #catchUpAll(convId, after) {
         const outcome = await this.catchUp(convId, after);
-        if (changesAfter == null)
-            return;
-        if (outcome === 'done')
-            await this.catchUpChanges(convId, changesAfter);
-        else if (outcome === 'reload')
+        if (outcome === 'reload')
             this.state.changesCaughtUp(convId);
+        const from = this.state.conv(convId)?.changesBehind;
+        if (outcome === 'done' && from)
+            await this.catchUpChanges(convId, from);
     }
     // ------------------------------------------------------------ typing, read
     /** Says `typing` in a conversation, at most once every few seconds. Returns whether a frame went out. */
@@ -387,7 +390,7 @@ export class ChatClient {
             case 'hello': {
                 const plan = st.applyHello(f);
                 for (const p of plan)
-                    void this.#catchUpAll(p.conversation, p.after, p.changesAfter);
+                    void this.#catchUpAll(p.conversation, p.after);
                 this.flush();
                 o.onFrame?.(f);
                 break;

@@ -215,12 +215,11 @@ export class ChatState {
                 continue;
             // Changes share the messages' ID sequence, so the same cursor (or a
             // later change's) says where the changes missed begin; an earlier
-            // catch-up that did not finish begins before it.
+            // catch-up that did not finish begins before it. Once the history
+            // catch-up is done, `changes` are paged from changesBehind.
             const from = maxId(after, c.changeCursor);
-            if (from) {
+            if (from)
                 c.changesBehind = c.changesBehind == null ? from : compareIds(c.changesBehind, from) < 0 ? c.changesBehind : from;
-                p.changesAfter = c.changesBehind;
-            }
             plan.push(p);
         }
         const order = [];
