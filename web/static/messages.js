@@ -61,8 +61,8 @@ export function changeErrorText(kind, code) {
 }
 
 /**
- * The message UI. env: {els, app: () => app, showNotice, autoGrow,
- * loadOlder: () => Promise, hasOlder: (convId) => boolean, scheduleRender}.
+ * The message UI. env: {els, app: () => app, showNotice(text), autoGrow(),
+ * loadOlder(): Promise, hasOlder(convId): boolean}.
  */
 export function createMessageUI(env) {
   const { els } = env;
@@ -416,7 +416,6 @@ export function createMessageUI(env) {
     if (!b || !els.messages.contains(b)) return;
     const t = targetOf(b);
     if (!t) return;
-    const a = app();
     switch (b.dataset.act) {
       case 'reply':
         startReply(t.conv, t.m);
@@ -441,7 +440,6 @@ export function createMessageUI(env) {
         return;
     }
     ev.preventDefault();
-    void a;
   }
 
   function react(convId, msgId, emoji) {
