@@ -44,6 +44,9 @@ type devOptions struct {
 	// AccessTTL and SessionTTL: gateway.Config.TokenTTL and SessionTTL
 	// (defaults 15m and 30 days).
 	AccessTTL, SessionTTL time.Duration
+	// EditWindow is how long a sender may edit a message
+	// (gateway.Config.EditWindow); default 48h (0 here: the gateway's default).
+	EditWindow time.Duration
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -59,6 +62,7 @@ func runDev(ctx context.Context, args []string) error {
 	o.Push.flags = addPushFlags(fs, "push-")
 	fs.DurationVar(&o.AccessTTL, "access-ttl", 15*time.Minute, "how long an access token lasts (clients renew it with their refresh token)")
 	fs.DurationVar(&o.SessionTTL, "session-ttl", 30*24*time.Hour, "how long a session lasts from login, however often it is refreshed")
+	editWindowFlag(fs, &o.EditWindow)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -165,7 +169,8 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 
 	d.gw, err = gateway.Start(ctx, gateway.Options{
 		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready, Pprof: o.Pprof,
-			AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub, TokenTTL: o.AccessTTL, SessionTTL: o.SessionTTL},
+			AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub, TokenTTL: o.AccessTTL, SessionTTL: o.SessionTTL,
+			EditWindow: o.EditWindow},
 		NATS: d.nc, Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
+	"time"
+
+	"github.com/chatcluster/chat/gateway"
 )
 
 // envName is the environment twin of a flag: --jwt-secret is CHAT_JWT_SECRET.
@@ -52,3 +56,41 @@ func splitList(s string) []string {
 // originsUsage documents --allowed-origins, a flag of chat dev and chat
 // gateway.
 const originsUsage = "other origins whose pages may use the API and WebSocket, comma separated (https://app.example.com; * for any); default: same origin only"
+
+// editWindowUsage documents --edit-window, a flag of chat dev and chat
+// gateway.
+const editWindowUsage = "how long after sending a message its sender may edit it (deleting has no limit)"
+
+// errNotPositive refuses a duration flag of zero or less: gateway.Config
+// would silently read 0 as its default, which is not what someone who typed
+// --edit-window 0 meant.
+var errNotPositive = errors.New("must be a positive duration such as 30m or 48h")
+
+// positiveDuration is a duration flag that refuses zero and negative values.
+type positiveDuration struct{ d *time.Duration }
+
+func (p positiveDuration) String() string {
+	if p.d == nil {
+		return ""
+	}
+	return p.d.String()
+}
+
+func (p positiveDuration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d <= 0 {
+		return errNotPositive
+	}
+	*p.d = d
+	return nil
+}
+
+// editWindowFlag registers --edit-window (CHAT_EDIT_WINDOW) on fs, default
+// gateway.DefaultEditWindow.
+func editWindowFlag(fs *flag.FlagSet, d *time.Duration) {
+	*d = gateway.DefaultEditWindow
+	fs.Var(positiveDuration{d}, "edit-window", editWindowUsage)
+}

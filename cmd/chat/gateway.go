@@ -32,6 +32,8 @@ func runGateway(ctx context.Context, args []string) error {
 	vapidPub := fs.String("vapid-public-key", "", "Web Push public key browsers subscribe with (chat push keys); empty: no Web Push")
 	accessTTL := fs.Duration("access-ttl", 15*time.Minute, "how long an access token lasts (clients renew it with their refresh token)")
 	sessionTTL := fs.Duration("session-ttl", 30*24*time.Hour, "how long a session lasts from login, however often it is refreshed")
+	var editWindow time.Duration
+	editWindowFlag(fs, &editWindow)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -57,7 +59,8 @@ func runGateway(ctx context.Context, args []string) error {
 	reg := newRegistry()
 	gw, err := gateway.Start(startCtx, gateway.Options{
 		Config: gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn,
-			AllowedOrigins: splitList(*origins), VAPIDPublicKey: *vapidPub, TokenTTL: *accessTTL, SessionTTL: *sessionTTL},
+			AllowedOrigins: splitList(*origins), VAPIDPublicKey: *vapidPub, TokenTTL: *accessTTL, SessionTTL: *sessionTTL,
+			EditWindow: editWindow},
 		NATS:           nc,
 		StreamReplicas: *replicas,
 		Registry:       reg, Gatherer: reg, Log: log,

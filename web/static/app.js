@@ -9,6 +9,7 @@ import { ChatState, compareIds, displayName, validBody, TYPING_SHOW_MS } from '.
 import { ChatClient } from './lib/client.js';
 import { dayKey, dayLabel, hue, initials, listStamp, preview, timeOfDay, typingText } from './format.js';
 import { $, h, reconcile } from './dom.js';
+import { DELETED_TEXT, createMessageUI } from './messages.js';
 
 const TOKEN_KEY = 'chat.token';
 const USER_KEY = 'chat.user';
@@ -80,6 +81,16 @@ const app = {
   bannerTimer: null,
   searchSeq: 0,
 };
+
+// Edit, delete, reply and react (messages.js).
+const ui = createMessageUI({
+  els,
+  app: () => app,
+  showNotice: (text) => showNotice(text),
+  autoGrow: () => autoGrow(),
+  loadOlder: () => loadOlder(),
+  hasOlder: (id) => app.state.hasOlder(id),
+});
 
 // ---------------------------------------------------------------- session
 
@@ -397,6 +408,7 @@ function openConversation(id) {
     app.msgCache.clear();
     els.messages.replaceChildren();
     app.loadingOlder = false;
+    ui.reset();
     els.input.value = '';
     autoGrow();
     if (app.client) app.client.resetTyping();
@@ -519,11 +531,15 @@ function onSend(ev) {
   const id = app.current;
   const body = els.input.value;
   if (!id) return;
+  if (ui.submitEdit(id, body)) {
+    renderNow();
+    return;
+  }
   if (!validBody(body)) {
     if ([...body].length > 4096) showNotice('Messages can be at most 4,096 characters.');
     return;
   }
-  app.state.enqueue(id, body);
+  app.state.enqueue(id, body, { replyTo: ui.takeReplyTo(id) });
   els.input.value = '';
   autoGrow();
   if (app.client) app.client.resetTyping(id);
@@ -555,6 +571,7 @@ function renderNow() {
   const stick = nearBottom();
   renderList();
   renderPane();
+  ui.afterRender();
   if (stick && app.current) scrollToBottom();
   else updateJump();
   const n = app.state.totalUnread();
@@ -605,7 +622,7 @@ function renderList() {
     if (typing.length) pre = rec.kind === 'direct' ? 'typing…' : typingText(typing.map((u) => displayName(st.user(u))));
     else if (last) {
       const who = st.me && last.sender === st.me.id ? 'You: ' : rec.kind === 'group' ? displayName(st.user(last.sender)).split(' ')[0] + ': ' : '';
-      pre = who + preview(last.body);
+      pre = who + (last.deleted ? DELETED_TEXT : preview(last.body));
     } else pre = rec.kind === 'group' ? `${rec.members.length} members` : 'No messages yet';
     const stamp = last ? listStamp(last.sent_at, { now }) : '';
     const unread = rec.unread || 0;
@@ -755,15 +772,17 @@ function renderMessages(id, rec) {
       receipt = { text: 'Sent', cls: 'sent' };
     }
     const senderName = showName ? displayName(st.user(sender)) : '';
-    const sig = JSON.stringify([body, time, it.status, joined, senderName, receipt, it.message ? it.message.id : '']);
+    const x = ui.parts(it, id);
+    const sig = JSON.stringify([body, time, it.status, joined, senderName, receipt, it.message ? it.message.id : '', x.sig]);
     const key = it.key;
     const status = it.status;
     const msgId = it.message ? it.message.id : '';
     items.push({
       key,
       sig,
-      build: () =>
-        h(
+      build: () => {
+        const y = x.build();
+        return h(
           'li',
           {
             class: `msg ${it.mine ? 'mine' : 'theirs'}${joined ? ' joined' : ''}`,
@@ -773,9 +792,12 @@ function renderMessages(id, rec) {
           h(
             'div',
             { class: 'bubble' },
-            h('p', { class: 'body', text: body }),
-            h('span', { class: 'meta' }, h('time', { datetime: when, title: new Date(when).toLocaleString(), text: time })),
+            y.quote,
+            y.body || h('p', { class: 'body', text: body }),
+            h('span', { class: 'meta' }, y.edited, h('time', { datetime: when, title: new Date(when).toLocaleString(), text: time })),
           ),
+          y.reactions,
+          y.actions,
           receipt
             ? h(
                 'div',
@@ -789,7 +811,8 @@ function renderMessages(id, rec) {
                   : null,
               )
             : null,
-        ),
+        );
+      },
     });
     prev = { sender, t };
   }

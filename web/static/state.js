@@ -19,3 +19,4 @@ export {
   AUTO_SEND_TRIES,
   MAX_CATCHUP_PAGES,
 } from './lib/state.js';
+export { quoteOf, validEmoji } from './lib/changes.js';

@@ -17,10 +17,15 @@ import {
   type StatusInfo,
   type WebSocketClass,
 } from './connection.js';
-import { MAX_HISTORY_LIMIT, type ID, type Message, type ServerFrame } from './protocol.js';
+import { validEmoji } from './changes.js';
+import { MAX_HISTORY_LIMIT, type Change, type ChangeAck, type ID, type Message, type RequestFrame, type ServerFrame } from './protocol.js';
 import {
+  AUTO_SEND_TRIES,
   ChatState,
   MAX_CATCHUP_PAGES,
+  newClientId,
+  RETRYABLE_SEND_ERRORS,
+  validBody,
   Throttle,
   TYPING_SEND_EVERY_MS,
   type AddResult,
@@ -74,6 +79,8 @@ export interface ChatClientOptions {
   onOutbox?: (saved: SavedOutboxEntry[]) => void;
   /** A conversation's catch-up ended. 'reload': the gap was too long, its messages were dropped. */
   onCatchUp?: (convId: ID, outcome: CatchUpOutcome) => void;
+  /** A conversation's catch-up of changes (`changes after` its cursor, after a reconnect) ended. */
+  onChangesCaughtUp?: (convId: ID, outcome: CatchUpOutcome) => void;
 }
 
 interface Waiter {
@@ -175,8 +182,8 @@ export class ChatClient {
    * pending until its ack. Unacked sends are resent after every reconnect
    * with the same client_id, so the server stores each once.
    */
-  send(convId: ID, body: string): OutboxEntry {
-    const e = this.state.enqueue(convId, body);
+  send(convId: ID, body: string, opts: { replyTo?: ID | null } = {}): OutboxEntry {
+    const e = this.state.enqueue(convId, body, opts);
     this.flush();
     return e;
   }
@@ -186,8 +193,8 @@ export class ChatClient {
    * reconnects); rejects with a RequestError when the send failed for good
    * (an `error` such as invalid_message, or retries exhausted).
    */
-  sendAndWait(convId: ID, body: string): Promise<Message> {
-    const e = this.state.enqueue(convId, body);
+  sendAndWait(convId: ID, body: string, opts: { replyTo?: ID | null } = {}): Promise<Message> {
+    const e = this.state.enqueue(convId, body, opts);
     const p = new Promise<Message>((resolve, reject) => this.#waiters.set(e.client_id, { resolve, reject }));
     this.flush();
     return p;
@@ -204,7 +211,10 @@ export class ChatClient {
       const id = conn.nextId();
       this.state.markSending(e.client_id, id);
       conn
-        .request({ type: 'send', conversation: e.conversation, client_id: e.client_id, body: e.body }, { id })
+        .request(
+          { type: 'send', conversation: e.conversation, client_id: e.client_id, body: e.body, ...(e.reply_to ? { reply_to: e.reply_to } : {}) },
+          { id },
+        )
         .then((f) => {
           const r = this.state.applyAck(f.message, { viewing: true });
           this.#added(f.message, r);
@@ -263,6 +273,102 @@ export class ChatClient {
     if (!w) return;
     this.#waiters.delete(clientId);
     w.reject(new RequestError(code));
+  }
+
+  // ------------------------------------------------------------ changes
+
+  /**
+   * Edits one of my messages (within the server's edit window). Resolves
+   * with the stored change once acked, already applied to the state;
+   * rejects with a RequestError: `forbidden` (not mine, or too late),
+   * `not_found` (deleted or unknown), `invalid_message`, or `disconnected`
+   * when the connection stayed down through the retries.
+   */
+  edit(convId: ID, messageId: ID, body: string): Promise<Change> {
+    if (!validBody(body)) return Promise.reject(new RequestError('invalid_message', 'a body is 1–4096 characters, not only white space'));
+    return this.#change({ type: 'edit', conversation: convId, message_id: messageId, body, client_id: this.#clientId() });
+  }
+
+  /** Deletes one of my messages for everyone. Resolves with the stored change (see edit). */
+  delete(convId: ID, messageId: ID): Promise<Change> {
+    return this.#change({ type: 'delete', conversation: convId, message_id: messageId, client_id: this.#clientId() });
+  }
+
+  /**
+   * Toggles my reaction with an emoji on a message: the change's `on` says
+   * whether it was added or taken back. Resolves with the stored change.
+   */
+  react(convId: ID, messageId: ID, emoji: string): Promise<Change> {
+    if (!validEmoji(emoji)) return Promise.reject(new RequestError('invalid_message', 'not an emoji'));
+    return this.#change({ type: 'react', conversation: convId, message_id: messageId, emoji, client_id: this.#clientId() });
+  }
+
+  #clientId(): string {
+    return newClientId(this.#now, this.#o.random);
+  }
+
+  /**
+   * Sends a change request and applies its ack. A busy server, a timeout or
+   * a lost connection is retried a few times with the same client_id (the
+   * server stores a change once per client_id), waiting for the link to
+   * come back; other errors reject at once.
+   */
+  async #change(frame: RequestFrame<'edit' | 'delete' | 'react'>): Promise<Change> {
+    for (let tries = 1; ; tries++) {
+      try {
+        const ack = (await this.conn.request(frame)) as ChangeAck;
+        this.state.applyChange(ack.change, { cursor: false });
+        this.#changed();
+        return ack.change;
+      } catch (e) {
+        const code = e instanceof RequestError ? e.code : 'internal';
+        if (!(RETRYABLE_SEND_ERRORS.has(code) || code === 'disconnected') || tries >= AUTO_SEND_TRIES) throw e;
+        const cap = Math.min(8000, 500 * 2 ** (tries - 1));
+        await new Promise<void>((r) => this.#setTimeout(r, Math.round(cap / 2 + (this.#o.random ?? Math.random)() * (cap / 2))));
+      }
+    }
+  }
+
+  /**
+   * Pages `changes after` a conversation's cursor until none remain,
+   * applying each (its message as it is now replaces an older copy). Runs on
+   * its own after every hello, once that conversation's history catch-up is
+   * done; a later hello resumes an interrupted one.
+   */
+  async catchUpChanges(convId: ID, after: ID): Promise<CatchUpOutcome> {
+    let cursor = after;
+    const limit = Math.min(this.#o.catchUpLimit ?? MAX_HISTORY_LIMIT, MAX_HISTORY_LIMIT);
+    for (;;) {
+      let res;
+      try {
+        res = await this.conn.request({ type: 'changes', conversation: convId, after: cursor, limit });
+      } catch (e) {
+        const notFound = e instanceof RequestError && e.code === 'not_found';
+        if (notFound) this.state.changesCaughtUp(convId);
+        return this.#changesDone(convId, notFound ? 'not_found' : 'interrupted');
+      }
+      this.state.applyChangesPage(convId, res.changes, res.next_after);
+      this.#changed();
+      if (res.next_after == null || !this.state.conv(convId)) return this.#changesDone(convId, 'done');
+      cursor = res.next_after;
+    }
+  }
+
+  #changesDone(convId: ID, outcome: CatchUpOutcome): CatchUpOutcome {
+    this.#o.onChangesCaughtUp?.(convId, outcome);
+    return outcome;
+  }
+
+  /**
+   * History first, then changes (from where the hello found the changes
+   * cursor): a change to a message the history pages bring is then applied
+   * to it.
+   */
+  async #catchUpAll(convId: ID, after: ID): Promise<void> {
+    const outcome = await this.catchUp(convId, after);
+    if (outcome === 'reload') this.state.changesCaughtUp(convId);
+    const from = this.state.conv(convId)?.changesBehind;
+    if (outcome === 'done' && from) await this.catchUpChanges(convId, from);
   }
 
   // ------------------------------------------------------------ typing, read
@@ -370,7 +476,7 @@ export class ChatClient {
     switch (f.type) {
       case 'hello': {
         const plan = st.applyHello(f);
-        for (const p of plan) void this.catchUp(p.conversation, p.after);
+        for (const p of plan) void this.#catchUpAll(p.conversation, p.after);
         this.flush();
         o.onFrame?.(f);
         break;
@@ -382,6 +488,10 @@ export class ChatClient {
         o.onFrame?.(f, r);
         break;
       }
+      case 'change':
+        st.applyChange(f.change);
+        o.onFrame?.(f);
+        break;
       case 'read':
         st.applyRead(f.conversation, f.user, f.message_id);
         o.onFrame?.(f);

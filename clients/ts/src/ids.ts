@@ -35,10 +35,15 @@ export function isId(s: unknown): s is ID {
 
 /**
  * Merges items into a list sorted by ID, dropping duplicates (the later copy
- * of an ID replaces the earlier one). Returns a new array and how many IDs
- * were new. Items without a valid ID are ignored.
+ * of an ID replaces the earlier one, unless `choose` picks the held one).
+ * Returns a new array and how many IDs were new. Items without a valid ID
+ * are ignored.
  */
-export function mergeMessages<T extends { id: ID }>(list: T[], incoming: readonly (T | null | undefined)[] | null | undefined): { list: T[]; added: number } {
+export function mergeMessages<T extends { id: ID }>(
+  list: T[],
+  incoming: readonly (T | null | undefined)[] | null | undefined,
+  choose: (held: T, incoming: T) => T = (_held, m) => m,
+): { list: T[]; added: number } {
   if (!incoming || incoming.length === 0) return { list, added: 0 };
   const out = list.slice();
   let added = 0;
@@ -54,7 +59,7 @@ export function mergeMessages<T extends { id: ID }>(list: T[], incoming: readonl
       else hi = mid;
     }
     if (lo < out.length && compareIds(out[lo].id, m.id) === 0) {
-      out[lo] = m;
+      out[lo] = choose(out[lo], m);
     } else {
       out.splice(lo, 0, m);
       added++;

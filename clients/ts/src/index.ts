@@ -18,4 +18,13 @@ export {
 } from './connection.js';
 export { Api, ApiError, type ApiOptions, type FetchLike, type FetchResponseLike } from './api.js';
 export * from './state.js';
+export {
+  applyChangeTo,
+  isNewChange,
+  quoteOf,
+  reactionsAfter,
+  validEmoji,
+  newerCopy,
+  MAX_PENDING_CHANGES,
+} from './changes.js';
 export { ChatClient, type ChatClientOptions, type CatchUpOutcome } from './client.js';

@@ -21,10 +21,67 @@ export interface Message {
   id: ID;
   conversation: ID;
   sender: ID;
+  /** "" once deleted. */
   body: string;
   /** RFC 3339, milliseconds, UTC. */
   sent_at: string;
   client_id: string;
+  // Extensions (messages that change): present only when set, so a message
+  // that never changed reads as in v1.
+  /** The message this one answers. */
+  reply_to?: ID;
+  /** What the answered message shows now (body cut to 200 code points; "" and deleted once deleted). */
+  reply?: Quote;
+  /** When the body was last edited. */
+  edited_at?: string;
+  /** The sender deleted it: body is "" and there are no reactions. */
+  deleted?: boolean;
+  /** Reactions by emoji, `me` when the reader reacted with it. */
+  reactions?: Reaction[];
+  /** The ID of the newest change this state includes: apply a change only when its ID is larger. */
+  version?: ID;
+}
+
+/** One emoji's reactions to a message. */
+export interface Reaction {
+  emoji: string;
+  count: number;
+  /** The reader reacted with it. */
+  me?: boolean;
+}
+
+/** What a reply shows of the message it answers. */
+export interface Quote {
+  id: ID;
+  sender: ID;
+  body: string;
+  deleted?: boolean;
+}
+
+export type ChangeKind = 'edit' | 'delete' | 'react';
+
+/**
+ * An edit, deletion or reaction to an earlier message. Its `id` is from the
+ * same sequence as the conversation's message IDs, so one cursor per
+ * conversation covers both.
+ */
+export interface Change {
+  id: ID;
+  conversation: ID;
+  kind: ChangeKind;
+  message_id: ID;
+  /** Who made it. */
+  user: ID;
+  /** RFC 3339, milliseconds, UTC. */
+  at: string;
+  client_id?: string;
+  /** An edit's new body. */
+  body?: string;
+  /** A reaction's emoji, and whether it was added (true) or taken back. */
+  emoji?: string;
+  on?: boolean;
+  /** Only in a `changes` answer: the changed message as it is now, for the reader. */
+  message?: Message;
 }
 
 export type ConversationKind = 'direct' | 'group';
@@ -41,7 +98,7 @@ export interface Conversation {
 }
 
 /** Codes of a WebSocket `error` frame. */
-export type WsErrorCode = 'invalid_message' | 'not_found' | 'rate_limited' | 'bad_request' | 'unavailable' | 'internal';
+export type WsErrorCode = 'invalid_message' | 'not_found' | 'rate_limited' | 'bad_request' | 'unavailable' | 'internal' | 'forbidden';
 
 /** Codes of an HTTP error body. */
 export type HttpErrorCode = 'invalid_request' | 'unauthorized' | 'not_found' | 'username_taken' | 'rate_limited' | 'unavailable';
@@ -50,17 +107,22 @@ export type HttpErrorCode = 'invalid_request' | 'unauthorized' | 'not_found' | '
 
 /** Frames a client sends, by `type` (without the `type` field itself). */
 export interface ClientFrames {
-  send: { id?: RequestId; conversation: ID; client_id: string; body: string };
+  send: { id?: RequestId; conversation: ID; client_id: string; body: string; reply_to?: ID };
   history: { id?: RequestId; conversation: ID; before?: ID; after?: ID; limit?: number };
   read: { conversation: ID; message_id: ID };
   typing: { conversation: ID };
   ping: { id?: RequestId };
+  edit: { id?: RequestId; conversation: ID; message_id: ID; body: string; client_id: string };
+  delete: { id?: RequestId; conversation: ID; message_id: ID; client_id?: string };
+  react: { id?: RequestId; conversation: ID; message_id: ID; emoji: string; client_id?: string };
+  changes: { id?: RequestId; conversation: ID; after?: ID; limit?: number };
 }
 
 /** Frames the server sends, by `type` (without the `type` field itself). */
 export interface ServerFrames {
   hello: { user: User; conversations: Conversation[] };
-  ack: { id: RequestId; message: Message };
+  /** A send's ack carries the stored message; an edit's, delete's or react's the stored change. */
+  ack: { id: RequestId; message: Message } | { id: RequestId; change: Change };
   message: { message: Message };
   history: { id: RequestId; messages: Message[]; next_before?: ID | null; next_after?: ID | null };
   read: { conversation: ID; user: ID; message_id: ID };
@@ -69,6 +131,8 @@ export interface ServerFrames {
   conversation: { conversation: Conversation };
   error: { id?: RequestId; code: WsErrorCode; message: string };
   pong: { id?: RequestId };
+  change: { change: Change };
+  changes: { id: RequestId; conversation: ID; changes: Change[]; next_after: ID | null };
 }
 
 export type ClientFrameType = keyof ClientFrames;
@@ -85,15 +149,35 @@ export const ANSWERS = {
   send: 'ack',
   history: 'history',
   ping: 'pong',
+  edit: 'ack',
+  delete: 'ack',
+  react: 'ack',
+  changes: 'changes',
 } as const satisfies { [K in ClientFrameType]?: ServerFrameType };
 
 export type RequestType = keyof typeof ANSWERS;
-export type AnswerOf<T extends RequestType> = ServerFrame<(typeof ANSWERS)[T]>;
+
+/** The ack of a send: the stored message. */
+export type MessageAck = { type: 'ack'; id: RequestId; message: Message };
+/** The ack of an edit, delete or react: the stored change. */
+export type ChangeAck = { type: 'ack'; id: RequestId; change: Change };
+
+/** The answer to each request (besides `error`), down to which kind of ack. */
+export interface Answers {
+  send: MessageAck;
+  history: ServerFrame<'history'>;
+  ping: ServerFrame<'pong'>;
+  edit: ChangeAck;
+  delete: ChangeAck;
+  react: ChangeAck;
+  changes: ServerFrame<'changes'>;
+}
+export type AnswerOf<T extends RequestType> = Answers[T];
 
 /** A request frame as the caller writes it: the connection adds the `id`. */
 export type RequestFrame<T extends RequestType = RequestType> = T extends RequestType ? { type: T } & Omit<ClientFrames[T], 'id'> : never;
 
-export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = ['send', 'history', 'read', 'typing', 'ping'];
+export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = ['send', 'history', 'read', 'typing', 'ping', 'edit', 'delete', 'react', 'changes'];
 export const SERVER_FRAME_TYPES: readonly ServerFrameType[] = [
   'hello',
   'ack',
@@ -105,6 +189,8 @@ export const SERVER_FRAME_TYPES: readonly ServerFrameType[] = [
   'conversation',
   'error',
   'pong',
+  'change',
+  'changes',
 ];
 
 /** Close codes with a meaning for clients (docs/PROTOCOL.md, "Close codes"). */
@@ -192,3 +278,7 @@ export const API_PREFIX = '/api/v1';
 export const MAX_BODY_CODE_POINTS = 4096;
 export const MAX_CLIENT_ID_LENGTH = 64;
 export const MAX_HISTORY_LIMIT = 200;
+/** A reply's quote of the original is cut to this many code points. */
+export const QUOTE_CODE_POINTS = 200;
+/** Emojis one message may carry at most. */
+export const MAX_REACTION_EMOJIS = 20;

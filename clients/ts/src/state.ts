@@ -4,8 +4,9 @@
 // the conversation list's order and the catch-up plan after a reconnect.
 // ChatClient (client.ts) feeds it frames; a UI reads it.
 
+import { applyPageChange, applyToRecord, indexOfId, newerCopy, settlePending } from './changes.js';
 import { compareIds, isId, maxId, mergeMessages } from './ids.js';
-import type { Conversation, ID, Message, ServerFrames, User } from './protocol.js';
+import type { Change, Conversation, ID, Message, ServerFrames, User } from './protocol.js';
 
 /** A user as the state knows it: presence always set. */
 export type KnownUser = User & { online: boolean };
@@ -32,6 +33,16 @@ export interface ConversationRecord {
   reads: Map<ID, ID>;
   /** User ID -> until when (ms) they count as typing. */
   typing: Map<ID, number>;
+  /** The largest change ID received in a `change` frame or a `changes` page (not from acks). */
+  changeCursor: ID | null;
+  /**
+   * While set, changes after this ID may be missing (a `changes` catch-up
+   * is due or under way); a catch-up interrupted by another disconnect
+   * resumes from here.
+   */
+  changesBehind: ID | null;
+  /** Changes to messages not held yet (see MAX_PENDING_CHANGES). */
+  pendingChanges: Change[];
 }
 
 export type OutboxStatus = 'queued' | 'sending' | 'failed';
@@ -41,6 +52,8 @@ export interface OutboxEntry {
   client_id: string;
   conversation: ID;
   body: string;
+  /** The message this one answers. */
+  reply_to?: ID;
   createdAt: number;
   status: OutboxStatus;
   error: string | null;
@@ -54,6 +67,7 @@ export interface SavedOutboxEntry {
   client_id: string;
   conversation: ID;
   body: string;
+  reply_to?: ID;
   createdAt: number;
   failed: boolean;
   error: string | null;
@@ -191,6 +205,9 @@ export class ChatState {
       tracked: false,
       reads: new Map(),
       typing: new Map(),
+      changeCursor: null,
+      changesBehind: null,
+      pendingChanges: [],
     };
   }
 
@@ -246,7 +263,12 @@ export class ChatState {
   }
 
   #noteLast(rec: ConversationRecord, m: Message): void {
-    if (!rec.lastMessage || compareIds(m.id, rec.lastMessage.id) >= 0) rec.lastMessage = m;
+    const last = rec.lastMessage;
+    if (!last) rec.lastMessage = m;
+    else {
+      const c = compareIds(m.id, last.id);
+      if (c > 0 || (c === 0 && newerCopy(last, m) === m)) rec.lastMessage = m;
+    }
   }
 
   #toFront(id: ID): void {
@@ -281,8 +303,17 @@ export class ChatState {
     this.#rememberUser(this.me);
     for (const c of this.convs.values()) {
       const after = this.newestKnownId(c.id);
-      if (after && c.loaded) plan.push({ conversation: c.id, after });
-      else if (c.tracked) plan.push({ conversation: c.id, after: after ?? '0' });
+      let p: CatchUpPlan | null = null;
+      if (after && c.loaded) p = { conversation: c.id, after };
+      else if (c.tracked) p = { conversation: c.id, after: after ?? '0' };
+      if (!p) continue;
+      // Changes share the messages' ID sequence, so the same cursor (or a
+      // later change's) says where the changes missed begin; an earlier
+      // catch-up that did not finish begins before it. Once the history
+      // catch-up is done, `changes` are paged from changesBehind.
+      const from = maxId(after, c.changeCursor);
+      if (from) c.changesBehind = c.changesBehind == null ? from : compareIds(c.changesBehind, from) < 0 ? c.changesBehind : from;
+      plan.push(p);
     }
     const order: ID[] = [];
     for (const c of hello.conversations || []) {
@@ -357,8 +388,9 @@ export class ChatState {
       rec.tracked = this.followAll;
     }
     const wasNewest = this.newestKnownId(rec.id);
-    const r = mergeMessages(rec.messages, [m]);
+    const r = mergeMessages(rec.messages, [m], newerCopy);
     rec.messages = r.list;
+    if (r.added) settlePending(rec, this.me?.id ?? null);
     this.#settleOutbox(m);
     if (r.added) {
       const isNewer = !wasNewest || compareIds(m.id, wasNewest) > 0;
@@ -403,8 +435,9 @@ export class ChatState {
   applyHistoryBefore(convId: ID, messages: Message[] | null | undefined, nextBefore: ID | null | undefined): { added: number } | null {
     const rec = this.convs.get(convId);
     if (!rec) return null;
-    const r = mergeMessages(rec.messages, messages || []);
+    const r = mergeMessages(rec.messages, messages || [], newerCopy);
     rec.messages = r.list;
+    if (r.added) settlePending(rec, this.me?.id ?? null);
     for (const m of messages || []) {
       this.#settleOutbox(m);
       this.#noteLast(rec, m);
@@ -447,6 +480,9 @@ export class ChatState {
       rec.messages = [];
       rec.loaded = false;
       rec.nextBefore = undefined;
+      // Nothing held is left to patch: the reloaded page is current.
+      rec.changesBehind = null;
+      rec.pendingChanges = [];
       return { reload: true, added };
     }
     return { next: nextAfter, added };
@@ -568,8 +604,8 @@ export class ChatState {
     return null;
   }
 
-  /** Queues a new message; returns the outbox entry (status 'queued'). */
-  enqueue(convId: ID, body: string): OutboxEntry {
+  /** Queues a new message (a reply when replyTo is given); returns the outbox entry (status 'queued'). */
+  enqueue(convId: ID, body: string, { replyTo }: { replyTo?: ID | null } = {}): OutboxEntry {
     const e: OutboxEntry = {
       client_id: newClientId(this.now, this.random),
       conversation: convId,
@@ -579,6 +615,7 @@ export class ChatState {
       error: null,
       requestId: null,
     };
+    if (replyTo) e.reply_to = replyTo;
     this.outbox.set(e.client_id, e);
     return e;
   }
@@ -710,12 +747,73 @@ export class ChatState {
     return n;
   }
 
+  // ---------------------------------------------------------- changes
+
+  /** A held message by ID (from the conversation's list, else its last message), or null. */
+  message(convId: ID, msgId: ID): Message | null {
+    const rec = this.convs.get(convId);
+    if (!rec) return null;
+    const i = indexOfId(rec.messages, msgId);
+    if (i >= 0) return rec.messages[i];
+    return rec.lastMessage && rec.lastMessage.id === msgId ? rec.lastMessage : null;
+  }
+
+  /** My newest stored message in a conversation that is not deleted (what the up arrow edits), or null. */
+  lastEditable(convId: ID): Message | null {
+    const rec = this.convs.get(convId);
+    if (!rec || !this.me) return null;
+    for (let i = rec.messages.length - 1; i >= 0; i--) {
+      const m = rec.messages[i];
+      if (m.sender === this.me.id && !m.deleted) return m;
+    }
+    return null;
+  }
+
+  /**
+   * Applies a change: a live `change` frame, or (cursor false) the change
+   * in the ack of one's own edit, delete or react, which must not move the
+   * cursor (an ack can come before an older change of someone else).
+   * Returns whether anything shown changed.
+   */
+  applyChange(ch: Change | null | undefined, { cursor = true }: { cursor?: boolean } = {}): boolean {
+    if (!ch || !isId(ch.id) || !ch.conversation) return false;
+    const rec = this.convs.get(ch.conversation);
+    if (!rec) return false;
+    if (cursor) rec.changeCursor = maxId(rec.changeCursor, ch.id);
+    return applyToRecord(rec, ch, this.me?.id ?? null);
+  }
+
+  /**
+   * Applies a page of a `changes` answer (each change with its message as
+   * it is now). With nextAfter null the catch-up is complete; otherwise it
+   * continues from nextAfter. Returns how many shown messages changed.
+   */
+  applyChangesPage(convId: ID, changes: readonly Change[] | null | undefined, nextAfter: ID | null | undefined): number {
+    const rec = this.convs.get(convId);
+    if (!rec) return 0;
+    let n = 0;
+    for (const ch of changes || []) {
+      if (!ch || !isId(ch.id)) continue;
+      rec.changeCursor = maxId(rec.changeCursor, ch.id);
+      if (applyPageChange(rec, ch, this.me?.id ?? null)) n++;
+    }
+    rec.changesBehind = nextAfter == null ? null : isId(nextAfter) ? nextAfter : rec.changesBehind;
+    return n;
+  }
+
+  /** A conversation's changes need no catch-up (its messages were dropped, or it is gone). */
+  changesCaughtUp(convId: ID): void {
+    const rec = this.convs.get(convId);
+    if (rec) rec.changesBehind = null;
+  }
+
   /** The outbox as plain data, to keep unsent messages across a reload. */
   exportOutbox(): SavedOutboxEntry[] {
     return [...this.outbox.values()].map((e) => ({
       client_id: e.client_id,
       conversation: e.conversation,
       body: e.body,
+      ...(e.reply_to ? { reply_to: e.reply_to } : {}),
       createdAt: e.createdAt,
       failed: e.status === 'failed',
       error: e.error,
@@ -742,6 +840,7 @@ export class ChatState {
         status: x.failed || stale ? 'failed' : 'queued',
         error: x.error || (stale ? 'stale' : null),
         requestId: null,
+        ...(isId(x.reply_to) ? { reply_to: x.reply_to } : {}),
       });
     }
   }

@@ -32,10 +32,11 @@ export function isId(s) {
 }
 /**
  * Merges items into a list sorted by ID, dropping duplicates (the later copy
- * of an ID replaces the earlier one). Returns a new array and how many IDs
- * were new. Items without a valid ID are ignored.
+ * of an ID replaces the earlier one, unless `choose` picks the held one).
+ * Returns a new array and how many IDs were new. Items without a valid ID
+ * are ignored.
  */
-export function mergeMessages(list, incoming) {
+export function mergeMessages(list, incoming, choose = (_held, m) => m) {
     if (!incoming || incoming.length === 0)
         return { list, added: 0 };
     const out = list.slice();
@@ -55,7 +56,7 @@ export function mergeMessages(list, incoming) {
                 hi = mid;
         }
         if (lo < out.length && compareIds(out[lo].id, m.id) === 0) {
-            out[lo] = m;
+            out[lo] = choose(out[lo], m);
         }
         else {
             out.splice(lo, 0, m);

@@ -6,4 +6,5 @@ export { Backoff, drainDelay } from './backoff.js';
 export { Connection, RequestError, } from './connection.js';
 export { Api, ApiError } from './api.js';
 export * from './state.js';
+export { applyChangeTo, isNewChange, quoteOf, reactionsAfter, validEmoji, newerCopy, MAX_PENDING_CHANGES, } from './changes.js';
 export { ChatClient } from './client.js';

@@ -7,8 +7,12 @@ export const ANSWERS = {
     send: 'ack',
     history: 'history',
     ping: 'pong',
+    edit: 'ack',
+    delete: 'ack',
+    react: 'ack',
+    changes: 'changes',
 };
-export const CLIENT_FRAME_TYPES = ['send', 'history', 'read', 'typing', 'ping'];
+export const CLIENT_FRAME_TYPES = ['send', 'history', 'read', 'typing', 'ping', 'edit', 'delete', 'react', 'changes'];
 export const SERVER_FRAME_TYPES = [
     'hello',
     'ack',
@@ -20,6 +24,8 @@ export const SERVER_FRAME_TYPES = [
     'conversation',
     'error',
     'pong',
+    'change',
+    'changes',
 ];
 /** Close codes with a meaning for clients (docs/PROTOCOL.md, "Close codes"). */
 export const CLOSE_NORMAL = 1000;
@@ -49,3 +55,7 @@ export const API_PREFIX = '/api/v1';
 export const MAX_BODY_CODE_POINTS = 4096;
 export const MAX_CLIENT_ID_LENGTH = 64;
 export const MAX_HISTORY_LIMIT = 200;
+/** A reply's quote of the original is cut to this many code points. */
+export const QUOTE_CODE_POINTS = 200;
+/** Emojis one message may carry at most. */
+export const MAX_REACTION_EMOJIS = 20;

@@ -3,6 +3,7 @@
 // waiting for their ack (keyed by client_id), read marks, typing, presence,
 // the conversation list's order and the catch-up plan after a reconnect.
 // ChatClient (client.ts) feeds it frames; a UI reads it.
+import { applyPageChange, applyToRecord, indexOfId, newerCopy, settlePending } from './changes.js';
 import { compareIds, isId, maxId, mergeMessages } from './ids.js';
 const CLIENT_ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 /** A fresh client_id: printable ASCII, well under the 64-character limit. */
@@ -101,6 +102,9 @@ export class ChatState {
             tracked: false,
             reads: new Map(),
             typing: new Map(),
+            changeCursor: null,
+            changesBehind: null,
+            pendingChanges: [],
         };
     }
     #rememberUser(u) {
@@ -161,8 +165,14 @@ export class ChatState {
         return rec;
     }
     #noteLast(rec, m) {
-        if (!rec.lastMessage || compareIds(m.id, rec.lastMessage.id) >= 0)
+        const last = rec.lastMessage;
+        if (!last)
             rec.lastMessage = m;
+        else {
+            const c = compareIds(m.id, last.id);
+            if (c > 0 || (c === 0 && newerCopy(last, m) === m))
+                rec.lastMessage = m;
+        }
     }
     #toFront(id) {
         const i = this.order.indexOf(id);
@@ -196,10 +206,21 @@ export class ChatState {
         this.#rememberUser(this.me);
         for (const c of this.convs.values()) {
             const after = this.newestKnownId(c.id);
+            let p = null;
             if (after && c.loaded)
-                plan.push({ conversation: c.id, after });
+                p = { conversation: c.id, after };
             else if (c.tracked)
-                plan.push({ conversation: c.id, after: after ?? '0' });
+                p = { conversation: c.id, after: after ?? '0' };
+            if (!p)
+                continue;
+            // Changes share the messages' ID sequence, so the same cursor (or a
+            // later change's) says where the changes missed begin; an earlier
+            // catch-up that did not finish begins before it. Once the history
+            // catch-up is done, `changes` are paged from changesBehind.
+            const from = maxId(after, c.changeCursor);
+            if (from)
+                c.changesBehind = c.changesBehind == null ? from : compareIds(c.changesBehind, from) < 0 ? c.changesBehind : from;
+            plan.push(p);
         }
         const order = [];
         for (const c of hello.conversations || []) {
@@ -278,8 +299,10 @@ export class ChatState {
             rec.tracked = this.followAll;
         }
         const wasNewest = this.newestKnownId(rec.id);
-        const r = mergeMessages(rec.messages, [m]);
+        const r = mergeMessages(rec.messages, [m], newerCopy);
         rec.messages = r.list;
+        if (r.added)
+            settlePending(rec, this.me?.id ?? null);
         this.#settleOutbox(m);
         if (r.added) {
             const isNewer = !wasNewest || compareIds(m.id, wasNewest) > 0;
@@ -328,8 +351,10 @@ export class ChatState {
         const rec = this.convs.get(convId);
         if (!rec)
             return null;
-        const r = mergeMessages(rec.messages, messages || []);
+        const r = mergeMessages(rec.messages, messages || [], newerCopy);
         rec.messages = r.list;
+        if (r.added)
+            settlePending(rec, this.me?.id ?? null);
         for (const m of messages || []) {
             this.#settleOutbox(m);
             this.#noteLast(rec, m);
@@ -371,6 +396,9 @@ export class ChatState {
             rec.messages = [];
             rec.loaded = false;
             rec.nextBefore = undefined;
+            // Nothing held is left to patch: the reloaded page is current.
+            rec.changesBehind = null;
+            rec.pendingChanges = [];
             return { reload: true, added };
         }
         return { next: nextAfter, added };
@@ -502,8 +530,8 @@ export class ChatState {
         }
         return null;
     }
-    /** Queues a new message; returns the outbox entry (status 'queued'). */
-    enqueue(convId, body) {
+    /** Queues a new message (a reply when replyTo is given); returns the outbox entry (status 'queued'). */
+    enqueue(convId, body, { replyTo } = {}) {
         const e = {
             client_id: newClientId(this.now, this.random),
             conversation: convId,
@@ -513,6 +541,8 @@ export class ChatState {
             error: null,
             requestId: null,
         };
+        if (replyTo)
+            e.reply_to = replyTo;
         this.outbox.set(e.client_id, e);
         return e;
     }
@@ -646,12 +676,78 @@ export class ChatState {
             n += rec.unread || 0;
         return n;
     }
+    // ---------------------------------------------------------- changes
+    /** A held message by ID (from the conversation's list, else its last message), or null. */
+    message(convId, msgId) {
+        const rec = this.convs.get(convId);
+        if (!rec)
+            return null;
+        const i = indexOfId(rec.messages, msgId);
+        if (i >= 0)
+            return rec.messages[i];
+        return rec.lastMessage && rec.lastMessage.id === msgId ? rec.lastMessage : null;
+    }
+    /** My newest stored message in a conversation that is not deleted (what the up arrow edits), or null. */
+    lastEditable(convId) {
+        const rec = this.convs.get(convId);
+        if (!rec || !this.me)
+            return null;
+        for (let i = rec.messages.length - 1; i >= 0; i--) {
+            const m = rec.messages[i];
+            if (m.sender === this.me.id && !m.deleted)
+                return m;
+        }
+        return null;
+    }
+    /**
+     * Applies a change: a live `change` frame, or (cursor false) the change
+     * in the ack of one's own edit, delete or react, which must not move the
+     * cursor (an ack can come before an older change of someone else).
+     * Returns whether anything shown changed.
+     */
+    applyChange(ch, { cursor = true } = {}) {
+        if (!ch || !isId(ch.id) || !ch.conversation)
+            return false;
+        const rec = this.convs.get(ch.conversation);
+        if (!rec)
+            return false;
+        if (cursor)
+            rec.changeCursor = maxId(rec.changeCursor, ch.id);
+        return applyToRecord(rec, ch, this.me?.id ?? null);
+    }
+    /**
+     * Applies a page of a `changes` answer (each change with its message as
+     * it is now). With nextAfter null the catch-up is complete; otherwise it
+     * continues from nextAfter. Returns how many shown messages changed.
+     */
+    applyChangesPage(convId, changes, nextAfter) {
+        const rec = this.convs.get(convId);
+        if (!rec)
+            return 0;
+        let n = 0;
+        for (const ch of changes || []) {
+            if (!ch || !isId(ch.id))
+                continue;
+            rec.changeCursor = maxId(rec.changeCursor, ch.id);
+            if (applyPageChange(rec, ch, this.me?.id ?? null))
+                n++;
+        }
+        rec.changesBehind = nextAfter == null ? null : isId(nextAfter) ? nextAfter : rec.changesBehind;
+        return n;
+    }
+    /** A conversation's changes need no catch-up (its messages were dropped, or it is gone). */
+    changesCaughtUp(convId) {
+        const rec = this.convs.get(convId);
+        if (rec)
+            rec.changesBehind = null;
+    }
     /** The outbox as plain data, to keep unsent messages across a reload. */
     exportOutbox() {
         return [...this.outbox.values()].map((e) => ({
             client_id: e.client_id,
             conversation: e.conversation,
             body: e.body,
+            ...(e.reply_to ? { reply_to: e.reply_to } : {}),
             createdAt: e.createdAt,
             failed: e.status === 'failed',
             error: e.error,
@@ -679,6 +775,7 @@ export class ChatState {
                 status: x.failed || stale ? 'failed' : 'queued',
                 error: x.error || (stale ? 'stale' : null),
                 requestId: null,
+                ...(isId(x.reply_to) ? { reply_to: x.reply_to } : {}),
             });
         }
     }
