@@ -61,7 +61,7 @@ type FanoutResult struct {
 const centrifugoConfig = `{
   "client": {"insecure": true, "allowed_origins": ["*"]},
   "channel": {"without_namespace": {"allow_subscribe_for_client": true, "allow_publish_for_client": true}},
-  "http_server": {"port": "8000"}
+  "http_server": {"address": "127.0.0.1", "port": "8000"}
 }
 `
 
