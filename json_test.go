@@ -2,6 +2,7 @@ package chat
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -169,4 +170,45 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// The fast encoder must agree with encoding/json on what a string means,
+// for every kind of character, and must not escape HTML characters.
+func TestAppendStringNoHTMLEscaping(t *testing.T) {
+	cases := []string{
+		"", "plain", "<b>&amp;</b>", "\"q\" \\ / \n\r\t\x00\x01\x1f\x7f", "é 😀 中文",
+		"\u2028\u2029", "bad \xff utf8 \xc3", strings.Repeat("<", MaxBody),
+	}
+	for _, s := range cases {
+		b := appendString(nil, s)
+		var back string
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%q -> %s: %v", s, b, err)
+		}
+		want := strings.ToValidUTF8(s, "\ufffd")
+		if back != want {
+			t.Errorf("%q -> %s -> %q", s, b, back)
+		}
+		if strings.Contains(string(b), `\u003c`) || strings.Contains(string(b), `\u0026`) {
+			t.Errorf("%q escaped as HTML: %s", s, b)
+		}
+		if strings.ContainsRune(string(b), '\u2028') {
+			t.Errorf("U+2028 left raw: %s", b)
+		}
+	}
+	// A body of 4,096 '<' is 4,098 bytes of JSON, not 24,578.
+	if n := len(appendString(nil, strings.Repeat("<", MaxBody))); n != MaxBody+2 {
+		t.Errorf("4096 '<' encode to %d bytes", n)
+	}
+	m := Message{ID: 1, Conversation: "1", Sender: 2, Body: "<a&b>", ClientID: "<c>"}
+	b, err := Marshal(struct {
+		M    Message `json:"m"`
+		Text string  `json:"text"`
+	}{m, "<&>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), `\u00`) || !strings.Contains(string(b), `"<a&b>"`) || !strings.Contains(string(b), `"text":"<&>"`) {
+		t.Errorf("Marshal escaped HTML: %s", b)
+	}
 }

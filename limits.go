@@ -69,6 +69,19 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// Bounds on what one reply or frame carries, whatever users write.
+const (
+	// MaxPageBytes bounds the JSON of one list or page (a history page, a
+	// conversation list, a page of members) in a store reply, an HTTP
+	// answer or a WebSocket frame: a page ends early, with its cursor,
+	// when the next item would not fit. It stays well under NATS's default
+	// max_payload (1 MiB), which caps every store reply, and under the
+	// gateway's 4 MiB write queue. The largest message (4,096 control
+	// characters, each escaped as \u00XX) is about 24.7 KB of JSON, so a
+	// page holds at least 20 of them.
+	MaxPageBytes = 512 << 10
+)
+
 // FoldUsername applies the username profile and reports whether u is a
 // valid username: PRECIS UsernameCaseMapped (RFC 8265: width mapping, NFC,
 // lower case), then 3-32 characters of [a-z0-9_.-]. Sign up, log in, search

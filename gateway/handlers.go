@@ -245,7 +245,7 @@ func (s *Server) onHistory(ctx context.Context, c *Conn, req *request) {
 		c.sendError(req.ID, codeUnavailable, "history is not available right now, retry")
 		return
 	}
-	b, _ := json.Marshal(page.render(req.ID, true))
+	b, _ := chat.Marshal(page.render(req.ID, true))
 	c.send(textFrame(b), "history")
 }
 
@@ -427,7 +427,7 @@ func errorFrame(id json.RawMessage, code, msg string) []byte {
 }
 
 func (c *Conn) sendJSON(typ string, v any) {
-	b, err := json.Marshal(v)
+	b, err := chat.Marshal(v)
 	if err != nil {
 		return
 	}

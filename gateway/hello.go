@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/chatcluster/chat"
 )
@@ -80,7 +79,7 @@ func (s *Server) hello(ctx context.Context, c *Conn) ([]byte, []chat.Conversatio
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := json.Marshal(struct {
+	b, err := chat.Marshal(struct {
 		Type          string            `json:"type"`
 		User          chat.User         `json:"user"`
 		Conversations []apiConversation `json:"conversations"`

@@ -36,7 +36,7 @@ func (s *Server) onUserEvent(user chat.ID, data []byte) {
 		if ac, err := s.renderOne(ctx, user, conv); err != nil {
 			s.log.Warn("conversation event", zap.Error(err))
 		} else {
-			b, _ := json.Marshal(struct {
+			b, _ := chat.Marshal(struct {
 				Type         string          `json:"type"`
 				Conversation apiConversation `json:"conversation"`
 			}{"conversation", ac})

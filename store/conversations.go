@@ -207,6 +207,9 @@ func (s *Service) history(ctx context.Context, req storeclient.HistoryRequest) (
 	if err != nil {
 		return nil, err
 	}
+	if n := fitMessages(msgs, chat.MaxPageBytes); n < len(msgs) {
+		msgs, more = msgs[:n], true // the page ends early; its last ID is the cursor
+	}
 	if msgs == nil {
 		msgs = []chat.Message{}
 	}

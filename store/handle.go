@@ -81,7 +81,7 @@ func (s *Service) serve(ctx context.Context, m *nats.Msg) {
 	} else {
 		var resp any
 		if resp, err = h(ctx, m.Data); err == nil {
-			body, err = json.Marshal(resp)
+			body, err = chat.Marshal(resp)
 		}
 	}
 	result := "ok"
