@@ -20,8 +20,10 @@ const (
 	MaxTitle       = 128 // code points, a group's title
 	MaxBody        = 4096
 	MaxClientID    = 64
-	// MaxGroupMembers is the default bound of a group's members.
-	MaxGroupMembers = 1000
+	// MaxGroupMembers is the default bound of a group's members. A group
+	// is created with at most MaxMembersPage of them and grows by adding
+	// pages of up to MaxMembersPage.
+	MaxGroupMembers = 10000
 	// MaxEmojiBytes bounds one reaction's emoji (a ZWJ family sequence
 	// takes 25 bytes); MaxEmojiRunes its code points.
 	MaxEmojiBytes = 32
@@ -80,6 +82,13 @@ const (
 	// characters, each escaped as \u00XX) is about 24.7 KB of JSON, so a
 	// page holds at least 20 of them.
 	MaxPageBytes = 512 << 10
+	// MaxInlineMembers is the largest conversation whose members travel
+	// inline (hello, lists, conversation frames) and whose members get
+	// each other's presence frames; bigger groups carry member_count and
+	// page their members on request (docs/PROTOCOL.md).
+	MaxInlineMembers = 100
+	// MaxMembersPage bounds a page of members, read or added in bulk.
+	MaxMembersPage = 1000
 )
 
 // FoldUsername applies the username profile and reports whether u is a

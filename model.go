@@ -32,8 +32,16 @@ type Conversation struct {
 	Title     string    `json:"title,omitempty"` // groups only; a direct conversation's title is per reader
 	CreatedBy ID        `json:"created_by"`
 	CreatedAt time.Time `json:"created_at"`
-	Members   []ID      `json:"members"` // ascending by ID
+	Members   []ID      `json:"members"` // ascending by ID; in a list, only for conversations of at most MaxInlineMembers
+	// MemberCount is len(Members) where Members is complete; in a list
+	// entry of a bigger conversation Members is nil and this is the count.
+	MemberCount int `json:"member_count"`
 }
+
+// Inline reports whether the conversation is small enough to carry its
+// members inline in lists, hello and conversation frames (and to get
+// presence frames for them).
+func (c *Conversation) Inline() bool { return c.MemberCount <= MaxInlineMembers }
 
 // Message is one chat message as stored and as sent to clients. The fields
 // after ClientID are extensions of the protocol: each is left out of the
@@ -114,4 +122,30 @@ type Page struct {
 	Limit  int
 	// Viewer is who reads: reactions are marked Me for this user. 0: none.
 	Viewer ID
+}
+
+// ListPage selects a page of a user's conversation list, ordered by
+// activity, newest first, ties by conversation ID ascending. A zero cursor
+// (Activity and Conversation unset) starts at the top; otherwise the page
+// holds the entries strictly after (Activity, Conversation) in that order.
+// Limit is at least 1. Activity changes as messages arrive, so a walk
+// through a list that is busy may meet a conversation twice or miss one
+// that moved above the cursor: the hello's top of the list is the part that
+// must be current, and it is.
+type ListPage struct {
+	Activity     time.Time
+	Conversation string
+	Limit        int
+}
+
+// After reports whether entry (activity, conv) comes strictly after the
+// page's cursor in list order.
+func (p ListPage) After(activity time.Time, conv string) bool {
+	if p.Conversation == "" {
+		return true
+	}
+	if c := activity.Compare(p.Activity); c != 0 {
+		return c < 0
+	}
+	return conv > p.Conversation
 }

@@ -73,7 +73,8 @@ type Config struct {
 	MaxHashes int
 	// HelloConversations is how many conversations hello lists. Default 1000.
 	HelloConversations int
-	// MaxMembers bounds a group's size at creation. Default 1000.
+	// MaxMembers bounds a group's size (default chat.MaxGroupMembers,
+	// 10,000); one request creates or adds at most chat.MaxMembersPage.
 	MaxMembers int
 	// EditWindow is how long after sending a message its sender may edit
 	// it (deleting has no limit). Default 48 hours.

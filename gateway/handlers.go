@@ -87,7 +87,7 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 
 // knownTypes are the client frame types, for bounded metric labels.
 var knownTypes = map[string]bool{"send": true, "history": true, "read": true, "typing": true, "ping": true,
-	"edit": true, "delete": true, "react": true, "changes": true}
+	"edit": true, "delete": true, "react": true, "changes": true, "members": true}
 
 // handleMessage acts on one complete text message from c.
 func (s *Server) handleMessage(c *Conn, payload []byte, at time.Time) {
@@ -136,6 +136,8 @@ func (s *Server) handleMessage(c *Conn, payload []byte, at time.Time) {
 		s.onReact(ctx, c, &req, at)
 	case "changes":
 		s.onChanges(ctx, c, &req)
+	case "members":
+		s.onMembers(ctx, c, &req)
 	}
 }
 
@@ -171,20 +173,15 @@ func (s *Server) isMember(ctx context.Context, c *Conn, conv string) (bool, erro
 	if a, b, ok := chat.DirectMembers(conv); ok && a != c.user && b != c.user {
 		return false, nil
 	}
-	cv, err := s.store.Conversation(ctx, conv)
+	cv, member, err := s.membership(ctx, conv, c.user)
 	if errors.Is(err, chat.ErrNotFound) {
 		return false, nil
 	}
-	if err != nil {
+	if err != nil || !member {
 		return false, err
 	}
-	for _, m := range cv.Members {
-		if m == c.user {
-			s.hub.join(c, conv, cv.Members)
-			return true, nil
-		}
-	}
-	return false, nil
+	s.hub.join(c, conv, cv.Members)
+	return true, nil
 }
 
 func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time) {

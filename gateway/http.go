@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 )
 
 // routes is the HTTP side of PROTOCOL.md.
@@ -30,6 +31,7 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("POST /api/v1/conversations/direct", s.authed(s.direct))
 	mux.HandleFunc("POST /api/v1/conversations", s.authed(s.createGroup))
 	mux.HandleFunc("POST /api/v1/conversations/{id}/members", s.authed(s.addMember))
+	mux.HandleFunc("GET /api/v1/conversations/{id}/members", s.authed(s.listMembers))
 	mux.HandleFunc("GET /api/v1/conversations/{id}/messages", s.authed(s.messages))
 	s.pushRoutes(mux)
 	s.sessionRoutes(mux)
@@ -267,26 +269,29 @@ func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request, id identity
 }
 
 func (s *Server) listConversations(w http.ResponseWriter, r *http.Request, id identity) {
-	limit := s.cfg.HelloConversations
-	if v := r.URL.Query().Get("limit"); v != "" {
+	q := r.URL.Query()
+	p := chat.ListPage{Limit: s.cfg.HelloConversations}
+	if v := q.Get("limit"); q.Has("limit") {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a positive number")
 			return
 		}
-		limit = min(n, limit)
+		p.Limit = min(n, p.Limit)
 	}
-	sums, err := s.store.Conversations(r.Context(), id.User, limit)
+	if q.Has("before") {
+		var ok bool
+		if p.Activity, p.Conversation, ok = parseListCursor(q.Get("before")); !ok {
+			writeError(w, http.StatusBadRequest, "invalid_request", "before must be a next_before of this list")
+			return
+		}
+	}
+	lp, err := s.conversationPage(r.Context(), id.User, p)
 	if err != nil {
 		s.storeError(w, err)
 		return
 	}
-	convs, err := s.render(r.Context(), id.User, sums)
-	if err != nil {
-		s.storeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"conversations": convs})
+	writeJSON(w, http.StatusOK, map[string]any{"conversations": lp.convs, "next_before": lp.next})
 }
 
 func (s *Server) direct(w http.ResponseWriter, r *http.Request, id identity) {
@@ -327,27 +332,40 @@ func (s *Server) respondConversation(w http.ResponseWriter, r *http.Request, id 
 	writeJSON(w, status, ac)
 }
 
-// resolve turns usernames into user IDs; 404 for any unknown one.
+// resolve turns usernames into user IDs; 404 for any unknown one. A page
+// of up to chat.MaxMembersPage names is looked up resolveParallel at a
+// time.
 func (s *Server) resolve(ctx context.Context, names []string) ([]chat.ID, error) {
-	ids := make([]chat.ID, 0, len(names))
+	uniq := make([]string, 0, len(names))
 	seen := make(map[string]bool, len(names))
 	for _, n := range names {
 		name, ok := chat.FoldUsername(n)
 		if !ok {
 			return nil, chat.ErrNotFound
 		}
-		if seen[name] {
-			continue
+		if !seen[name] {
+			seen[name] = true
+			uniq = append(uniq, name)
 		}
-		seen[name] = true
-		a, err := s.store.Account(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		ids = append(ids, a.ID)
+	}
+	ids := make([]chat.ID, len(uniq))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(resolveParallel)
+	for i, name := range uniq {
+		g.Go(func() error {
+			a, err := s.store.Account(gctx, name)
+			ids[i] = a.ID
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return ids, nil
 }
+
+// resolveParallel bounds the account lookups of one request in flight.
+const resolveParallel = 16
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, id identity) {
 	var req struct {
@@ -362,7 +380,8 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, id identity
 		writeError(w, http.StatusBadRequest, "invalid_request", "title must be 1-128 characters")
 		return
 	}
-	if len(req.Members)+1 > s.cfg.MaxMembers {
+	// A group starts with at most a page of members and grows by pages.
+	if len(req.Members)+1 > min(s.cfg.MaxMembers, chat.MaxMembersPage) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "too many members")
 		return
 	}
@@ -382,15 +401,24 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, id identity
 func (s *Server) addMember(w http.ResponseWriter, r *http.Request, id identity) {
 	conv := r.PathValue("id")
 	var req struct {
-		Username string `json:"username"`
+		Username  string   `json:"username"`
+		Usernames []string `json:"usernames"` // (extension) a page of up to chat.MaxMembersPage
 	}
 	if !decode(w, r, &req) {
+		return
+	}
+	names := req.Usernames
+	if req.Username != "" {
+		names = append(names, req.Username)
+	}
+	if len(names) == 0 || len(names) > chat.MaxMembersPage {
+		writeError(w, http.StatusBadRequest, "invalid_request", "give a username, or usernames: 1-1000 of them")
 		return
 	}
 	if !s.memberHTTP(w, r, id, conv) {
 		return
 	}
-	ids, err := s.resolve(r.Context(), []string{req.Username})
+	ids, err := s.resolve(r.Context(), names)
 	if err != nil {
 		s.storeError(w, err)
 		return
@@ -410,18 +438,16 @@ func (s *Server) memberHTTP(w http.ResponseWriter, r *http.Request, id identity,
 		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
 		return false
 	}
-	cv, err := s.store.Conversation(r.Context(), conv)
+	_, member, err := s.membership(r.Context(), conv, id.User)
 	if err != nil {
 		s.storeError(w, err)
 		return false
 	}
-	for _, m := range cv.Members {
-		if m == id.User {
-			return true
-		}
+	if !member {
+		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+		return false
 	}
-	writeError(w, http.StatusNotFound, "not_found", "no such conversation")
-	return false
+	return true
 }
 
 func (s *Server) messages(w http.ResponseWriter, r *http.Request, id identity) {

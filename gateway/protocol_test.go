@@ -1379,10 +1379,11 @@ func testSlowConsumer(t *testing.T, e *env) {
 	ab := e.direct(t, a, b.User.Username)
 	// b reads its hello and then nothing, through a small receive window.
 	r := e.dialRawBuf(t, b.Token, 4096)
-	// Each message frame is about 25 KB ("<" is escaped as \u003c): 360
-	// of them are about 9 MB, beyond the server's socket buffer (at most
-	// 4 MiB here; about 2.8 MB seen) plus the write queue (4 MiB default).
-	body := strings.Repeat("<", 4096)
+	// Each message frame is about 25 KB (a control character is escaped
+	// as \u0001, the largest a body can get): 360 of them are about 9 MB,
+	// beyond the server's socket buffer (at most 4 MiB here; about 2.8 MB
+	// seen) plus the write queue (4 MiB default).
+	body := strings.Repeat("\x01", 4096)
 	// One sender connection at a time: each also gets every message.
 	const n, perConn = 360, 40
 	for sent := 0; sent < n; sent += perConn {

@@ -21,7 +21,7 @@ func (s *Service) direct(ctx context.Context, req storeclient.DirectRequest) (an
 	}
 	id := chat.DirectID(a, b)
 	if c, err := s.b.Conversation(ctx, id); err == nil {
-		return storeclient.DirectResponse{Conversation: c}, nil
+		return storeclient.DirectResponse{Conversation: listed(c)}, nil
 	} else if !errors.Is(err, chat.ErrNotFound) {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ func (s *Service) direct(ctx context.Context, req storeclient.DirectRequest) (an
 	if created {
 		s.notify(c)
 	}
-	return storeclient.DirectResponse{Conversation: c, Created: created}, nil
+	return storeclient.DirectResponse{Conversation: listed(c), Created: created}, nil
 }
 
 // sortedIDs returns ids sorted ascending without duplicates; ErrInvalid for
@@ -85,7 +85,7 @@ func (s *Service) group(ctx context.Context, req storeclient.GroupRequest) (any,
 		return nil, err
 	}
 	s.notify(c)
-	return storeclient.GroupResponse{Conversation: c}, nil
+	return storeclient.GroupResponse{Conversation: listed(c)}, nil
 }
 
 func isMember(c chat.Conversation, u chat.ID) bool {
@@ -133,7 +133,7 @@ func (s *Service) addMembers(ctx context.Context, req storeclient.AddMembersRequ
 	}
 	users = slices.DeleteFunc(users, func(u chat.ID) bool { return isMember(c, u) })
 	if len(users) == 0 {
-		return storeclient.AddMembersResponse{Conversation: c, Added: []chat.ID{}}, nil // adding again changes nothing
+		return storeclient.AddMembersResponse{Conversation: listed(c), Added: []chat.ID{}}, nil // adding again changes nothing
 	}
 	// Two concurrent adds may together pass the limit a little; the limit
 	// bounds fan-out cost, not an invariant.
@@ -153,7 +153,7 @@ func (s *Service) addMembers(ctx context.Context, req storeclient.AddMembersRequ
 	if len(added) > 0 {
 		s.notify(c)
 	}
-	return storeclient.AddMembersResponse{Conversation: c, Added: added}, nil
+	return storeclient.AddMembersResponse{Conversation: listed(c), Added: added}, nil
 }
 
 func (s *Service) conversation(ctx context.Context, req storeclient.ConversationRequest) (any, error) {
@@ -164,26 +164,11 @@ func (s *Service) conversation(ctx context.Context, req storeclient.Conversation
 	if err != nil {
 		return nil, err
 	}
-	return storeclient.ConversationResponse{Conversation: c}, nil
+	return storeclient.ConversationResponse{Conversation: listed(c)}, nil
 }
 
 func (s *Service) conversations(ctx context.Context, req storeclient.ConversationsRequest) (any, error) {
-	if req.User == 0 {
-		return nil, fmt.Errorf("%w: user id 0", chat.ErrInvalid)
-	}
-	limit := req.Limit
-	if limit <= 0 {
-		limit = defaultConversationsLimit
-	}
-	limit = min(limit, maxConversationsLimit)
-	list, err := s.b.Conversations(ctx, req.User, limit)
-	if err != nil {
-		return nil, err
-	}
-	if list == nil {
-		list = []chat.Summary{}
-	}
-	return storeclient.ConversationsResponse{Summaries: list}, nil
+	return s.conversationPage(ctx, req)
 }
 
 func (s *Service) history(ctx context.Context, req storeclient.HistoryRequest) (any, error) {

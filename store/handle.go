@@ -60,6 +60,8 @@ func (s *Service) handlers() map[string]handler {
 		storeclient.OpSessionEnd:     handle(s.sessionEnd),
 		storeclient.OpSessionsEnd:    handle(s.sessionsEnd),
 		storeclient.OpPassword:       handle(s.password),
+		storeclient.OpMembers:        handle(s.members),
+		storeclient.OpMembership:     handle(s.membership),
 	}
 }
 
@@ -120,7 +122,10 @@ func decode(data []byte, v any) error {
 // Core NATS: a gateway that misses it (disconnected) learns the change from
 // the next conversation list.
 func (s *Service) notify(c chat.Conversation) {
-	body, err := json.Marshal(storeclient.UserEvent{Type: "conversation", Conversation: &c})
+	// A big group's event carries its member count, not its members: each
+	// of N members gets it, so a member list in it would cost N² bytes.
+	l := listed(c)
+	body, err := json.Marshal(storeclient.UserEvent{Type: "conversation", Conversation: &l})
 	if err != nil {
 		s.log.Error("encode conversation event", zap.Error(err))
 		return

@@ -115,7 +115,7 @@ func newMetrics(reg prometheus.Registerer, ready func() bool) (*metrics, error) 
 		m.backendErrors.WithLabelValues(op)
 	}
 	for _, op := range []string{storeclient.OpSignup, storeclient.OpAccount, storeclient.OpUsers, storeclient.OpSearch, storeclient.OpDirect, storeclient.OpGroup, storeclient.OpAddMembers, storeclient.OpConversation, storeclient.OpConversations, storeclient.OpHistory, storeclient.OpRead,
-		storeclient.OpPutDevice, storeclient.OpDevices, storeclient.OpDeleteDevice, storeclient.OpMute, storeclient.OpMemberStates} {
+		storeclient.OpPutDevice, storeclient.OpDevices, storeclient.OpDeleteDevice, storeclient.OpMute, storeclient.OpMemberStates, storeclient.OpMembers, storeclient.OpMembership} {
 		m.requests.WithLabelValues(op, "ok")
 	}
 	for _, op := range storeclient.SessionOps {
@@ -197,6 +197,20 @@ func (i instrumented) Conversations(ctx context.Context, user chat.ID, limit int
 	s, err := i.b.Conversations(ctx, user, limit)
 	i.m.observe(opConversations, start, err)
 	return s, err
+}
+
+func (i instrumented) ConversationPage(ctx context.Context, user chat.ID, p chat.ListPage) ([]chat.Summary, bool, error) {
+	start := time.Now()
+	s, more, err := i.b.ConversationPage(ctx, user, p)
+	i.m.observe(opConversations, start, err)
+	return s, more, err
+}
+
+func (i instrumented) Members(ctx context.Context, conversation string, after chat.ID, limit int) ([]chat.ID, bool, error) {
+	start := time.Now()
+	m, more, err := i.b.Members(ctx, conversation, after, limit)
+	i.m.observe(opMembership, start, err)
+	return m, more, err
 }
 
 func (i instrumented) SaveMessages(ctx context.Context, msgs []chat.Message) error {

@@ -577,6 +577,12 @@ func (n *namedSaver) Conversation(ctx context.Context, id string) (chat.Conversa
 func (n *namedSaver) Conversations(ctx context.Context, u chat.ID, l int) ([]chat.Summary, error) {
 	return n.c.Conversations(ctx, u, l)
 }
+func (n *namedSaver) ConversationPage(ctx context.Context, u chat.ID, p chat.ListPage) ([]chat.Summary, bool, error) {
+	return n.c.ConversationPage(ctx, u, p)
+}
+func (n *namedSaver) Members(ctx context.Context, c string, after chat.ID, l int) ([]chat.ID, bool, error) {
+	return n.c.Members(ctx, c, after, l)
+}
 func (n *namedSaver) Messages(ctx context.Context, c string, p chat.Page) ([]chat.Message, bool, error) {
 	return n.c.Messages(ctx, c, p)
 }

@@ -42,8 +42,20 @@ type Backend interface {
 	// Conversation returns a conversation with its members, or ErrNotFound.
 	Conversation(ctx context.Context, id string) (chat.Conversation, error)
 	// Conversations lists up to limit of a user's conversations, the most
-	// recent activity first.
+	// recent activity first: the first page of ConversationPage, entries
+	// as it makes them.
 	Conversations(ctx context.Context, user chat.ID, limit int) ([]chat.Summary, error)
+	// ConversationPage is one page of that list after p's cursor, and
+	// whether more entries follow. Entries carry MemberCount, and Members
+	// only for conversations of at most chat.MaxInlineMembers (nil
+	// otherwise), so that a page costs the same whatever the groups' sizes.
+	// ErrInvalid for a Limit under 1.
+	ConversationPage(ctx context.Context, user chat.ID, p chat.ListPage) ([]chat.Summary, bool, error)
+	// Members returns up to limit of a conversation's member IDs above
+	// after (0: from the first), ascending, and whether more follow.
+	// ErrNotFound for an unknown conversation, ErrInvalid for a limit
+	// under 1.
+	Members(ctx context.Context, conversation string, after chat.ID, limit int) ([]chat.ID, bool, error)
 
 	// SaveMessages stores messages (any conversations, any order) and moves
 	// each conversation's last message forward. A message whose ID is

@@ -144,7 +144,74 @@ func readConv(tx *bbolt.Tx, id string, v []byte) (chat.Conversation, error) {
 		}
 		c.Members = append(c.Members, keyID(k))
 	}
+	c.MemberCount = len(c.Members)
 	return c, nil
+}
+
+// readConvHead decodes a conversation's header and its member count, with
+// the members only when there are at most chat.MaxInlineMembers: what a
+// list entry carries. Counting is a walk over keys (no values decoded).
+func readConvHead(tx *bbolt.Tx, id string, v []byte) (chat.Conversation, error) {
+	c, err := decodeConv(id, v)
+	if err != nil {
+		return c, fmt.Errorf("conversation %s: %w", id, err)
+	}
+	prefix := convPrefix(id)
+	cur := tx.Bucket(bucketMembers).Cursor()
+	members := make([]chat.ID, 0, 8)
+	n := 0
+	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		if n < chat.MaxInlineMembers+1 {
+			if len(k) != len(prefix)+8 {
+				return c, fmt.Errorf("conversation %s: member key %x: %w", id, k, errCorrupt)
+			}
+			members = append(members, keyID(k))
+		}
+		n++
+	}
+	c.MemberCount = n
+	if n <= chat.MaxInlineMembers {
+		c.Members = members
+	}
+	return c, nil
+}
+
+// Members returns up to limit of a conversation's member IDs above after,
+// ascending, and whether more follow. ErrNotFound for an unknown
+// conversation.
+func (b *Backend) Members(ctx context.Context, conversation string, after chat.ID, limit int) ([]chat.ID, bool, error) {
+	if err := validConv(conversation); err != nil {
+		return nil, false, err
+	}
+	if limit < 1 {
+		return nil, false, fmt.Errorf("%w: limit %d", chat.ErrInvalid, limit)
+	}
+	var (
+		out  = []chat.ID{}
+		more bool
+	)
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketConvs).Get([]byte(conversation)) == nil {
+			return fmt.Errorf("%w: conversation %s", chat.ErrNotFound, conversation)
+		}
+		prefix := convPrefix(conversation)
+		cur := tx.Bucket(bucketMembers).Cursor()
+		for k, _ := cur.Seek(convKey(conversation, after+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+			if len(out) == limit {
+				more = true
+				return nil
+			}
+			if after == ^chat.ID(0) {
+				return nil // nothing is above the largest ID (after+1 wrapped)
+			}
+			out = append(out, keyID(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return out, more, nil
 }
 
 // entry is one of a user's conversations while the list is sorted. Its
@@ -167,7 +234,22 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 	if limit <= 0 {
 		return nil, nil
 	}
-	var out []chat.Summary
+	list, _, err := b.ConversationPage(ctx, user, chat.ListPage{Limit: limit})
+	return list, err
+}
+
+// ConversationPage is one page of the list Conversations returns, after
+// p's cursor; list entries carry members only for conversations of at most
+// chat.MaxInlineMembers (MemberCount always).
+func (b *Backend) ConversationPage(ctx context.Context, user chat.ID, p chat.ListPage) ([]chat.Summary, bool, error) {
+	if p.Limit <= 0 {
+		return nil, false, fmt.Errorf("%w: limit %d", chat.ErrInvalid, p.Limit)
+	}
+	limit := p.Limit
+	var (
+		out  []chat.Summary
+		more bool
+	)
 	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		members := tx.Bucket(bucketMembers)
 		msgs := tx.Bucket(bucketMessages).Cursor()
@@ -194,7 +276,9 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 					return err
 				}
 			}
-			entries = append(entries, e)
+			if p.After(e.activity, string(e.conv)) {
+				entries = append(entries, e)
+			}
 		}
 		slices.SortFunc(entries, func(a, b entry) int {
 			if c := b.activity.Compare(a.activity); c != 0 {
@@ -202,6 +286,7 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 			}
 			return bytes.Compare(a.conv, b.conv)
 		})
+		more = len(entries) > limit
 		entries = entries[:min(limit, len(entries))]
 
 		convs := tx.Bucket(bucketConvs)
@@ -212,7 +297,7 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 			if cv == nil {
 				return fmt.Errorf("conversation %s: members without a conversation: %w", id, errCorrupt)
 			}
-			c, err := readConv(tx, id, cv)
+			c, err := readConvHead(tx, id, cv)
 			if err != nil {
 				return err
 			}
@@ -233,7 +318,7 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 		}
 		return nil
 	})
-	return out, err
+	return out, more, err
 }
 
 // lastMessage positions cur on conv's newest message and returns it, or

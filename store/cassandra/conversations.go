@@ -278,6 +278,7 @@ func convFromRow(id string, row map[string]any) chat.Conversation {
 		c.Members = append(c.Members, chat.ID(m))
 	}
 	slices.Sort(c.Members)
+	c.MemberCount = len(c.Members)
 	return c
 }
 
@@ -302,7 +303,7 @@ type listEntry struct {
 // on the partition key: the coordinator fetches them in parallel).
 const listChunk = 50
 
-const listColumns = `kind, title, created_by, created_at, members,
+const listColumns = `kind, title, created_by, created_at,
 	last_message_id, last_sender_id, last_body, last_client_id, last_sent_at`
 
 // fillEntry completes e from its conversations row.
@@ -340,6 +341,22 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 	if limit < 1 || !validID(user) {
 		return nil, nil
 	}
+	list, _, err := b.ConversationPage(ctx, user, chat.ListPage{Limit: limit})
+	return list, err
+}
+
+// ConversationPage is one page of the list, after p's cursor. The
+// conversations' rows are read without their member sets; only the page's
+// entries then read their members (IN on 50 keys at a time), and keep them
+// when there are at most chat.MaxInlineMembers.
+func (b *Backend) ConversationPage(ctx context.Context, user chat.ID, p chat.ListPage) ([]chat.Summary, bool, error) {
+	if p.Limit < 1 {
+		return nil, false, fmt.Errorf("%w: limit %d", chat.ErrInvalid, p.Limit)
+	}
+	if !validID(user) {
+		return nil, false, nil
+	}
+	limit := p.Limit
 	var entries []*listEntry
 	iter := b.q(ctx, `SELECT conversation_id, joined_at, last_read_id FROM user_conversations WHERE user_id = ?`, int64(user)).
 		PageSize(1000).Iter()
@@ -352,7 +369,7 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 		entries = append(entries, &listEntry{conv: conv, joined: joined.UTC(), lastRead: lastRead})
 	}
 	if err := iter.Close(); err != nil {
-		return nil, wrap("conversations", err)
+		return nil, false, wrap("conversations", err)
 	}
 	byConv := make(map[string]*listEntry, len(entries))
 	for _, e := range entries {
@@ -380,11 +397,11 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 		return iter.Close()
 	})
 	if err != nil {
-		return nil, wrap("conversations", err)
+		return nil, false, wrap("conversations", err)
 	}
 	top := make([]*listEntry, 0, len(entries))
 	for _, e := range entries {
-		if e.ok {
+		if e.ok && p.After(e.sum.Activity, e.conv) {
 			top = append(top, e)
 		}
 	}
@@ -394,7 +411,11 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 		}
 		return cmp.Compare(a.conv, b.conv)
 	})
+	more := len(top) > limit
 	top = top[:min(len(top), limit)]
+	if err := b.pageMembers(ctx, top); err != nil {
+		return nil, false, wrap("conversations", err)
+	}
 	err = b.each(ctx, len(top), func(ctx context.Context, i int) error {
 		e := top[i]
 		if e.sum.LastMessage == nil || int64(e.sum.LastMessage.ID) <= e.lastRead {
@@ -405,13 +426,92 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 		return err
 	})
 	if err != nil {
-		return nil, wrap("conversations", err)
+		return nil, false, wrap("conversations", err)
 	}
 	out := make([]chat.Summary, len(top))
 	for i, e := range top {
 		out[i] = e.sum
 	}
-	return out, nil
+	return out, more, nil
+}
+
+// pageMembers reads the member sets of a page's entries and keeps them
+// where they are small enough to travel inline.
+func (b *Backend) pageMembers(ctx context.Context, page []*listEntry) error {
+	byConv := make(map[string]*listEntry, len(page))
+	for _, e := range page {
+		byConv[e.conv] = e
+	}
+	chunks := (len(page) + listChunk - 1) / listChunk
+	return b.each(ctx, chunks, func(ctx context.Context, i int) error {
+		part := page[i*listChunk : min((i+1)*listChunk, len(page))]
+		ids := make([]string, len(part))
+		for k, e := range part {
+			ids[k] = e.conv
+		}
+		iter := b.q(ctx, `SELECT conversation_id, members FROM conversations WHERE conversation_id IN ?`, ids).Iter()
+		var (
+			conv    string
+			members []int64
+		)
+		for iter.Scan(&conv, &members) {
+			e := byConv[conv]
+			if e == nil {
+				continue
+			}
+			e.sum.MemberCount = len(members)
+			e.sum.Members = nil
+			if len(members) <= chat.MaxInlineMembers {
+				e.sum.Members = make([]chat.ID, len(members))
+				for k, m := range members {
+					e.sum.Members[k] = chat.ID(m)
+				}
+				slices.Sort(e.sum.Members)
+			}
+			members = nil
+		}
+		return iter.Close()
+	})
+}
+
+// Members pages a conversation's member IDs in clustering order (one
+// slice of conversation_members).
+func (b *Backend) Members(ctx context.Context, conversation string, after chat.ID, limit int) ([]chat.ID, bool, error) {
+	if limit < 1 || after > chat.ID(1<<63-1) {
+		return nil, false, fmt.Errorf("%w: members page after %d limit %d", chat.ErrInvalid, after, limit)
+	}
+	if _, err := b.head(ctx, conversation); err != nil {
+		return nil, false, err
+	}
+	iter := b.q(ctx, `SELECT user_id FROM conversation_members WHERE conversation_id = ? AND user_id > ? LIMIT ?`,
+		conversation, int64(after), limit+1).PageSize(limit + 1).Iter()
+	out := []chat.ID{}
+	var id int64
+	for iter.Scan(&id) {
+		out = append(out, chat.ID(id))
+	}
+	if err := iter.Close(); err != nil {
+		return nil, false, wrap("members", err)
+	}
+	more := len(out) > limit
+	return out[:min(len(out), limit)], more, nil
+}
+
+// head reads a conversation's row without its members; ErrNotFound.
+func (b *Backend) head(ctx context.Context, id string) (chat.Conversation, error) {
+	row := map[string]any{}
+	err := b.q(ctx, `SELECT kind, title, created_by, created_at FROM conversations WHERE conversation_id = ?`, id).MapScan(row)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return chat.Conversation{}, fmt.Errorf("%w: conversation %q", chat.ErrNotFound, id)
+	}
+	if err != nil {
+		return chat.Conversation{}, wrap("conversation", err)
+	}
+	c := convFromRow(id, row)
+	if c.Kind == "" {
+		return chat.Conversation{}, fmt.Errorf("%w: conversation %q", chat.ErrNotFound, id)
+	}
+	return c, nil
 }
 
 // maxUnreadScan bounds the rows read to count unread messages: the user's

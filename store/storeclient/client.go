@@ -182,6 +182,39 @@ func (c *Client) Conversations(ctx context.Context, user chat.ID, limit int) ([]
 	return resp.Summaries, nil
 }
 
+// ConversationPage returns a page of a user's conversation list after p's
+// cursor and whether more entries follow.
+func (c *Client) ConversationPage(ctx context.Context, user chat.ID, p chat.ListPage) ([]chat.Summary, bool, error) {
+	var resp ConversationsResponse
+	req := ConversationsRequest{User: user, Limit: p.Limit, AfterActivity: p.Activity, AfterConversation: p.Conversation}
+	if err := c.call(ctx, OpConversations, req, &resp); err != nil {
+		return nil, false, err
+	}
+	return resp.Summaries, resp.More, nil
+}
+
+// Members returns a page of a conversation's member IDs above after on
+// behalf of member by, whether more follow, and the member count.
+// chat.ErrNotFound unless by is a member.
+func (c *Client) Members(ctx context.Context, conversation string, by, after chat.ID, limit int) ([]chat.ID, bool, int, error) {
+	var resp MembersResponse
+	req := MembersRequest{Conversation: conversation, By: by, After: after, Limit: limit}
+	if err := c.call(ctx, OpMembers, req, &resp); err != nil {
+		return nil, false, 0, err
+	}
+	return resp.Members, resp.More, resp.Count, nil
+}
+
+// Membership returns a conversation (members inline only when small) and
+// whether user is a member of it. chat.ErrNotFound for none.
+func (c *Client) Membership(ctx context.Context, conversation string, user chat.ID) (chat.Conversation, bool, error) {
+	var resp MembershipResponse
+	if err := c.call(ctx, OpMembership, MembershipRequest{Conversation: conversation, User: user}, &resp); err != nil {
+		return chat.Conversation{}, false, err
+	}
+	return resp.Conversation, resp.Member, nil
+}
+
 // History returns one page of a conversation's history and whether more
 // messages lie beyond it. The page holds every message published to the
 // stream before the call; chat.ErrUnavailable when the store could not catch up

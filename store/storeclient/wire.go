@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/chatcluster/chat"
 )
@@ -35,6 +36,8 @@ const (
 	OpSessionEnd     = "session_end"
 	OpSessionsEnd    = "sessions_end"
 	OpPassword       = "password"
+	OpMembers        = "members"
+	OpMembership     = "membership"
 )
 
 // SessionOps are the session ops, for metrics that list every op.
@@ -148,15 +151,53 @@ type ConversationResponse struct {
 	Conversation chat.Conversation `json:"conversation"`
 }
 
-// ConversationsRequest asks for a user's conversation list.
+// ConversationsRequest asks for a page of a user's conversation list:
+// entries after the cursor (AfterActivity, AfterConversation), none for
+// the top (chat.ListPage).
 type ConversationsRequest struct {
-	User  chat.ID `json:"user"`
-	Limit int     `json:"limit"`
+	User              chat.ID   `json:"user"`
+	Limit             int       `json:"limit"`
+	AfterActivity     time.Time `json:"after_activity,omitzero"`
+	AfterConversation string    `json:"after_conversation,omitempty"`
 }
 
-// ConversationsResponse carries the list, most recent activity first.
+// ConversationsResponse carries the page, most recent activity first, and
+// whether more entries follow (the last entry is the next cursor). A page
+// is bounded in bytes too (chat.MaxPageBytes), so it may end early.
 type ConversationsResponse struct {
 	Summaries []chat.Summary `json:"summaries"`
+	More      bool           `json:"more"`
+}
+
+// MembersRequest asks for a page of a conversation's members above After
+// on behalf of By, who must be a member.
+type MembersRequest struct {
+	Conversation string  `json:"conversation"`
+	By           chat.ID `json:"by"`
+	After        chat.ID `json:"after"`
+	Limit        int     `json:"limit"`
+}
+
+// MembersResponse carries the member IDs, ascending, whether more follow,
+// and the conversation's member count.
+type MembersResponse struct {
+	Members []chat.ID `json:"members"`
+	More    bool      `json:"more"`
+	Count   int       `json:"count"`
+}
+
+// MembershipRequest asks whether User is a member of Conversation.
+type MembershipRequest struct {
+	Conversation string  `json:"conversation"`
+	User         chat.ID `json:"user"`
+}
+
+// MembershipResponse carries the conversation (members inline only when
+// small) and whether the user is a member. ErrNotFound for an unknown
+// conversation.
+type MembershipResponse struct {
+	Conversation chat.Conversation `json:"conversation"`
+	Member       bool              `json:"member"`
 }
 
 // HistoryRequest asks for one page of history (see Page). Zero IDs mean

@@ -92,6 +92,9 @@ var tests = []test{
 	{"ConversationsLastMessage", testConversationsLastMessage},
 	{"ConversationsUnread", testConversationsUnread},
 	{"ConversationsUnreadCap", testConversationsUnreadCap},
+	{"ConversationPageWalk", testConversationPageWalk},
+	{"ConversationPageInlineMembers", testConversationPageInlineMembers},
+	{"MembersPaging", testMembersPaging},
 
 	// Messages.
 	{"SaveMessagesRoundTrip", testSaveMessagesRoundTrip},
