@@ -1,6 +1,10 @@
 package gateway
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
 
 // NewHarness starts a gateway on a real embedded NATS (JetStream) with a
 // real store behind it, for the protocol tests of package gateway_test,
@@ -9,4 +13,12 @@ import "testing"
 func NewHarness(t testing.TB, mod func(*Config)) (addr string, gw *Process) {
 	e := newEnv(t, mod)
 	return e.addr, e.gw
+}
+
+// NewHarnessNATS is NewHarness that also returns the harness's NATS
+// connection, for tests that make thousands of accounts through the store
+// directly (a sign-up over HTTP costs an argon2id hash).
+func NewHarnessNATS(t testing.TB, mod func(*Config)) (addr string, gw *Process, nc *nats.Conn) {
+	e := newEnv(t, mod)
+	return e.addr, e.gw, e.nc
 }
