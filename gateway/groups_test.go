@@ -395,10 +395,11 @@ func testBigPresence(t *testing.T, e *bigEnv) {
 	}
 }
 
-// testTenThousand: a group of 10,000 (CHAT_BIG_GROUP to change it) made
-// with one page and grown by pages of 1,000; its members connected send
-// and receive, page history, and a member added live gets the conversation
-// and its messages from then on.
+// testTenThousand: a group of 10,000 (CHAT_BIG_GROUP to change it; 2,500
+// with -short) made with one page and grown by pages of 1,000 to 9,999; its
+// members connected send and receive, page history, and the 10,000th,
+// added live, gets the conversation and its messages from then on; one
+// more is refused.
 func testTenThousand(t *testing.T, e *bigEnv) {
 	n := chat.MaxGroupMembers
 	if v, err := strconv.Atoi(os.Getenv("CHAT_BIG_GROUP")); err == nil && v > 1 {
@@ -407,10 +408,12 @@ func testTenThousand(t *testing.T, e *bigEnv) {
 		n = 2500
 	}
 	start := time.Now()
-	us := e.fastUsers(t, "tk", n+1)
-	late := us[n]
+	us := e.fastUsers(t, "tk", n)
+	t.Logf("%d accounts in %v", n, time.Since(start).Round(time.Millisecond))
+	// n-1 members, then the last one added live makes n.
+	late := us[n-1]
+	n--
 	us = us[:n]
-	t.Logf("%d accounts in %v", n+1, time.Since(start).Round(time.Millisecond))
 	a := us[0]
 	start = time.Now()
 	var g bigConversation
@@ -464,6 +467,10 @@ func testTenThousand(t *testing.T, e *bigEnv) {
 	p := e.history(t, late, g.ID, "limit=10")
 	if len(p.Messages) != 3 {
 		t.Errorf("history of the group: %d messages, want 3", len(p.Messages))
+	}
+	extra := e.fastUsers(t, "tkx", 1)[0]
+	if n+1 == chat.MaxGroupMembers {
+		e.fail(t, "POST", "/api/v1/conversations/"+g.ID+"/members", a.Token, map[string]any{"username": extra.User.Username}, http.StatusBadRequest, "invalid_request")
 	}
 	var mp membersPage
 	e.call(t, "GET", "/api/v1/conversations/"+g.ID+"/members?limit=1000", late.Token, nil, http.StatusOK, &mp)

@@ -56,6 +56,10 @@ type Options struct {
 	// larger than the file keeps readers from blocking a writer that grows
 	// it. Default 64 MiB (address space, not memory).
 	InitialMmapSize int
+	// NoSync skips the fsync of each commit: for tools that fill a file
+	// in bulk before a server uses it (and then call Close, which syncs),
+	// never for a serving store, whose acks promise durability.
+	NoSync bool
 }
 
 // Defaults of Options.
@@ -124,6 +128,7 @@ func Open(path string, opts Options) (*Backend, error) {
 	db, err := bbolt.Open(path, opts.Mode, &bbolt.Options{
 		Timeout:         opts.LockTimeout,
 		InitialMmapSize: opts.InitialMmapSize,
+		NoSync:          opts.NoSync,
 		FreelistType:    bbolt.FreelistMapType,
 	})
 	if err != nil {
@@ -161,6 +166,11 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.closed = true
+	if b.db.NoSync {
+		if err := b.db.Sync(); err != nil {
+			return fmt.Errorf("bolt: sync: %w", err)
+		}
+	}
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close: %w", err)
 	}

@@ -4,6 +4,22 @@
 
 export { Api, ApiError } from './lib/api.js';
 
+/**
+ * A page of a conversation's members (docs/PROTOCOL.md, extension): members
+ * by ascending ID after `after`, each with `online`; `next_after` (null at
+ * the end), `member_count`, and `online_count` on the first page.
+ */
+export function listMembers(api, convId, { after = null, limit = 100 } = {}) {
+  let path = `/conversations/${encodeURIComponent(convId)}/members?limit=${limit}`;
+  if (after) path += `&after=${encodeURIComponent(after)}`;
+  return api.call('GET', path);
+}
+
+/** Adds up to 1,000 users to a group in one call. */
+export function addMembers(api, convId, usernames) {
+  return api.call('POST', `/conversations/${encodeURIComponent(convId)}/members`, { usernames });
+}
+
 /** A user-facing sentence for an API error. */
 export function describeError(e) {
   switch (e && e.code) {

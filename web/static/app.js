@@ -3,7 +3,7 @@
 // runs the connection, catch-up, the outbox and the state; the HTTP API is
 // its Api (api.js). Everything user-provided reaches the DOM as text only.
 
-import { Api, ApiError, describeError } from './api.js';
+import { Api, ApiError, addMembers, describeError, listMembers } from './api.js';
 import { CLOSE_DRAINING } from './conn.js';
 import { ChatState, compareIds, displayName, validBody, TYPING_SHOW_MS } from './state.js';
 import { ChatClient } from './lib/client.js';
@@ -45,6 +45,12 @@ const els = {
   convTitle: $('#conv-title'),
   convStatus: $('#conv-status'),
   addMember: $('#add-member'),
+  showMembers: $('#show-members'),
+  membersDialog: $('#members-dialog'),
+  membersSummary: $('#members-summary'),
+  membersList: $('#members-list'),
+  membersMore: $('#members-more'),
+  membersError: $('#members-error'),
   log: $('#log'),
   logTop: $('#log-top'),
   messages: $('#messages'),
@@ -80,6 +86,10 @@ const app = {
   typingTimer: null,
   bannerTimer: null,
   searchSeq: 0,
+  // Big groups (over 100 members) carry member_count and no members;
+  // their online count is asked for (docs/PROTOCOL.md, presence on request).
+  onlineCounts: new Map(), // conversation ID -> {count, at}
+  members: null, // the members dialog: {id, next, count, online}
 };
 
 // Edit, delete, reply and react (messages.js).
@@ -417,6 +427,7 @@ function openConversation(id) {
   if (id == null) return;
   const rec = app.state.conv(id);
   if (rec && !rec.loaded) loadNewest(id);
+  if (rec && changed && isBig(rec)) refreshOnlineCount(id);
   if (changed) {
     scrollToBottom();
     // On a phone the keyboard would cover the conversation; focus the
@@ -623,7 +634,7 @@ function renderList() {
     else if (last) {
       const who = st.me && last.sender === st.me.id ? 'You: ' : rec.kind === 'group' ? displayName(st.user(last.sender)).split(' ')[0] + ': ' : '';
       pre = who + (last.deleted ? DELETED_TEXT : preview(last.body));
-    } else pre = rec.kind === 'group' ? `${rec.members.length} members` : 'No messages yet';
+    } else pre = rec.kind === 'group' ? `${memberCount(rec)} members` : 'No messages yet';
     const stamp = last ? listStamp(last.sent_at, { now }) : '';
     const unread = rec.unread || 0;
     const current = id === app.current;
@@ -715,9 +726,15 @@ function renderPane() {
       status = typingText(typing.map((u) => displayName(st.user(u))));
       statusClass = 'is-typing';
     } else {
-      const others = rec.members.filter((m) => m !== st.me.id);
-      const online = others.filter((m) => st.user(m)?.online).length;
-      status = `${rec.members.length} members${online ? `, ${online} online` : ''}`;
+      let online;
+      if (isBig(rec)) {
+        const oc = app.onlineCounts.get(id);
+        online = oc ? oc.count : 0;
+      } else {
+        const others = rec.members.filter((m) => m !== st.me.id);
+        online = others.filter((m) => st.user(m)?.online).length;
+      }
+      status = `${memberCount(rec)} members${online ? `, ${online} online` : ''}`;
     }
     paintAvatar(els.convAvatar, id, title);
     els.convAvatar.classList.remove('is-online');
@@ -726,6 +743,7 @@ function renderPane() {
   els.convStatus.textContent = status;
   els.convStatus.className = statusClass;
   els.addMember.hidden = rec.kind !== 'group';
+  els.showMembers.hidden = rec.kind !== 'group';
   const loading = app.loadingOlder || app.loadingNewest.has(id);
   els.logTop.textContent = loading ? 'Loading…' : rec.loaded && !st.hasOlder(id) ? 'This is the beginning of the conversation.' : '';
   renderMessages(id, rec);
@@ -911,6 +929,82 @@ async function onGroupSubmit(ev) {
   }
 }
 
+// ---------------------------------------------------------------- members of big groups
+
+/** A group's member count: member_count when the server sent it. */
+function memberCount(rec) {
+  return typeof rec.memberCount === 'number' ? rec.memberCount : rec.members.length;
+}
+
+/** Whether a group is too big to carry its members (and presence) inline. */
+function isBig(rec) {
+  return rec.kind === 'group' && memberCount(rec) > rec.members.length;
+}
+
+/** How long an online count of a big group is shown before it is asked again. */
+const ONLINE_COUNT_FRESH_MS = 30_000;
+
+async function refreshOnlineCount(id) {
+  const known = app.onlineCounts.get(id);
+  if (known && Date.now() - known.at < ONLINE_COUNT_FRESH_MS) return;
+  try {
+    const p = await listMembers(app.api, id, { limit: 1 });
+    if (typeof p.online_count === 'number') app.onlineCounts.set(id, { count: p.online_count, at: Date.now() });
+    scheduleRender();
+  } catch {
+    // The count is a nicety: the header shows the member count without it.
+  }
+}
+
+function openMembersDialog() {
+  const id = app.current;
+  if (!id) return;
+  app.members = { id, next: null, count: 0, online: null };
+  els.membersList.replaceChildren();
+  els.membersSummary.textContent = 'Loading…';
+  els.membersError.textContent = '';
+  els.membersMore.hidden = true;
+  els.membersDialog.showModal();
+  loadMembersPage();
+}
+
+/** Appends the next page of the open members dialog: a page at a time, so
+ * that a group of 10,000 opens as fast as one of 10. */
+async function loadMembersPage() {
+  const m = app.members;
+  if (!m || m.loading) return;
+  m.loading = true;
+  els.membersMore.disabled = true;
+  try {
+    const p = await listMembers(app.api, m.id, { after: m.next, limit: 100 });
+    if (app.members !== m) return;
+    if (typeof p.online_count === 'number') {
+      m.online = p.online_count;
+      app.onlineCounts.set(m.id, { count: p.online_count, at: Date.now() });
+    }
+    m.count = p.member_count;
+    m.next = p.next_after;
+    const items = p.members.map((u) => {
+      const name = displayName(u);
+      return h('li', { 'data-user': u.id },
+        avatar(u.id, name, !!u.online),
+        h('span', {}, name, ' ', h('span', { class: 'muted', text: '@' + u.username })),
+        u.online ? h('span', { class: 'visually-hidden', text: ', online' }) : null);
+    });
+    els.membersList.append(...items);
+    const shown = els.membersList.children.length;
+    els.membersSummary.textContent = `${m.count} members${m.online ? `, ${m.online} online` : ''}` +
+      (shown < m.count ? ` · showing ${shown}` : '');
+    els.membersMore.hidden = !m.next;
+    scheduleRender();
+  } catch (e) {
+    if (app.members === m) els.membersError.textContent = describeError(e);
+  } finally {
+    m.loading = false;
+    els.membersMore.disabled = false;
+  }
+}
+
 function openMemberDialog() {
   els.memberForm.reset();
   els.memberError.textContent = '';
@@ -925,8 +1019,10 @@ async function onMemberSubmit(ev) {
   if (!names.length || !id) return;
   setBusy(els.memberForm, true);
   try {
-    for (const n of names) {
-      const c = await app.api.addMember(id, n);
+    // One call per page of up to 1,000 names.
+    for (let i = 0; i < names.length; i += 1000) {
+      const page = names.slice(i, i + 1000);
+      const c = page.length === 1 ? await app.api.addMember(id, page[0]) : await addMembers(app.api, id, page);
       app.state.upsertConversation(c);
     }
     els.memberDialog.close();
@@ -974,6 +1070,9 @@ function init() {
   els.newGroup.addEventListener('click', openGroupDialog);
   els.groupForm.addEventListener('submit', onGroupSubmit);
   els.addMember.addEventListener('click', openMemberDialog);
+  els.showMembers.addEventListener('click', openMembersDialog);
+  els.membersMore.addEventListener('click', loadMembersPage);
+  els.membersDialog.addEventListener('close', () => { app.members = null; });
   els.memberForm.addEventListener('submit', onMemberSubmit);
   els.search.addEventListener('input', onSearchInput);
   els.search.addEventListener('keydown', (ev) => {
