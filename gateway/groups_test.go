@@ -42,7 +42,6 @@ func newBigEnv(t *testing.T) *bigEnv {
 	return &bigEnv{env: e, st: storeclient.NewClient(nc, storeclient.ClientConfig{Timeout: 30 * time.Second})}
 }
 
-
 // fastUsers makes n accounts through the store with tokens signed as the
 // server signs them.
 func (e *bigEnv) fastUsers(t testing.TB, prefix string, n int) []account {
