@@ -9,11 +9,12 @@
 //	accounts  user ID                       -> account
 //	usernames username                      -> user ID   (uniqueness, prefix search)
 //	convs     conversation ID               -> kind, title, creator, creation time
-//	members   conversation 0x00 user ID     -> join time, read mark
+//	members   conversation 0x00 user ID     -> join time, read mark, unread counters
 //	userconvs user ID conversation ID       -> (empty)  (a user's conversations)
 //	messages  conversation 0x00 message ID  -> sender, time, client ID, body, reply-to
 //	sessions  session ID                    -> session (JSON)
 //	usersessions user ID session ID         -> (empty)  (a user's sessions)
+//	counts    conversation ID               -> number of messages stored
 //
 //	devices   token                         -> user ID   (a token's one owner)
 //	userdevs  user ID token                 -> device JSON
@@ -89,13 +90,18 @@ var (
 	bucketDevices   = []byte("devices")
 	bucketUserDevs  = []byte("userdevs")
 	bucketMutes     = []byte("mutes")
+	// bucketCounts holds each conversation's number of stored messages
+	// (8 bytes): with the counters of a membership, an unread count is
+	// arithmetic, not a scan. Added by issue 11; a conversation stored
+	// before has no entry until its next message, which counts it once.
+	bucketCounts = []byte("counts")
 
 	bucketSessions = []byte("sessions")
 	bucketUserSess = []byte("usersessions")
 
 	allBuckets = [][]byte{bucketMeta, bucketAccounts, bucketUsernames, bucketConvs, bucketMembers, bucketUserConvs, bucketMessages,
 		bucketMsgState, bucketReactions, bucketChanges, bucketDevices, bucketUserDevs, bucketMutes,
-		bucketSessions, bucketUserSess}
+		bucketSessions, bucketUserSess, bucketCounts}
 
 	keyVersion = []byte("version")
 )

@@ -189,18 +189,31 @@ func decodeConv(id string, v []byte) (chat.Conversation, error) {
 	return c, d.err
 }
 
-// membership: version, read mark, join time. The read mark is at a fixed
-// offset (1..9) so MarkRead can compare it without decoding.
+// membership: version, read mark, join time, then (since issue 11) the
+// counters that make an unread count O(1): readPos, the conversation's
+// message count at the mark (messages with IDs up to it), and ownAfter, the
+// member's own messages after it. unread = count - readPos - ownAfter. A
+// membership written before the counters existed has none (counted false)
+// and is counted by a scan until its next read mark. The read mark is at a
+// fixed offset (1..9) so MarkRead can compare it without decoding.
 type membership struct {
 	lastRead chat.ID
 	joinedAt time.Time
+	counted  bool
+	readPos  uint64
+	ownAfter uint64
 }
 
 func encodeMembership(m membership) []byte {
-	b := make([]byte, 0, 1+8+10)
+	b := make([]byte, 0, 1+8+10+16)
 	b = append(b, valueVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.lastRead))
-	return appendTime(b, m.joinedAt)
+	b = appendTime(b, m.joinedAt)
+	if m.counted {
+		b = binary.BigEndian.AppendUint64(b, m.readPos)
+		b = binary.BigEndian.AppendUint64(b, m.ownAfter)
+	}
+	return b
 }
 
 func decodeMembership(v []byte) (membership, error) {
@@ -208,6 +221,11 @@ func decodeMembership(v []byte) (membership, error) {
 	var m membership
 	m.lastRead = d.id()
 	m.joinedAt = d.time()
+	if d.err == nil && len(d.b) >= 16 {
+		m.counted = true
+		m.readPos = uint64(d.id())
+		m.ownAfter = uint64(d.id())
+	}
 	return m, d.err
 }
 

@@ -41,6 +41,13 @@ func (b *Backend) CreateConversation(ctx context.Context, c chat.Conversation) (
 		if _, err := addMembers(tx, c.ID, members, c.CreatedAt); err != nil {
 			return err
 		}
+		if n, ok := convCount(tx, []byte(c.ID)); ok && n > 0 {
+			// Messages stored before the conversation (the stream got there
+			// first): count each member's own among them.
+			if err := rebaseAll(tx, c.ID, members); err != nil {
+				return err
+			}
+		}
 		out = c
 		out.CreatedAt = time.UnixMilli(c.CreatedAt.UnixMilli()).UTC() // as stored
 		out.Members = members
@@ -87,7 +94,10 @@ func (b *Backend) AddMembers(ctx context.Context, conversation string, users []c
 func addMembers(tx *bbolt.Tx, conv string, users []chat.ID, at time.Time) ([]chat.ID, error) {
 	members := tx.Bucket(bucketMembers)
 	userConvs := tx.Bucket(bucketUserConvs)
-	value := encodeMembership(membership{joinedAt: at})
+	// A new member has read nothing and sent nothing here: their unread
+	// count is the conversation's count (CreateConversation rebases the
+	// members of a conversation whose messages came before it).
+	value := encodeMembership(membership{joinedAt: at, counted: true})
 	var added []chat.ID
 	for _, u := range users {
 		k := convKey(conv, u)
@@ -312,7 +322,11 @@ func (b *Backend) ConversationPage(ctx context.Context, user chat.ID, p chat.Lis
 					return err
 				}
 				s.LastMessage = &ms[0]
-				s.Unread = unread(msgs, e.conv, user, e.m.lastRead, &key)
+				if n, ok := unreadOf(tx, e.conv, e.m); ok {
+					s.Unread = n
+				} else {
+					s.Unread = unread(msgs, e.conv, user, e.m.lastRead, &key)
+				}
 			}
 			out = append(out, s)
 		}
@@ -386,6 +400,9 @@ func (b *Backend) MarkRead(ctx context.Context, conversation string, user chat.I
 		}
 		m.lastRead = msg
 		mark = msg
+		if err := rebase(tx, conversation, user, &m); err != nil {
+			return err
+		}
 		return members.Put(key, encodeMembership(m))
 	}
 	if err := b.view(ctx, apply); err != nil || !moved {

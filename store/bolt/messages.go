@@ -34,7 +34,10 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 	}
 	// Keys and values go into two slabs (bbolt keeps referring to them until
 	// the commit), and are put in key order, which suits the B+tree.
-	type kv struct{ k, v []byte }
+	type kv struct {
+		k, v []byte
+		m    *chat.Message
+	}
 	kvs := make([]kv, len(msgs))
 	keys := make([]byte, 0, keyBytes)
 	vals := make([]byte, 0, valBytes)
@@ -42,13 +45,14 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 		ks, vs := len(keys), len(vals)
 		keys = appendConvKey(keys, msgs[i].Conversation, msgs[i].ID)
 		vals = appendMessage(vals, &msgs[i])
-		kvs[i] = kv{keys[ks:len(keys):len(keys)], vals[vs:len(vals):len(vals)]}
+		kvs[i] = kv{keys[ks:len(keys):len(keys)], vals[vs:len(vals):len(vals)], &msgs[i]}
 	}
 	slices.SortStableFunc(kvs, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	return b.update(ctx, func(tx *bbolt.Tx) error {
 		bucket := tx.Bucket(bucketMessages)
 		states := tx.Bucket(bucketMsgState)
 		var prev []byte
+		fresh := make(map[string][]*chat.Message) // new messages by conversation, for the counters
 		for _, e := range kvs {
 			if bytes.Equal(e.k, prev) {
 				continue // a duplicate inside the batch: the first stays
@@ -71,7 +75,21 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 					e.v = appendMessage(nil, &m)
 				}
 			}
+			m := e.m
+			if _, ok := fresh[m.Conversation]; !ok {
+				// Counted before this batch's puts, so that a conversation
+				// stored before counts were kept is counted exactly once.
+				if _, err := ensureCount(tx, m.Conversation); err != nil {
+					return err
+				}
+			}
 			if err := bucket.Put(e.k, e.v); err != nil {
+				return err
+			}
+			fresh[m.Conversation] = append(fresh[m.Conversation], m)
+		}
+		for conv, ms := range fresh {
+			if err := countNew(tx, conv, ms); err != nil {
 				return err
 			}
 		}

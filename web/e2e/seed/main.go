@@ -70,7 +70,7 @@ func run() error {
 		if i == 0 {
 			a.DisplayName = *owner
 		}
-		if err := b.CreateAccount(ctx, a); err != nil {
+		if _, err := b.CreateAccount(ctx, a); err != nil {
 			return fmt.Errorf("account %s: %w", name, err)
 		}
 		ids[i] = a.ID
