@@ -297,6 +297,10 @@ type listEntry struct {
 	lastRead int64
 	sum      chat.Summary
 	ok       bool // the conversation row exists
+	// The unread counters (unread.go): at the read mark (nil for a mark
+	// set before they existed) and now.
+	readPos, ownAtRead *int64
+	messages, sent     int64
 }
 
 // listChunk is how many conversation rows one query of the list reads (IN
@@ -358,15 +362,17 @@ func (b *Backend) ConversationPage(ctx context.Context, user chat.ID, p chat.Lis
 	}
 	limit := p.Limit
 	var entries []*listEntry
-	iter := b.q(ctx, `SELECT conversation_id, joined_at, last_read_id FROM user_conversations WHERE user_id = ?`, int64(user)).
+	iter := b.q(ctx, `SELECT conversation_id, joined_at, last_read_id, read_pos, own_at_read FROM user_conversations WHERE user_id = ?`, int64(user)).
 		PageSize(1000).Iter()
 	var (
-		conv     string
-		joined   time.Time
-		lastRead int64
+		conv               string
+		joined             time.Time
+		lastRead           int64
+		readPos, ownAtRead *int64
 	)
-	for iter.Scan(&conv, &joined, &lastRead) {
-		entries = append(entries, &listEntry{conv: conv, joined: joined.UTC(), lastRead: lastRead})
+	for iter.Scan(&conv, &joined, &lastRead, &readPos, &ownAtRead) {
+		entries = append(entries, &listEntry{conv: conv, joined: joined.UTC(), lastRead: lastRead, readPos: readPos, ownAtRead: ownAtRead})
+		readPos, ownAtRead = nil, nil
 	}
 	if err := iter.Close(); err != nil {
 		return nil, false, wrap("conversations", err)
@@ -416,13 +422,22 @@ func (b *Backend) ConversationPage(ctx context.Context, user chat.ID, p chat.Lis
 	if err := b.pageMembers(ctx, top); err != nil {
 		return nil, false, wrap("conversations", err)
 	}
+	if err := b.pageCounters(ctx, user, top); err != nil {
+		return nil, false, wrap("conversations", err)
+	}
 	err = b.each(ctx, len(top), func(ctx context.Context, i int) error {
 		e := top[i]
 		if e.sum.LastMessage == nil || int64(e.sum.LastMessage.ID) <= e.lastRead {
 			return nil
 		}
-		n, err := b.unread(ctx, e.conv, user, chat.ID(e.lastRead), e.sum.LastMessage.ID)
-		e.sum.Unread = n
+		if n, ok := e.unreadOf(); ok {
+			e.sum.Unread = n
+			return nil
+		}
+		// A read mark from before the counters: counted by a scan, as
+		// before, until the user's next read mark.
+		n, _, err := b.after(ctx, e.conv, user, chat.ID(e.lastRead), e.sum.LastMessage.ID)
+		e.sum.Unread = min(n, chat.UnreadCap)
 		return err
 	})
 	if err != nil {
@@ -519,11 +534,12 @@ func (b *Backend) head(ctx context.Context, id string) (chat.Conversation, error
 // since their read mark gets a count that may stop short.
 const maxUnreadScan = 20 * chat.UnreadCap
 
-// unread counts messages from others after mark, up to chat.UnreadCap. It
-// reads the last message's bucket first, directly; only when the mark lies
-// in an older bucket does it list the non-empty buckets in between
-// (conversation_buckets) and walk them, newest first.
-func (b *Backend) unread(ctx context.Context, conv string, user, mark, last chat.ID) (int, error) {
+// after counts the messages after mark, from others (up to
+// chat.UnreadCap) and user's own. It reads the last message's bucket first,
+// directly; only when the mark lies in an older bucket does it list the
+// non-empty buckets in between (conversation_buckets) and walk them, newest
+// first. A read mark pays this once (rebase); the list does not.
+func (b *Backend) after(ctx context.Context, conv string, user, mark, last chat.ID) (others, own int, err error) {
 	top := b.bucket(last)
 	low := 0
 	if mark > 0 {
@@ -531,6 +547,8 @@ func (b *Backend) unread(ctx context.Context, conv string, user, mark, last chat
 	}
 	count, scanned := 0, 0
 	done := func() bool { return count >= chat.UnreadCap || scanned >= maxUnreadScan }
+	// Whatever path returns, the results are the counts so far.
+	defer func() { others, own = count, scanned-count }()
 	countBucket := func(bk int) error {
 		iter := b.q(ctx, `SELECT sender_id FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id > ?`,
 			conv, bk, int64(mark)).PageSize(chat.UnreadCap).Iter()
@@ -544,7 +562,7 @@ func (b *Backend) unread(ctx context.Context, conv string, user, mark, last chat
 		return iter.Close()
 	}
 	if err := countBucket(top); err != nil || done() || low >= top {
-		return count, err
+		return 0, 0, err
 	}
 	var buckets []int
 	iter := b.q(ctx, `SELECT bucket FROM conversation_buckets WHERE conversation_id = ? AND bucket >= ? AND bucket < ?`,
@@ -554,14 +572,14 @@ func (b *Backend) unread(ctx context.Context, conv string, user, mark, last chat
 		buckets = append(buckets, bk)
 	}
 	if err := iter.Close(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for _, bk := range buckets {
 		if err := countBucket(bk); err != nil || done() {
-			return count, err
+			return 0, 0, err
 		}
 	}
-	return count, nil
+	return 0, 0, nil
 }
 
 // MarkRead reads the user's mark (which also checks membership) and, when
@@ -584,11 +602,16 @@ func (b *Backend) MarkRead(ctx context.Context, conversation string, user chat.I
 	if int64(msg) <= cur {
 		return chat.ID(cur), false, nil
 	}
+	readPos, ownAtRead, err := b.rebase(ctx, conversation, user, msg)
+	if err != nil {
+		return 0, false, wrap("mark read", err)
+	}
 	ts := int64(msg)
 	err = b.each(ctx, 2, func(ctx context.Context, i int) error {
 		if i == 0 {
-			return b.q(ctx, `UPDATE user_conversations USING TIMESTAMP ? SET last_read_id = ? WHERE user_id = ? AND conversation_id = ?`,
-				ts, int64(msg), int64(user), conversation).Exec()
+			return b.q(ctx, `UPDATE user_conversations USING TIMESTAMP ?
+				SET last_read_id = ?, read_pos = ?, own_at_read = ? WHERE user_id = ? AND conversation_id = ?`,
+				ts, int64(msg), readPos, ownAtRead, int64(user), conversation).Exec()
 		}
 		return b.q(ctx, `UPDATE conversation_members USING TIMESTAMP ? SET last_read_id = ? WHERE conversation_id = ? AND user_id = ?`,
 			ts, int64(msg), conversation, int64(user)).Exec()

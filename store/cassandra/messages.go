@@ -121,6 +121,10 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 			}
 			b.buckets.add(k)
 		}
+		fresh, err := b.unstored(ctx, k, j.msgs)
+		if err != nil {
+			return err
+		}
 		batch := b.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx).WithTimestamp(ts)
 		for _, m := range j.msgs {
 			batch.Entries = append(batch.Entries, gocql.BatchEntry{
@@ -132,6 +136,9 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 			})
 		}
 		if err := b.s.ExecuteBatch(batch); err != nil {
+			return err
+		}
+		if err := b.count(ctx, j.p.conv, fresh); err != nil {
 			return err
 		}
 		if left[j.p.conv].Add(-1) > 0 {

@@ -127,7 +127,7 @@ test(`a group of ${MEMBERS} members opens without freezing, pages its members an
 
   // Members, a page at a time.
   await page.getByRole('button', { name: 'Members' }).click();
-  const dialog = page.getByRole('dialog', { name: 'Members' });
+  const dialog = page.getByRole('dialog', { name: 'Who is in this group' });
   await dialog.waitFor();
   const items = dialog.locator('#members-list li');
   await page.waitForFunction(() => document.querySelectorAll('#members-list li').length === 100);
