@@ -365,6 +365,8 @@ func testPagedList(t *testing.T, e *bigEnv) {
 		}
 	}
 	e.fail(t, "GET", "/api/v1/conversations?before=nonsense", b.Token, nil, http.StatusBadRequest, "invalid_request")
+	ab := e.direct(t, a, b.User.Username)
+	e.fail(t, "DELETE", "/api/v1/conversations/"+ab.ID+"/members/me", a.Token, nil, http.StatusBadRequest, "invalid_request")
 	e.fail(t, "GET", "/api/v1/conversations?before=12_", b.Token, nil, http.StatusBadRequest, "invalid_request")
 }
 
@@ -397,8 +399,8 @@ func testBigPresence(t *testing.T, e *bigEnv) {
 // testTenThousand: a group of 10,000 (CHAT_BIG_GROUP to change it; 2,500
 // with -short) made with one page and grown by pages of 1,000 to 9,999; its
 // members connected send and receive, page history, and the 10,000th,
-// added live, gets the conversation and its messages from then on; one
-// more is refused.
+// added live, gets the conversation and its messages from then on, then
+// leaves (and gets nothing more) and is added again; one more is refused.
 func testTenThousand(t *testing.T, e *bigEnv) {
 	n := chat.MaxGroupMembers
 	if v, err := strconv.Atoi(os.Getenv("CHAT_BIG_GROUP")); err == nil && v > 1 {
@@ -467,6 +469,34 @@ func testTenThousand(t *testing.T, e *bigEnv) {
 	if len(p.Messages) != 3 {
 		t.Errorf("history of the group: %d messages, want 3", len(p.Messages))
 	}
+	// Leaving: the leaver's connection is told and gets nothing more; the
+	// others see the count go down.
+	e.call(t, "DELETE", "/api/v1/conversations/"+g.ID+"/members/me", late.Token, nil, http.StatusNoContent, nil)
+	l1.take(t, "left frame", func(f frame) bool {
+		return f.Type == "left" && strings.Contains(string(f.Raw), `"conversation":"`+g.ID+`"`)
+	})
+	f = conns[0].take(t, "conversation frame after a member left", isConversation(g.ID))
+	for {
+		f.decode(t, &cf)
+		if *cf.Conversation.MemberCount == n {
+			break
+		}
+		f = conns[0].take(t, "conversation frame after a member left", isConversation(g.ID))
+	}
+	m4 := conns[1].send(t, g.ID, "tk-4", "after you left")
+	for got := (apiMessage{}); got.ID != m4.ID; { // earlier messages may still be queued
+		got = messageOf(t, conns[0].take(t, "message", isMessage(g.ID)))
+	}
+	id := nextID("ping")
+	l1.request(t, id, map[string]any{"type": "ping", "id": id})
+	l1.none(t, "a message after leaving", func(f frame) bool {
+		return f.Type == "message" && strings.Contains(string(f.Raw), m4.ID)
+	})
+	id = nextID("send")
+	l1.errorFor(t, id, sendReq{"send", id, g.ID, "tk-5", "still here?"}, "not_found")
+	e.fail(t, "GET", "/api/v1/conversations/"+g.ID+"/messages", late.Token, nil, http.StatusNotFound, "not_found")
+	e.fail(t, "DELETE", "/api/v1/conversations/"+g.ID+"/members/me", late.Token, nil, http.StatusNotFound, "not_found")
+	e.call(t, "POST", "/api/v1/conversations/"+g.ID+"/members", a.Token, map[string]any{"username": late.User.Username}, http.StatusOK, &cv)
 	extra := e.fastUsers(t, "tkx", 1)[0]
 	if n+1 == chat.MaxGroupMembers {
 		e.fail(t, "POST", "/api/v1/conversations/"+g.ID+"/members", a.Token, map[string]any{"username": extra.User.Username}, http.StatusBadRequest, "invalid_request")

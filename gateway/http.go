@@ -32,6 +32,7 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("POST /api/v1/conversations", s.authed(s.createGroup))
 	mux.HandleFunc("POST /api/v1/conversations/{id}/members", s.authed(s.addMember))
 	mux.HandleFunc("GET /api/v1/conversations/{id}/members", s.authed(s.listMembers))
+	mux.HandleFunc("DELETE /api/v1/conversations/{id}/members/me", s.authed(s.leaveGroup))
 	mux.HandleFunc("GET /api/v1/conversations/{id}/messages", s.authed(s.messages))
 	s.pushRoutes(mux)
 	s.sessionRoutes(mux)

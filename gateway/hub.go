@@ -129,17 +129,33 @@ func (h *hub) in(c *Conn, conv string) bool {
 	return ok
 }
 
-// setMembers records a local room's member list (it only grows).
+// setMembers records a local room's member list, which only grows here:
+// lists from hello and the store may arrive late. Only the members of
+// rooms of at most chat.MaxInlineMembers are recorded (presence is sent
+// to them); a big group's lists are nil.
 func (h *hub) setMembers(conv string, members []chat.ID) {
+	h.putMembers(conv, members, false)
+}
+
+// resetMembers replaces a local room's member list with the newest one
+// (a membership change): those who left stop sharing presence through it.
+func (h *hub) resetMembers(conv string, members []chat.ID) {
+	h.putMembers(conv, members, true)
+}
+
+func (h *hub) putMembers(conv string, members []chat.ID, reset bool) {
 	sh := h.roomShard(conv)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	r := sh.rooms[conv]
-	if r == nil || len(members) <= len(r.members) {
+	if r == nil || len(members) > chat.MaxInlineMembers || (!reset && len(members) <= len(r.members)) {
 		return
 	}
-	r.members = append([]chat.ID(nil), members...)
 	h.mu.Lock()
+	if reset {
+		h.forgetMembersLocked(conv, r.members)
+	}
+	r.members = append([]chat.ID(nil), members...)
 	for _, u := range members {
 		set := h.memberOf[u]
 		if set == nil {
@@ -168,7 +184,13 @@ func (h *hub) leave(c *Conn, conv string) {
 	delete(sh.rooms, conv)
 	h.s.feed.Unsubscribe(conv)
 	h.mu.Lock()
-	for _, u := range r.members {
+	h.forgetMembersLocked(conv, r.members)
+	h.mu.Unlock()
+}
+
+// forgetMembersLocked drops conv from members' memberOf; h.mu held.
+func (h *hub) forgetMembersLocked(conv string, members []chat.ID) {
+	for _, u := range members {
 		if set := h.memberOf[u]; set != nil {
 			delete(set, conv)
 			if len(set) == 0 {
@@ -176,7 +198,18 @@ func (h *hub) leave(c *Conn, conv string) {
 			}
 		}
 	}
-	h.mu.Unlock()
+}
+
+// part takes c out of conv when its user left the conversation: it no
+// longer receives it, and a request naming it asks the store again.
+func (h *hub) part(c *Conn, conv string) {
+	c.mu.Lock()
+	_, in := c.convs[conv]
+	delete(c.convs, conv)
+	c.mu.Unlock()
+	if in {
+		h.leave(c, conv)
+	}
 }
 
 // remove unregisters a connection that is torn down, with the conversations

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -161,4 +162,23 @@ func (s *Server) onMembers(ctx context.Context, c *Conn, req *request) {
 	}
 	mp.Type, mp.ID = "members", req.ID
 	c.sendJSON("members", mp)
+}
+
+// leaveGroup is DELETE /conversations/{id}/members/me: the caller leaves a
+// group. 204; 404 unless a member; 400 for a direct conversation.
+func (s *Server) leaveGroup(w http.ResponseWriter, r *http.Request, id identity) {
+	conv := r.PathValue("id")
+	if !chat.ValidConversationID(conv) {
+		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+		return
+	}
+	if err := s.store.Leave(r.Context(), conv, id.User); err != nil {
+		if errors.Is(err, chat.ErrInvalid) {
+			writeError(w, http.StatusBadRequest, "invalid_request", "only a group can be left")
+			return
+		}
+		s.storeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store/storeclient"
+	"go.uber.org/zap"
 )
 
 // Big groups: conversations leave the store with their members only when
@@ -98,4 +100,32 @@ func (s *Service) membership(ctx context.Context, req storeclient.MembershipRequ
 		return storeclient.MembershipResponse{}, nil // nothing of it is disclosed
 	}
 	return storeclient.MembershipResponse{Conversation: listed(c), Member: true}, nil
+}
+
+// leave takes a member out of a group: the remaining members are told the
+// conversation changed, the leaver that they left (so that their gateways
+// stop delivering it to them).
+func (s *Service) leave(ctx context.Context, req storeclient.LeaveRequest) (any, error) {
+	if req.User == 0 {
+		return nil, fmt.Errorf("%w: leave needs a user", chat.ErrInvalid)
+	}
+	c, err := s.memberConversation(ctx, req.Conversation, req.User)
+	if err != nil {
+		return nil, err
+	}
+	if c.Kind != chat.Group {
+		return nil, fmt.Errorf("%w: cannot leave a %s conversation", chat.ErrInvalid, c.Kind)
+	}
+	after, was, err := s.b.RemoveMember(ctx, c.ID, req.User)
+	if err != nil {
+		return nil, err
+	}
+	if was {
+		s.notify(after)
+		body, _ := json.Marshal(storeclient.UserEvent{Type: storeclient.EventLeft, Conversation: &chat.Conversation{ID: c.ID}})
+		if err := s.nc.Publish(chat.UserSubject(req.User), body); err != nil {
+			s.log.Warn("publish leave event", zap.String("conversation", c.ID), zap.Error(err))
+		}
+	}
+	return storeclient.LeaveResponse{Left: true}, nil
 }

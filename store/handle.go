@@ -62,6 +62,7 @@ func (s *Service) handlers() map[string]handler {
 		storeclient.OpPassword:       handle(s.password),
 		storeclient.OpMembers:        handle(s.members),
 		storeclient.OpMembership:     handle(s.membership),
+		storeclient.OpLeave:          handle(s.leave),
 	}
 }
 
@@ -125,7 +126,7 @@ func (s *Service) notify(c chat.Conversation) {
 	// A big group's event carries its member count, not its members: each
 	// of N members gets it, so a member list in it would cost N² bytes.
 	l := listed(c)
-	body, err := json.Marshal(storeclient.UserEvent{Type: "conversation", Conversation: &l})
+	body, err := json.Marshal(storeclient.UserEvent{Type: storeclient.EventConversation, Conversation: &l})
 	if err != nil {
 		s.log.Error("encode conversation event", zap.Error(err))
 		return

@@ -115,7 +115,7 @@ func newMetrics(reg prometheus.Registerer, ready func() bool) (*metrics, error) 
 		m.backendErrors.WithLabelValues(op)
 	}
 	for _, op := range []string{storeclient.OpSignup, storeclient.OpAccount, storeclient.OpUsers, storeclient.OpSearch, storeclient.OpDirect, storeclient.OpGroup, storeclient.OpAddMembers, storeclient.OpConversation, storeclient.OpConversations, storeclient.OpHistory, storeclient.OpRead,
-		storeclient.OpPutDevice, storeclient.OpDevices, storeclient.OpDeleteDevice, storeclient.OpMute, storeclient.OpMemberStates, storeclient.OpMembers, storeclient.OpMembership} {
+		storeclient.OpPutDevice, storeclient.OpDevices, storeclient.OpDeleteDevice, storeclient.OpMute, storeclient.OpMemberStates, storeclient.OpMembers, storeclient.OpMembership, storeclient.OpLeave} {
 		m.requests.WithLabelValues(op, "ok")
 	}
 	for _, op := range storeclient.SessionOps {
@@ -204,6 +204,13 @@ func (i instrumented) ConversationPage(ctx context.Context, user chat.ID, p chat
 	s, more, err := i.b.ConversationPage(ctx, user, p)
 	i.m.observe(opConversations, start, err)
 	return s, more, err
+}
+
+func (i instrumented) RemoveMember(ctx context.Context, conversation string, user chat.ID) (chat.Conversation, bool, error) {
+	start := time.Now()
+	c, was, err := i.b.RemoveMember(ctx, conversation, user)
+	i.m.observe(opMembership, start, err)
+	return c, was, err
 }
 
 func (i instrumented) Members(ctx context.Context, conversation string, after chat.ID, limit int) ([]chat.ID, bool, error) {

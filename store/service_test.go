@@ -580,6 +580,9 @@ func (n *namedSaver) Conversations(ctx context.Context, u chat.ID, l int) ([]cha
 func (n *namedSaver) ConversationPage(ctx context.Context, u chat.ID, p chat.ListPage) ([]chat.Summary, bool, error) {
 	return n.c.ConversationPage(ctx, u, p)
 }
+func (n *namedSaver) RemoveMember(ctx context.Context, c string, u chat.ID) (chat.Conversation, bool, error) {
+	return n.c.RemoveMember(ctx, c, u)
+}
 func (n *namedSaver) Members(ctx context.Context, c string, after chat.ID, l int) ([]chat.ID, bool, error) {
 	return n.c.Members(ctx, c, after, l)
 }

@@ -51,6 +51,11 @@ type Backend interface {
 	// otherwise), so that a page costs the same whatever the groups' sizes.
 	// ErrInvalid for a Limit under 1.
 	ConversationPage(ctx context.Context, user chat.ID, p chat.ListPage) ([]chat.Summary, bool, error)
+	// RemoveMember takes user out of a conversation (leaving a group) and
+	// returns the conversation after the change and whether user was a
+	// member. ErrNotFound for an unknown conversation. Removing a
+	// non-member changes nothing; a removed user may be added again.
+	RemoveMember(ctx context.Context, conversation string, user chat.ID) (chat.Conversation, bool, error)
 	// Members returns up to limit of a conversation's member IDs above
 	// after (0: from the first), ascending, and whether more follow.
 	// ErrNotFound for an unknown conversation, ErrInvalid for a limit

@@ -186,6 +186,40 @@ func readConvHead(tx *bbolt.Tx, id string, v []byte) (chat.Conversation, error) 
 	return c, nil
 }
 
+// RemoveMember deletes user's membership and list entry in one
+// transaction and returns the conversation after it.
+func (b *Backend) RemoveMember(ctx context.Context, conversation string, user chat.ID) (chat.Conversation, bool, error) {
+	if err := validConv(conversation); err != nil {
+		return chat.Conversation{}, false, err
+	}
+	var (
+		out chat.Conversation
+		was bool
+	)
+	err := b.update(ctx, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketConvs).Get([]byte(conversation))
+		if v == nil {
+			return fmt.Errorf("%w: conversation %s", chat.ErrNotFound, conversation)
+		}
+		key := convKey(conversation, user)
+		if was = tx.Bucket(bucketMembers).Get(key) != nil; was {
+			if err := tx.Bucket(bucketMembers).Delete(key); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketUserConvs).Delete(append(idKey(user), conversation...)); err != nil {
+				return err
+			}
+		}
+		var err error
+		out, err = readConv(tx, conversation, v)
+		return err
+	})
+	if err != nil {
+		return chat.Conversation{}, false, err
+	}
+	return out, was, nil
+}
+
 // Members returns up to limit of a conversation's member IDs above after,
 // ascending, and whether more follow. ErrNotFound for an unknown
 // conversation.

@@ -489,6 +489,36 @@ func (b *Backend) pageMembers(ctx context.Context, page []*listEntry) error {
 	})
 }
 
+// RemoveMember deletes the membership row with a lightweight transaction
+// (the rows are claimed with one, and mixing the two on a row is unsafe),
+// which also says whether user was a member; then the user's list row and
+// the set element.
+func (b *Backend) RemoveMember(ctx context.Context, conversation string, user chat.ID) (chat.Conversation, bool, error) {
+	if !validID(user) {
+		return chat.Conversation{}, false, fmt.Errorf("%w: user id %d", chat.ErrInvalid, user)
+	}
+	if _, err := b.head(ctx, conversation); err != nil {
+		return chat.Conversation{}, false, err
+	}
+	was, err := b.q(ctx, `DELETE FROM conversation_members WHERE conversation_id = ? AND user_id = ? IF EXISTS`,
+		conversation, int64(user)).MapScanCAS(map[string]any{})
+	if err != nil {
+		return chat.Conversation{}, false, wrap("remove member", err)
+	}
+	err = b.each(ctx, 2, func(ctx context.Context, i int) error {
+		if i == 0 {
+			return b.q(ctx, `DELETE FROM user_conversations WHERE user_id = ? AND conversation_id = ?`, int64(user), conversation).Exec()
+		}
+		return b.q(ctx, `UPDATE conversations SET members = members - ? WHERE conversation_id = ?`,
+			[]int64{int64(user)}, conversation).Exec()
+	})
+	if err != nil {
+		return chat.Conversation{}, false, wrap("remove member", err)
+	}
+	c, err := b.Conversation(ctx, conversation)
+	return c, was, err
+}
+
 // Members pages a conversation's member IDs in clustering order (one
 // slice of conversation_members).
 func (b *Backend) Members(ctx context.Context, conversation string, after chat.ID, limit int) ([]chat.ID, bool, error) {

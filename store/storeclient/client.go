@@ -215,6 +215,13 @@ func (c *Client) Membership(ctx context.Context, conversation string, user chat.
 	return resp.Conversation, resp.Member, nil
 }
 
+// Leave takes user out of a group. chat.ErrNotFound unless user is a
+// member, chat.ErrInvalid for a direct conversation.
+func (c *Client) Leave(ctx context.Context, conversation string, user chat.ID) error {
+	var resp LeaveResponse
+	return c.call(ctx, OpLeave, LeaveRequest{Conversation: conversation, User: user}, &resp)
+}
+
 // History returns one page of a conversation's history and whether more
 // messages lie beyond it. The page holds every message published to the
 // stream before the call; chat.ErrUnavailable when the store could not catch up

@@ -38,6 +38,7 @@ const (
 	OpPassword       = "password"
 	OpMembers        = "members"
 	OpMembership     = "membership"
+	OpLeave          = "leave"
 )
 
 // SessionOps are the session ops, for metrics that list every op.
@@ -335,11 +336,29 @@ type ErrorBody struct {
 }
 
 // UserEvent is published on chat.user.<id> to every member of a
-// conversation that was created or whose members changed. Type is
-// "conversation".
+// conversation that was created or whose members changed (Type
+// EventConversation), and to a user who left one (EventLeft, Conversation
+// holding only its ID).
 type UserEvent struct {
 	Type         string             `json:"type"`
 	Conversation *chat.Conversation `json:"conversation,omitempty"`
+}
+
+// The types of UserEvent.
+const (
+	EventConversation = "conversation"
+	EventLeft         = "left"
+)
+
+// LeaveRequest takes User out of a group conversation.
+type LeaveRequest struct {
+	Conversation string  `json:"conversation"`
+	User         chat.ID `json:"user"`
+}
+
+// LeaveResponse says the user is no longer a member.
+type LeaveResponse struct {
+	Left bool `json:"left"`
 }
 
 // RemoteError is an error the store service answered with. It unwraps to the

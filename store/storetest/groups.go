@@ -140,3 +140,41 @@ func sortedCopy(ids []chat.ID) []chat.ID {
 	slices.Sort(out)
 	return out
 }
+
+// testRemoveMember: a member leaves; the conversation, its pages and the
+// user's list no longer hold them; leaving again changes nothing; they may
+// be added again.
+func testRemoveMember(t *testing.T, b store.Backend) {
+	ctx := t.Context()
+	me, bob, eve := userID(1), userID(2), userID(3)
+	c := mkConv(t, b, group(groupID(1), me, at(0), me, bob, eve))
+	got, was, err := b.RemoveMember(ctx, c.ID, bob)
+	if err != nil || !was {
+		t.Fatalf("RemoveMember(bob) = %v, %v", was, err)
+	}
+	want := sortedCopy([]chat.ID{me, eve})
+	if !slices.Equal(got.Members, want) || got.MemberCount != 2 {
+		t.Errorf("after leaving: members %v, count %d; want %v", got.Members, got.MemberCount, want)
+	}
+	if c := getConv(t, b, c.ID); !slices.Equal(c.Members, want) {
+		t.Errorf("Conversation after leaving: %v", c.Members)
+	}
+	if ids, _, err := b.Members(ctx, c.ID, 0, 10); err != nil || !slices.Equal(ids, want) {
+		t.Errorf("Members after leaving: %v %v", ids, err)
+	}
+	if s := list(t, b, bob, 10); len(s) != 0 {
+		t.Errorf("the leaver still lists %v", summaryIDs(s))
+	}
+	if _, was, err := b.RemoveMember(ctx, c.ID, bob); err != nil || was {
+		t.Errorf("leaving again = %v, %v; want false, nil", was, err)
+	}
+	if _, _, err := b.RemoveMember(ctx, groupID(99), bob); !errors.Is(err, chat.ErrNotFound) {
+		t.Errorf("RemoveMember(unknown) = %v, want ErrNotFound", err)
+	}
+	if _, added, err := b.AddMembers(ctx, c.ID, []chat.ID{bob}, at(time.Hour)); err != nil || !slices.Equal(added, []chat.ID{bob}) {
+		t.Errorf("adding the leaver again: added %v, %v", added, err)
+	}
+	if s := list(t, b, bob, 10); len(s) != 1 {
+		t.Errorf("added again: lists %v", summaryIDs(s))
+	}
+}

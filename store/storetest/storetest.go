@@ -95,6 +95,7 @@ var tests = []test{
 	{"ConversationPageWalk", testConversationPageWalk},
 	{"ConversationPageInlineMembers", testConversationPageInlineMembers},
 	{"MembersPaging", testMembersPaging},
+	{"RemoveMember", testRemoveMember},
 
 	// Messages.
 	{"SaveMessagesRoundTrip", testSaveMessagesRoundTrip},
