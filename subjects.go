@@ -39,6 +39,10 @@ const (
 
 	// StoreSubjectPrefix starts every store request subject: chat.store.<op>.
 	StoreSubjectPrefix = "chat.store."
+	// ConvChangedSubject carries the ID of a conversation whose members a
+	// store replica changed, so that every replica drops it from its cache.
+	// Not under StoreSubjectPrefix: that is the request queue's.
+	ConvChangedSubject = "chat.conv_changed"
 	// StoreQueueGroup is the queue group of the store's request
 	// subscription, so each request reaches exactly one replica.
 	StoreQueueGroup = "store"

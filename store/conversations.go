@@ -103,7 +103,11 @@ func (s *Service) memberConversation(ctx context.Context, id string, user chat.I
 	if !chat.ValidConversationID(id) {
 		return chat.Conversation{}, fmt.Errorf("%w: conversation %q", chat.ErrInvalid, id)
 	}
-	c, err := s.b.Conversation(ctx, id)
+	c, err := s.convs.get(ctx, id, false)
+	if err == nil && !isMember(c, user) {
+		// Never refuse from the cache: the user may just have been added.
+		c, err = s.convs.get(ctx, id, true)
+	}
 	if err != nil {
 		return chat.Conversation{}, err
 	}
@@ -147,6 +151,7 @@ func (s *Service) addMembers(ctx context.Context, req storeclient.AddMembersRequ
 	if err != nil {
 		return nil, err
 	}
+	s.changed(c.ID)
 	if added == nil {
 		added = []chat.ID{}
 	}

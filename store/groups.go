@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/chatcluster/chat"
@@ -92,12 +93,12 @@ func (s *Service) membership(ctx context.Context, req storeclient.MembershipRequ
 	if !chat.ValidConversationID(req.Conversation) || req.User == 0 {
 		return nil, fmt.Errorf("%w: membership of %d in %q", chat.ErrInvalid, req.User, req.Conversation)
 	}
-	c, err := s.b.Conversation(ctx, req.Conversation)
+	c, err := s.memberConversation(ctx, req.Conversation, req.User)
+	if errors.Is(err, chat.ErrNotFound) {
+		return storeclient.MembershipResponse{}, nil // nothing of it is disclosed
+	}
 	if err != nil {
 		return nil, err
-	}
-	if !isMember(c, req.User) {
-		return storeclient.MembershipResponse{}, nil // nothing of it is disclosed
 	}
 	return storeclient.MembershipResponse{Conversation: listed(c), Member: true}, nil
 }
@@ -120,6 +121,7 @@ func (s *Service) leave(ctx context.Context, req storeclient.LeaveRequest) (any,
 	if err != nil {
 		return nil, err
 	}
+	s.changed(c.ID)
 	if was {
 		s.notify(after)
 		body, _ := json.Marshal(storeclient.UserEvent{Type: storeclient.EventLeft, Conversation: &chat.Conversation{ID: c.ID}})

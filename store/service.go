@@ -203,6 +203,7 @@ type Service struct {
 
 	sem   chan struct{}
 	floor *floorWatch
+	convs *convCache // hot conversations, see convcache.go
 
 	cons       atomic.Pointer[jetstream.Consumer]
 	consuming  atomic.Bool
@@ -267,6 +268,7 @@ func NewService(cfg ServiceConfig, b Backend, nc *nats.Conn, js jetstream.JetStr
 		return nil, fmt.Errorf("store: register metrics: %w", err)
 	}
 	s.b = instrumented{b: b, m: s.m}
+	s.convs = newConvCache(s.b)
 	s.ops = s.handlers()
 	s.kinds = s.recordKinds()
 	return s, nil
@@ -339,6 +341,13 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("store: subscribe %s>: %w", chat.StoreSubjectPrefix, err)
 	}
 	sub.SetClosedHandler(func(string) { close(subDone) })
+	changes, err := s.subscribeChanges()
+	if err != nil {
+		_ = sub.Unsubscribe()
+		<-subDone
+		return fmt.Errorf("store: subscribe %s: %w", chat.ConvChangedSubject, err)
+	}
+	defer func() { _ = changes.Unsubscribe() }()
 	s.subscribed.Store(true)
 
 	var wg sync.WaitGroup // everything but the request handlers
