@@ -56,7 +56,11 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	case "idle":
 		fs.IntVar(&o.Conns, "conns", 1000, "connections to open and hold")
 		fs.IntVar(&o.Users, "users", 0, "distinct users the connections log in as (default: one per connection)")
-	case "chat":
+	case "chat", "storm":
+		if o.Scenario == "storm" {
+			fs.DurationVar(&o.StormAt, "storm-at", 5*time.Second, "drop every connection this far into the run (0: only the server drops them, e.g. a killed gateway)")
+			fs.DurationVar(&o.StormJitter, "storm-jitter", 5*time.Second, "reconnects spread at random over this long (the client's backoff jitter)")
+		}
 		fs.IntVar(&o.Conns, "conns", 200, "connections, one user each")
 		fs.IntVar(&o.Group, "group", 10, "members per conversation")
 		fs.IntVar(&o.Senders, "senders", 0, "sending connections (default: one per conversation)")
@@ -93,7 +97,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		fmt.Fprintf(stderr, "chatload: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if o.Scenario == "chat" && o.Senders == 0 && o.Group > 0 {
+	if (o.Scenario == "chat" || o.Scenario == "storm") && o.Senders == 0 && o.Group > 0 {
 		// One sender per conversation, and enough senders that each stays
 		// well under the gateway's default per-connection rate (20/s).
 		o.Senders = min(o.Conns, max(1, o.Conns/o.Group, int(math.Ceil(o.Rate/SenderRateHint))))

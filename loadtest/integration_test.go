@@ -157,6 +157,18 @@ func TestIntegrationDevServer(t *testing.T) {
 		t.Fatalf("broadcast: %v", err)
 	}
 	bc.WriteSummary(&sum)
+
+	// Every connection dropped at once comes back, takes hello and its
+	// catch-up page.
+	st, err := Run(ctx, Options{Scenario: "storm", URL: url, Conns: 30, Group: 5, Senders: 6, Rate: 30, Duration: 3 * time.Second,
+		StormAt: time.Second, StormJitter: 500 * time.Millisecond, UsersFile: users})
+	if err != nil {
+		t.Fatalf("storm: %v", err)
+	}
+	st.WriteSummary(&sum)
+	if s := st.Storm; s == nil || s.Dropped != 30 || s.Reconnected != 30 || s.CaughtUp != 30 || len(s.Failed) != 0 {
+		t.Errorf("storm: %+v", s)
+	}
 	t.Log("\n" + sum.String())
 	if b := bc.Messages; bc.Connect.OK != 20 || b.Acked != 20 || b.Expected != 20*19 || b.Delivered != b.Expected {
 		t.Errorf("broadcast: connected %d acked %d delivered %d of %d", bc.Connect.OK, b.Acked, b.Delivered, b.Expected)

@@ -50,6 +50,9 @@ type Report struct {
 	E2ELatency LatencySummary   `json:"e2e_latency"`
 	FramesIn   map[string]int64 `json:"frames_in,omitempty"`
 
+	// Storm is the storm scenario's reconnect and catch-up.
+	Storm *StormReport `json:"storm,omitempty"`
+
 	Gateway   GatewayReport   `json:"gateway"`
 	Generator GeneratorReport `json:"generator"`
 	Warnings  []string        `json:"warnings,omitempty"`
@@ -160,6 +163,13 @@ func (r *Report) fill(res Result, gw *gatewayProbe) {
 	r.AckLatency = res.AckLatency.Summary()
 	r.E2ELatency = res.E2ELatency.Summary()
 	r.FramesIn = res.FramesIn
+	if s := res.Storm; s != nil {
+		r.Storm = &StormReport{Dropped: s.Dropped, Reconnected: s.Reconnected, CaughtUp: s.CaughtUp, Failed: s.Failed,
+			Reconnect: s.Reconnect.Summary(), CatchUp: s.CatchUp.Summary()}
+		if s.LastNs > s.StartNs {
+			r.Storm.AllCaughtUpS = round3(float64(s.LastNs-s.StartNs) / 1e9)
+		}
+	}
 
 	if gw != nil {
 		r.Gateway = gw.report
@@ -266,6 +276,12 @@ func (r *Report) WriteSummary(w io.Writer) {
 		p("  deliver:   %d of %d expected (%.1f%%), %.0f msg/s delivered; %d own echoes, %d foreign",
 			m.Delivered, m.Expected, 100*m.DeliveryRatio, m.DeliveredPerSec, m.SelfDelivered, m.Foreign)
 		p("  end2end:   %s", latLine(r.E2ELatency))
+	}
+	if s := r.Storm; s != nil {
+		p("  storm:     %d dropped, %d reconnected, %d caught up; all caught up %.2fs after the first drop; failures: %s",
+			s.Dropped, s.Reconnected, s.CaughtUp, s.AllCaughtUpS, sortedCounts(s.Failed))
+		p("             drop-to-hello %s", latLine(s.Reconnect))
+		p("             drop-to-catch-up %s", latLine(s.CatchUp))
 	}
 	p("  frames in: %s", sortedCounts(r.FramesIn))
 	g := r.Gateway

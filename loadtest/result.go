@@ -39,6 +39,8 @@ type Result struct {
 	E2ELatency HistSnapshot `json:"e2e_latency"`
 
 	Processes []ProcUsage `json:"processes,omitempty"`
+
+	Storm *StormResult `json:"storm,omitempty"`
 }
 
 // ProcUsage is the CPU one generator process used in a phase.
@@ -103,4 +105,10 @@ func (r *Result) Merge(o Result) {
 	r.AckLatency.Merge(o.AckLatency)
 	r.E2ELatency.Merge(o.E2ELatency)
 	r.Processes = append(r.Processes, o.Processes...)
+	if o.Storm != nil {
+		if r.Storm == nil {
+			r.Storm = &StormResult{}
+		}
+		r.Storm.Merge(*o.Storm)
+	}
 }

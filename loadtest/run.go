@@ -29,7 +29,7 @@ var ErrBadOptions = errors.New("bad options")
 
 // Options configure one run. Zero values take the defaults in Defaults.
 type Options struct {
-	Scenario string // idle, chat or broadcast
+	Scenario string // idle, chat, broadcast or storm
 	URL      string // server base URL; loopback only
 
 	Conns   int     // connections (idle, chat); members (broadcast)
@@ -51,6 +51,9 @@ type Options struct {
 	MaxInflight        int // per sending connection; beyond it sends are skipped and counted
 	Timeout            time.Duration
 	NoSpread           bool // do not spread source addresses over 127.0.0.2–254
+
+	StormAt     time.Duration // storm: when every connection is dropped (0: only by the server)
+	StormJitter time.Duration // storm: reconnects spread over this (the client's backoff jitter)
 
 	Procs      int    // worker processes; >1 re-executes Exe
 	Exe        string // binary for --procs children (default os.Executable)
@@ -104,9 +107,9 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
 	switch o.Scenario {
-	case "idle", "chat", "broadcast":
+	case "idle", "chat", "broadcast", "storm":
 	default:
-		return bad("unknown scenario %q (idle, chat, broadcast)", o.Scenario)
+		return bad("unknown scenario %q (idle, chat, broadcast, storm)", o.Scenario)
 	}
 	if o.Conns < 1 || o.Conns > MaxConns {
 		return bad("connections/members must be 1..%d", MaxConns)
@@ -125,7 +128,10 @@ func (o *Options) Validate() error {
 			return bad("senders must be at least 1")
 		}
 	}
-	if o.Scenario == "chat" && (o.Group < 2 || o.Group > o.Conns) {
+	if o.Scenario == "storm" && (o.StormAt < 0 || o.StormAt > o.Duration || o.StormJitter < 0 || o.StormJitter > time.Minute) {
+		return bad("storm-at must be within the duration, storm-jitter 0..1m")
+	}
+	if (o.Scenario == "chat" || o.Scenario == "storm") && (o.Group < 2 || o.Group > o.Conns) {
 		return bad("group size must be 2..conns")
 	}
 	if o.Scenario == "broadcast" && o.Conns < 2 {

@@ -67,6 +67,7 @@ func buildPlan(ctx context.Context, o *Options, tg Target, api *API) (*Plan, Set
 		Senders: o.Senders, Rate: o.Rate, Duration: Dur(o.Duration), BodySize: o.BodySize,
 		ConnectConcurrency: o.ConnectConcurrency, ConnectTimeout: Dur(o.ConnectTimeout),
 		DrainTimeout: Dur(o.DrainTimeout), MaxInflight: o.MaxInflight,
+		StormAt: Dur(o.StormAt), StormJitter: Dur(o.StormJitter),
 	}
 	var st SetupStats
 	var emu sync.Mutex
@@ -163,7 +164,7 @@ func buildPlan(ctx context.Context, o *Options, tg Target, api *API) (*Plan, Set
 
 	t1 := time.Now()
 	switch o.Scenario {
-	case "chat":
+	case "chat", "storm":
 		g := o.Group
 		ngroups := len(p.Conns) / g
 		p.Groups = make([]PlanGroup, ngroups)

@@ -33,6 +33,11 @@ type Plan struct {
 	ConnectTimeout     Dur `json:"connect_timeout"`
 	DrainTimeout       Dur `json:"drain_timeout"`
 	MaxInflight        int `json:"max_inflight"`
+
+	// The storm scenario: when every connection is dropped (0: only the
+	// server drops them) and the reconnects' random spread.
+	StormAt     Dur `json:"storm_at,omitempty"`
+	StormJitter Dur `json:"storm_jitter,omitempty"`
 }
 
 // Dur is a time.Duration that reads and writes JSON as "1.5s".
@@ -100,7 +105,9 @@ type worker struct {
 	firstDeliv, lastDeliv, lastActivity atomic.Int64
 	maxLag                              atomic.Int64
 
-	res Result // phase timings, filled as the worker goes
+	res        Result // phase timings, filled as the worker goes
+	stormSt    stormState
+	stormEnded atomic.Bool
 }
 
 var frameTypes = []string{"hello", "ack", "message", "history", "read", "typing", "presence", "conversation", "error", "pong"}
@@ -182,7 +189,11 @@ func (w *worker) readLoop(c *wsConn) {
 	for {
 		op, p, err := c.readMessage()
 		if err != nil {
-			if !c.closing.Load() {
+			if !c.closing.Load() && w.plan.Scenario == "storm" && c.catchup == nil && !w.stormEnded.Load() {
+				// The server dropped it (a gateway died): it comes back
+				// as in the storm.
+				w.stormDrop(context.Background(), c.idx-w.lo, c)
+			} else if !c.closing.Load() {
 				w.dropped.Add(1)
 				reason := ErrorKey(err)
 				if errors.Is(err, errClosed) {
@@ -207,6 +218,23 @@ func (w *worker) onFrame(c *wsConn, p []byte) {
 		n.Add(1)
 	} else {
 		w.framesOther.Add(1)
+	}
+	if c.catchup != nil && len(id) > 0 && (string(typ) == "history" || string(typ) == "error") {
+		code := ""
+		if string(typ) == "error" {
+			var e struct {
+				Code string `json:"code"`
+			}
+			_ = json.Unmarshal(p, &e)
+			code = e.Code + "_"
+		}
+		select {
+		case c.catchup <- code:
+		default:
+		}
+		if string(typ) == "history" {
+			return
+		}
 	}
 	switch string(typ) {
 	case "ack":
@@ -271,8 +299,18 @@ func (w *worker) run(ctx context.Context, start time.Time) {
 			}()
 		}
 	}
+	if w.plan.Scenario == "storm" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.storm(ctx, start)
+		}()
+	}
 	waitUntil(ctx, end)
 	wg.Wait()
+	w.stormSt.wg.Wait()
+	w.stormEnded.Store(true)
+	w.stormSt.wg.Wait() // a drop that raced with the end
 	w.res.SendEndNs = time.Now().UnixNano()
 	w.drain(ctx)
 	w.res.Processes = append(w.res.Processes, usageSince(w.role, "run", cpu0, wall0))
@@ -416,6 +454,7 @@ func (w *worker) result() Result {
 	r.Expected = w.expected.Load()
 	r.FirstDelivNs, r.LastDelivNs = w.firstDeliv.Load(), w.lastDeliv.Load()
 	r.AckLatency, r.E2ELatency = w.ackLat.Snapshot(), w.e2eLat.Snapshot()
+	r.Storm = w.stormResult()
 	r.FramesIn = map[string]int64{}
 	for k, v := range w.frames {
 		if n := v.Load(); n > 0 {

@@ -49,6 +49,7 @@ type wsConn struct {
 	closing   atomic.Bool  // we started the close: a read error is no drop
 	closeCode atomic.Int32 // close code sent by the server, if any
 	done      chan struct{}
+	catchup   chan string // storm: the catch-up answer ("" or an error code)
 }
 
 // dialWS opens a WebSocket to wsURL with the bearer token, and reads frames
