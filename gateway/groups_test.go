@@ -123,6 +123,12 @@ func testLargestMessages(t *testing.T, e *bigEnv) {
 		}
 		a1.send(t, g.ID, fmt.Sprintf("lm-%d", i), largest)
 	}
+	// The store writes behind the stream: wait until it holds the last
+	// messages (history is read-your-writes; the list is not).
+	h0 := e.history(t, b, ids[groups-1], "limit=1")
+	if len(h0.Messages) != 1 {
+		t.Fatalf("history of the last group: %d messages", len(h0.Messages))
+	}
 	// hello: not refused, bounded, with a cursor to the rest.
 	c := e.dialNoHello(t, "b1", e.wsBase+"?token="+url.QueryEscape(b.Token), nil)
 	f := c.take(t, "hello", func(frame) bool { return true })
@@ -143,7 +149,7 @@ func testLargestMessages(t *testing.T, e *bigEnv) {
 	}
 	for _, cv := range h.Conversations {
 		if cv.LastMessage == nil || cv.LastMessage.Body != largest {
-			t.Fatalf("conversation %s in hello: last message is not the message sent", cv.ID)
+			t.Fatalf("conversation %s in hello: last message is not the message sent: %+v", cv.ID, cv.LastMessage)
 		}
 	}
 	// The HTTP list pages through all of them.
