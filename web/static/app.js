@@ -307,6 +307,15 @@ function onFrame(f, r) {
     case 'conversation':
       if (r && r.isNew && app.current == null) route();
       break;
+    case 'left': {
+      // We left a group (on any device): it goes from the list.
+      const id = f.conversation;
+      app.state.convs.delete(id);
+      app.state.order = app.state.order.filter((x) => x !== id);
+      app.onlineCounts.delete(id);
+      if (app.current === id) navigate('/', { replace: true });
+      break;
+    }
     case 'error':
       // Errors for requests are answered to the requests; the rest (a read
       // or typing refused) need no reaction beyond the console.
