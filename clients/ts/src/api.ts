@@ -13,6 +13,8 @@ import {
   type ID,
   type User,
   type AuthAnswer,
+  type SessionInfo,
+  type WsTicketAnswer,
 } from './protocol.js';
 
 /** What the library needs of fetch's answer. */
@@ -44,8 +46,16 @@ export interface ApiOptions {
   base?: string;
   token?: string | null;
   fetch?: FetchLike;
-  /** A 401 to a call made with a token: the session is over. */
+  /** A 401 to a call made with a token that a refresh could not cure: the session is over. */
   onUnauthorized?: (e: ApiError) => void;
+  /**
+   * Renews `token` after a 401 (see Session.refresh): resolves true when a
+   * new token is in place (the call is retried once with it), false when the
+   * session is over; a rejection (the network) fails the call and keeps the
+   * session. The token that was refused is passed, so a refresh that
+   * another caller already did is not repeated.
+   */
+  refresh?: (refused: string) => Promise<boolean>;
 }
 
 function globalFetch(): FetchLike {
@@ -61,19 +71,53 @@ export class Api {
   token: string | null;
   fetch: FetchLike;
   onUnauthorized: (e: ApiError) => void;
+  refresh: ((refused: string) => Promise<boolean>) | null;
 
-  constructor({ base = '', token = null, fetch, onUnauthorized = () => {} }: ApiOptions = {}) {
+  constructor({ base = '', token = null, fetch, onUnauthorized = () => {}, refresh }: ApiOptions = {}) {
     this.base = base;
     this.token = token;
     this.fetch = fetch ?? globalFetch();
     this.onUnauthorized = onUnauthorized;
+    this.refresh = refresh ?? null;
   }
 
-  /** Calls a method and path under /api/v1 with an optional JSON body. */
+  /**
+   * Calls a method and path under /api/v1 with an optional JSON body. With
+   * `auth` (the default) the bearer token goes along, and a 401 is first
+   * met with one refresh and a retry; without, no token is sent (signup,
+   * login, and /token, whose refresh token is in the body).
+   */
   async call<T = unknown>(method: string, path: string, body?: unknown, { auth = true }: { auth?: boolean } = {}): Promise<T> {
+    const used = this.token;
+    try {
+      return await this.#once<T>(method, path, body, auth);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401 || !auth || !used) throw e;
+      if (this.refresh) {
+        let renewed: boolean;
+        try {
+          renewed = await this.refresh(used);
+        } catch {
+          throw e; // the network: the session may be fine
+        }
+        if (renewed && this.token && this.token !== used) {
+          try {
+            return await this.#once<T>(method, path, body, auth);
+          } catch (e2) {
+            if (e2 instanceof ApiError && e2.status === 401 && this.token) this.onUnauthorized(e2);
+            throw e2;
+          }
+        }
+      }
+      this.onUnauthorized(e);
+      throw e;
+    }
+  }
+
+  async #once<T>(method: string, path: string, body: unknown, auth: boolean): Promise<T> {
     const headers: Record<string, string> = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (this.token && auth) headers.Authorization = `Bearer ${this.token}`;
     let res: FetchResponseLike;
     try {
       res = await this.fetch(this.base + API_PREFIX + path, {
@@ -95,9 +139,7 @@ export class Api {
     }
     if (!res.ok) {
       const err = (data as { error?: { code?: string; message?: string } } | null)?.error;
-      const e = new ApiError(res.status, err && err.code, err && err.message);
-      if (res.status === 401 && this.token && auth) this.onUnauthorized(e);
-      throw e;
+      throw new ApiError(res.status, err && err.code, err && err.message);
     }
     return data as T;
   }
@@ -118,14 +160,55 @@ export class Api {
     return this.call(spec.method, path, a.body, { auth: spec.auth });
   }
 
-  signup(username: string, password: string, displayName?: string): Promise<AuthAnswer> {
+  signup(username: string, password: string, displayName?: string, device?: string): Promise<AuthAnswer> {
     const body: EndpointArgs<'signup'>['body'] = { username, password };
     if (displayName) body.display_name = displayName;
+    if (device) body.device = device;
     return this.endpoint('signup', { body });
   }
 
-  login(username: string, password: string): Promise<AuthAnswer> {
-    return this.endpoint('login', { body: { username, password } });
+  /** `device` names the session in the sessions list (default: the User-Agent). */
+  login(username: string, password: string, device?: string): Promise<AuthAnswer> {
+    const body: EndpointArgs<'login'>['body'] = { username, password };
+    if (device) body.device = device;
+    return this.endpoint('login', { body });
+  }
+
+  // ------------------------------------------------------------ sessions (extension)
+
+  /** Trades a refresh token for a new pair (POST /token); the one presented is retired. */
+  refreshToken(refreshToken: string): Promise<AuthAnswer> {
+    return this.endpoint('token', { body: { refresh_token: refreshToken } });
+  }
+
+  /** Ends this session on the server, or with `all` every session of the user. */
+  async logout(all = false): Promise<void> {
+    await this.endpoint('logout', { query: all ? { all: 'true' } : {} });
+  }
+
+  /** Where the user is logged in, oldest first; `current` marks this one. */
+  async sessions(): Promise<SessionInfo[]> {
+    return (await this.endpoint('sessions', {})).sessions ?? [];
+  }
+
+  /** Ends one of the user's sessions (another device). */
+  async endSession(id: string): Promise<void> {
+    await this.endpoint('endSession', { params: { id } });
+  }
+
+  /** Changes the password; every other session of the user ends. */
+  async changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    await this.endpoint('password', { body: { current_password: currentPassword, new_password: newPassword } });
+  }
+
+  /** A single-use credential for opening the WebSocket (`/ws?ticket=`), valid 30 s. */
+  wsTicket(): Promise<WsTicketAnswer> {
+    return this.endpoint('wsTicket', {});
+  }
+
+  /** Removes every push registration of the caller (DELETE /devices): part of logging out. */
+  removeDevices(): Promise<{ removed: number }> {
+    return this.endpoint('removeDevices', {});
   }
 
   me(): Promise<User> {

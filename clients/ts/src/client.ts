@@ -6,7 +6,7 @@
 // No DOM and no Node-only API: everything from the host is injected or
 // taken from globalThis.
 
-import { Api, type FetchLike } from './api.js';
+import { Api, ApiError, type FetchLike } from './api.js';
 import type { Backoff } from './backoff.js';
 import {
   Connection,
@@ -33,15 +33,38 @@ import {
   type OutboxEntry,
   type SavedOutboxEntry,
 } from './state.js';
+import { Session, type SavedTokens } from './session.js';
 
 export type CatchUpOutcome = 'done' | 'reload' | 'not_found' | 'interrupted';
 
 export interface ChatClientOptions {
   /** Origin of the server for HTTP, e.g. "https://chat.example"; '' for a page's own origin. */
   baseUrl?: string;
-  /** The /ws URL with the token; default: baseUrl with ws(s):// and /ws?token=. */
-  wsUrl?: () => string;
+  /**
+   * The /ws URL with its credential (a promise when fetched per attempt);
+   * default: baseUrl with ws(s):// and /ws, credential as `wsAuth` says.
+   */
+  wsUrl?: () => string | Promise<string>;
+  /**
+   * How the default wsUrl authenticates: 'ticket' fetches a single-use
+   * ticket (POST /ws-ticket) for every attempt, so no token is in the URL;
+   * 'token' puts the access token in `?token=`. Default 'ticket' with a
+   * session (refreshToken or session given), else 'token'.
+   */
+  wsAuth?: 'ticket' | 'token';
   token?: string | null;
+  /**
+   * The refresh token of the login answer: the access token is then renewed
+   * before it expires and when refused (401, 4001), and onAuthExpired means
+   * the session itself is over. See Session.
+   */
+  refreshToken?: string | null;
+  /** The login answer's `expires_in` (seconds), so renewal happens ahead of expiry. */
+  expiresIn?: number;
+  /** New tokens after a refresh: persist them (see Session's onTokens). */
+  onTokens?: (tokens: SavedTokens) => void;
+  /** A Session to use instead (an app that shares one across tabs or clients); the app starts and stops it. */
+  session?: Session;
   /** Default globalThis.WebSocket (Node 20: pass the `ws` package's WebSocket). */
   WebSocket?: WebSocketClass;
   /** Default globalThis.fetch. */
@@ -71,7 +94,7 @@ export interface ChatClientOptions {
   /** Something in the state changed: time to render. */
   onChange?: () => void;
   onStatus?: (status: ConnectionStatus, info?: StatusInfo) => void;
-  /** Close code 4001 or an HTTP 401: log in again. */
+  /** Close code 4001 or an HTTP 401 that no refresh cured: log in again. */
   onAuthExpired?: () => void;
   /** A socket closed before its hello (perhaps a refused token). */
   onConnectFailed?: () => void;
@@ -88,14 +111,19 @@ interface Waiter {
   reject: (e: RequestError) => void;
 }
 
-function wsUrlFrom(base: string, token: () => string | null): () => string {
-  return () => `${base.replace(/^http/, 'ws')}/ws?token=${encodeURIComponent(token() ?? '')}`;
+function wsBase(base: string): string {
+  return `${base.replace(/^http/, 'ws')}/ws`;
 }
 
 export class ChatClient {
   readonly state: ChatState;
   readonly api: Api;
   readonly conn: Connection;
+  /** The session renewing the token, when there is a refresh token. */
+  readonly session: Session | null;
+  #ownSession = false;
+  /** The access token the current socket attempt was opened with. */
+  #wsToken: string | null = null;
   #o: ChatClientOptions;
   #token: string | null;
   #setTimeout: SetTimeout;
@@ -124,8 +152,27 @@ export class ChatClient {
     const g = globalThis as unknown as { setTimeout: SetTimeout; clearTimeout: ClearTimeout };
     this.#setTimeout = o.setTimeout ?? ((fn, ms) => g.setTimeout(fn, ms));
     this.#clearTimeout = o.clearTimeout ?? ((h) => g.clearTimeout(h));
+    this.session = o.session ?? null;
+    if (!this.session && o.refreshToken && this.#token) {
+      this.#ownSession = true;
+      this.session = new Session({
+        api: this.api,
+        token: this.#token,
+        refreshToken: o.refreshToken,
+        expiresIn: o.expiresIn,
+        onTokens: (t) => {
+          this.#token = t.token;
+          o.onTokens?.(t);
+        },
+        onExpired: () => this.#sessionOver(),
+        now: o.now,
+        setTimeout: this.#setTimeout,
+        clearTimeout: this.#clearTimeout,
+      });
+    }
+    const wsAuth = o.wsAuth ?? (this.session ? 'ticket' : 'token');
     this.conn = new Connection({
-      url: o.wsUrl ?? wsUrlFrom(o.baseUrl ?? '', () => this.#token),
+      url: o.wsUrl ?? (wsAuth === 'ticket' ? () => this.#ticketUrl() : () => this.#tokenUrl()),
       WebSocket: o.WebSocket,
       onFrame: (f) => this.#onFrame(f),
       onStatus: (s, info) => {
@@ -133,7 +180,7 @@ export class ChatClient {
         o.onStatus?.(s, info);
         this.#changed();
       },
-      onAuthExpired: () => o.onAuthExpired?.(),
+      onAuthExpired: () => this.#closed4001(),
       onConnectFailed: () => o.onConnectFailed?.(),
       setTimeout: this.#setTimeout,
       clearTimeout: this.#clearTimeout,
@@ -145,8 +192,9 @@ export class ChatClient {
     });
   }
 
+  /** The access token now (a session renews it). */
   get token(): string | null {
-    return this.#token;
+    return this.session ? this.session.token : this.#token;
   }
 
   /** A new token (after logging in again): used by the next HTTP call and the next connect. */
@@ -155,11 +203,57 @@ export class ChatClient {
     this.api.token = t;
   }
 
+  #tokenUrl(): string {
+    this.#wsToken = this.api.token;
+    return `${wsBase(this.#o.baseUrl ?? '')}?token=${encodeURIComponent(this.api.token ?? '')}`;
+  }
+
+  /** A fresh single-use ticket per attempt: the URL, which proxies log, holds no token. */
+  async #ticketUrl(): Promise<string> {
+    this.#wsToken = this.api.token;
+    let ticket: string;
+    try {
+      ({ ticket } = await this.api.wsTicket());
+    } catch (e) {
+      // A 401 here already went through the refresh and onUnauthorized:
+      // the session is over, so stop rather than retry.
+      if (e instanceof ApiError && e.status === 401) this.conn.stop();
+      throw e;
+    }
+    return `${wsBase(this.#o.baseUrl ?? '')}?ticket=${encodeURIComponent(ticket)}`;
+  }
+
+  /**
+   * 4001: the socket's token expired or its session ended. With a session
+   * a refresh tells which: renewed, reconnect; refused, the session is over.
+   */
+  #closed4001(): void {
+    const s = this.session;
+    if (!s) {
+      this.#o.onAuthExpired?.();
+      return;
+    }
+    const conn = this.conn;
+    s.refresh(this.#wsToken ?? undefined).then(
+      (ok) => {
+        if (ok) conn.start();
+        else this.#sessionOver();
+      },
+      () => conn.start(), // the network: the connection's backoff finds out
+    );
+  }
+
+  #sessionOver(): void {
+    this.conn.stop();
+    this.#o.onAuthExpired?.();
+  }
+
   get isReady(): boolean {
     return this.conn.isReady;
   }
 
   start(): void {
+    if (this.#ownSession) this.session?.start();
     this.conn.start();
   }
 
@@ -167,7 +261,33 @@ export class ChatClient {
   stop(): void {
     if (this.#flushTimer) this.#clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
+    if (this.#ownSession) this.session?.stop();
     this.conn.stop();
+  }
+
+  /**
+   * Logs out: ends the session on the server (with `all`, every session of
+   * the user), forgets its push registrations first when `devices` (they
+   * belong to the user, so only do so when this device registered them), and
+   * stops. A server that cannot be reached does not keep the client running.
+   */
+  async logout({ all = false, devices = false }: { all?: boolean; devices?: boolean } = {}): Promise<void> {
+    // The socket first: the server closes it with 4001 as the session ends,
+    // which is no expiry to report. The session stays up for the calls,
+    // which may need a refreshed token.
+    if (this.#flushTimer) this.#clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
+    this.conn.stop();
+    try {
+      if (devices) await this.api.removeDevices();
+    } catch {
+      // Logging out goes on: the registrations lapse with the next failed push.
+    }
+    try {
+      await this.api.logout(all);
+    } finally {
+      if (this.#ownSession) this.session?.stop();
+    }
   }
 
   /** Reconnects now if waiting to retry (the app came to the foreground, the network came back). */

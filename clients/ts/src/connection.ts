@@ -54,14 +54,19 @@ export class RequestError extends Error {
 }
 
 export interface ConnectionOptions {
-  /** The /ws URL with `?token=`; called for every attempt, so a refreshed token is used. */
-  url: () => string;
+  /**
+   * The /ws URL with its credential, called for every attempt (so a
+   * refreshed token is used); a promise when the credential is fetched
+   * first, e.g. a single-use ticket (`?ticket=`, POST /ws-ticket). A
+   * rejected promise counts as a failed attempt and is retried with backoff.
+   */
+  url: () => string | Promise<string>;
   /** The WebSocket class; default globalThis.WebSocket. */
   WebSocket?: WebSocketClass;
   /** Every frame that is not the answer to a waiting request; hello included. */
   onFrame: (frame: ServerFrame) => void;
   onStatus?: (status: ConnectionStatus, info?: StatusInfo) => void;
-  /** Close code 4001: the token expired; the connection stops. */
+  /** Close code 4001: the token expired or its session ended; the connection stops (refresh, then start() again). */
   onAuthExpired?: () => void;
   /** A socket closed before its hello (perhaps a refused token: ask the HTTP API). */
   onConnectFailed?: () => void;
@@ -106,7 +111,7 @@ function globalWebSocket(): WebSocketClass {
 }
 
 export class Connection {
-  url: () => string;
+  url: () => string | Promise<string>;
   WS: WebSocketClass;
   onFrame: (frame: ServerFrame) => void;
   onStatus: (status: ConnectionStatus, info?: StatusInfo) => void;
@@ -129,6 +134,10 @@ export class Connection {
   retryTimer: TimerHandle | null = null;
   pingTimer: TimerHandle | null = null;
   pongTimer: TimerHandle | null = null;
+  /** Counts attempts: a URL that arrives after a newer attempt or a stop is dropped. */
+  #attempt = 0;
+  /** An attempt is waiting for its URL (a ticket being fetched). */
+  opening = false;
 
   constructor({
     url,
@@ -169,6 +178,8 @@ export class Connection {
   /** Closes for good (log out); waiting requests fail with 'disconnected'. */
   stop(): void {
     this.stopped = true;
+    this.#attempt++;
+    this.opening = false;
     this.#clearTimers();
     const ws = this.ws;
     this.ws = null;
@@ -187,7 +198,7 @@ export class Connection {
 
   /** Reconnects at once if waiting for a retry (e.g. the device came back online). */
   nudge(): void {
-    if (this.stopped || this.ws) return;
+    if (this.stopped || this.ws || this.opening) return;
     if (this.retryTimer) this.clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.#open();
@@ -270,9 +281,43 @@ export class Connection {
     this.retryTimer = null;
     this.ready = false;
     this.#setStatus('connecting');
+    const attempt = ++this.#attempt;
+    let url: string | Promise<string>;
+    try {
+      url = this.url();
+    } catch {
+      this.#schedule(this.backoff.next());
+      return;
+    }
+    if (typeof url === 'string') {
+      this.#connect(url);
+      return;
+    }
+    // The credential is fetched first: meanwhile a nudge must not start a
+    // second attempt, and a stop or a newer attempt makes this one moot.
+    this.opening = true;
+    url.then(
+      (u) => {
+        if (attempt !== this.#attempt) return;
+        this.opening = false;
+        if (!this.stopped && !this.ws) this.#connect(u);
+      },
+      () => {
+        if (attempt !== this.#attempt) return;
+        this.opening = false;
+        if (!this.stopped && !this.ws) {
+          const delay = this.backoff.next();
+          this.#setStatus('offline', { retryIn: delay });
+          this.#schedule(delay);
+        }
+      },
+    );
+  }
+
+  #connect(url: string): void {
     let ws: WebSocketLike;
     try {
-      ws = new this.WS(this.url());
+      ws = new this.WS(url);
     } catch {
       this.#schedule(this.backoff.next());
       return;

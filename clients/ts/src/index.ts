@@ -27,4 +27,5 @@ export {
   newerCopy,
   MAX_PENDING_CHANGES,
 } from './changes.js';
+export { Session, DEFAULT_ACCESS_TTL_MS, MAX_REFRESH_AHEAD_MS, type SessionOptions, type SavedTokens } from './session.js';
 export { ChatClient, type ChatClientOptions, type CatchUpOutcome } from './client.js';

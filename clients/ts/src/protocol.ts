@@ -198,7 +198,7 @@ export const CLOSE_NORMAL = 1000;
 export const CLOSE_PING_TIMEOUT = 1001;
 export const CLOSE_SERVER_ERROR = 1011;
 export const CLOSE_TOO_SLOW = 1013;
-/** The token expired: log in again before reconnecting. */
+/** The token expired or its session ended: refresh the token (POST /token); if that is refused, log in again. */
 export const CLOSE_TOKEN_EXPIRED = 4001;
 /** The server is draining: reconnect at once, elsewhere. */
 export const CLOSE_DRAINING = 4002;
@@ -213,6 +213,25 @@ export interface AuthAnswer {
   /** v1.1 extensions, when the server gives them. */
   refresh_token?: string;
   expires_in?: number;
+}
+
+/** One session (device) of the user, from GET /sessions (extension). */
+export interface SessionInfo {
+  id: string;
+  /** What the device called itself at login (default its User-Agent). */
+  device: string;
+  /** RFC 3339. */
+  created_at: string;
+  /** RFC 3339: the last login or refresh. */
+  last_seen: string;
+  /** The session of the token that asked. */
+  current: boolean;
+}
+
+/** POST /ws-ticket (extension): a single-use credential for `/ws?ticket=`. */
+export interface WsTicketAnswer {
+  ticket: string;
+  expires_in: number;
 }
 
 export interface HistoryBeforeAnswer {
@@ -231,8 +250,17 @@ export interface HistoryAfterAnswer {
  * JSON of a 2xx answer.
  */
 export interface Endpoints {
-  signup: { body: { username: string; password: string; display_name?: string }; answer: AuthAnswer };
-  login: { body: { username: string; password: string }; answer: AuthAnswer };
+  signup: { body: { username: string; password: string; display_name?: string; device?: string }; answer: AuthAnswer };
+  login: { body: { username: string; password: string; device?: string }; answer: AuthAnswer };
+  /** Sessions (extension): trades a refresh token for a new pair; the one presented is retired. */
+  token: { body: { refresh_token: string }; answer: AuthAnswer };
+  logout: { query: { all?: 'true' }; answer: null };
+  sessions: { answer: { sessions: SessionInfo[] } };
+  endSession: { params: { id: string }; answer: null };
+  password: { body: { current_password: string; new_password: string }; answer: null };
+  wsTicket: { answer: WsTicketAnswer };
+  /** Push (extension): removes every device registration of the caller; call it when logging out. */
+  removeDevices: { answer: { removed: number } };
   me: { answer: User };
   users: { query: { prefix: string }; answer: { users: User[] } };
   conversations: { query: { limit?: number }; answer: { conversations: Conversation[] } };
@@ -244,19 +272,26 @@ export interface Endpoints {
 }
 
 export type EndpointName = keyof Endpoints;
-export type HttpMethod = 'GET' | 'POST';
+export type HttpMethod = 'GET' | 'POST' | 'DELETE';
 
 export interface EndpointSpec {
   method: HttpMethod;
   /** Under /api/v1; `{name}` is replaced by the URL-encoded param. */
   path: string;
-  /** Whether it needs the bearer token (all but signup and login). */
+  /** Whether it needs the bearer token (all but signup, login and token, which are sent without one). */
   auth: boolean;
 }
 
 export const ENDPOINTS = {
   signup: { method: 'POST', path: '/signup', auth: false },
   login: { method: 'POST', path: '/login', auth: false },
+  token: { method: 'POST', path: '/token', auth: false },
+  logout: { method: 'POST', path: '/logout', auth: true },
+  sessions: { method: 'GET', path: '/sessions', auth: true },
+  endSession: { method: 'DELETE', path: '/sessions/{id}', auth: true },
+  password: { method: 'POST', path: '/password', auth: true },
+  wsTicket: { method: 'POST', path: '/ws-ticket', auth: true },
+  removeDevices: { method: 'DELETE', path: '/devices', auth: true },
   me: { method: 'GET', path: '/me', auth: true },
   users: { method: 'GET', path: '/users', auth: true },
   conversations: { method: 'GET', path: '/conversations', auth: true },

@@ -13,13 +13,13 @@ import { promisify } from 'node:util';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '..', '..', '..');
 
-/** Builds ./cmd/chat and starts `chat dev`; resolves with {url, stop()}. */
-export async function startChatDev() {
+/** Builds ./cmd/chat and starts `chat dev` (with extra flags `args`); resolves with {url, stop()}. */
+export async function startChatDev({ args = [] } = {}) {
   const tmp = await mkdtemp(path.join(tmpdir(), 'chatclient-ts-'));
   const bin = path.join(tmp, 'chat');
   await promisify(execFile)('go', ['build', '-o', bin, './cmd/chat'], { cwd: repoRoot, maxBuffer: 1 << 24 });
   let log = '';
-  const proc = spawn(bin, ['dev', '--addr', '127.0.0.1:0', '--data', path.join(tmp, 'data'), '--drain', '1s'], {
+  const proc = spawn(bin, ['dev', '--addr', '127.0.0.1:0', '--data', path.join(tmp, 'data'), '--drain', '1s', ...args], {
     cwd: tmp,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -5,18 +5,24 @@
 // same client_id after a reconnect), and typing, presence and read helpers.
 // No DOM and no Node-only API: everything from the host is injected or
 // taken from globalThis.
-import { Api } from './api.js';
+import { Api, ApiError } from './api.js';
 import { Connection, RequestError, } from './connection.js';
 import { validEmoji } from './changes.js';
 import { MAX_HISTORY_LIMIT } from './protocol.js';
 import { AUTO_SEND_TRIES, ChatState, MAX_CATCHUP_PAGES, newClientId, RETRYABLE_SEND_ERRORS, validBody, Throttle, TYPING_SEND_EVERY_MS, } from './state.js';
-function wsUrlFrom(base, token) {
-    return () => `${base.replace(/^http/, 'ws')}/ws?token=${encodeURIComponent(token() ?? '')}`;
+import { Session } from './session.js';
+function wsBase(base) {
+    return `${base.replace(/^http/, 'ws')}/ws`;
 }
 export class ChatClient {
     state;
     api;
     conn;
+    /** The session renewing the token, when there is a refresh token. */
+    session;
+    #ownSession = false;
+    /** The access token the current socket attempt was opened with. */
+    #wsToken = null;
     #o;
     #token;
     #setTimeout;
@@ -45,8 +51,27 @@ export class ChatClient {
         const g = globalThis;
         this.#setTimeout = o.setTimeout ?? ((fn, ms) => g.setTimeout(fn, ms));
         this.#clearTimeout = o.clearTimeout ?? ((h) => g.clearTimeout(h));
+        this.session = o.session ?? null;
+        if (!this.session && o.refreshToken && this.#token) {
+            this.#ownSession = true;
+            this.session = new Session({
+                api: this.api,
+                token: this.#token,
+                refreshToken: o.refreshToken,
+                expiresIn: o.expiresIn,
+                onTokens: (t) => {
+                    this.#token = t.token;
+                    o.onTokens?.(t);
+                },
+                onExpired: () => this.#sessionOver(),
+                now: o.now,
+                setTimeout: this.#setTimeout,
+                clearTimeout: this.#clearTimeout,
+            });
+        }
+        const wsAuth = o.wsAuth ?? (this.session ? 'ticket' : 'token');
         this.conn = new Connection({
-            url: o.wsUrl ?? wsUrlFrom(o.baseUrl ?? '', () => this.#token),
+            url: o.wsUrl ?? (wsAuth === 'ticket' ? () => this.#ticketUrl() : () => this.#tokenUrl()),
             WebSocket: o.WebSocket,
             onFrame: (f) => this.#onFrame(f),
             onStatus: (s, info) => {
@@ -55,7 +80,7 @@ export class ChatClient {
                 o.onStatus?.(s, info);
                 this.#changed();
             },
-            onAuthExpired: () => o.onAuthExpired?.(),
+            onAuthExpired: () => this.#closed4001(),
             onConnectFailed: () => o.onConnectFailed?.(),
             setTimeout: this.#setTimeout,
             clearTimeout: this.#clearTimeout,
@@ -66,18 +91,63 @@ export class ChatClient {
             requestTimeoutMs: o.requestTimeoutMs,
         });
     }
+    /** The access token now (a session renews it). */
     get token() {
-        return this.#token;
+        return this.session ? this.session.token : this.#token;
     }
     /** A new token (after logging in again): used by the next HTTP call and the next connect. */
     set token(t) {
         this.#token = t;
         this.api.token = t;
     }
+    #tokenUrl() {
+        this.#wsToken = this.api.token;
+        return `${wsBase(this.#o.baseUrl ?? '')}?token=${encodeURIComponent(this.api.token ?? '')}`;
+    }
+    /** A fresh single-use ticket per attempt: the URL, which proxies log, holds no token. */
+    async #ticketUrl() {
+        this.#wsToken = this.api.token;
+        let ticket;
+        try {
+            ({ ticket } = await this.api.wsTicket());
+        }
+        catch (e) {
+            // A 401 here already went through the refresh and onUnauthorized:
+            // the session is over, so stop rather than retry.
+            if (e instanceof ApiError && e.status === 401)
+                this.conn.stop();
+            throw e;
+        }
+        return `${wsBase(this.#o.baseUrl ?? '')}?ticket=${encodeURIComponent(ticket)}`;
+    }
+    /**
+     * 4001: the socket's token expired or its session ended. With a session
+     * a refresh tells which: renewed, reconnect; refused, the session is over.
+     */
+    #closed4001() {
+        const s = this.session;
+        if (!s) {
+            this.#o.onAuthExpired?.();
+            return;
+        }
+        const conn = this.conn;
+        s.refresh(this.#wsToken ?? undefined).then((ok) => {
+            if (ok)
+                conn.start();
+            else
+                this.#sessionOver();
+        }, () => conn.start());
+    }
+    #sessionOver() {
+        this.conn.stop();
+        this.#o.onAuthExpired?.();
+    }
     get isReady() {
         return this.conn.isReady;
     }
     start() {
+        if (this.#ownSession)
+            this.session?.start();
         this.conn.start();
     }
     /** Closes for good. Sends waiting for an ack stay in the outbox (see exportOutbox). */
@@ -85,7 +155,38 @@ export class ChatClient {
         if (this.#flushTimer)
             this.#clearTimeout(this.#flushTimer);
         this.#flushTimer = null;
+        if (this.#ownSession)
+            this.session?.stop();
         this.conn.stop();
+    }
+    /**
+     * Logs out: ends the session on the server (with `all`, every session of
+     * the user), forgets its push registrations first when `devices` (they
+     * belong to the user, so only do so when this device registered them), and
+     * stops. A server that cannot be reached does not keep the client running.
+     */
+    async logout({ all = false, devices = false } = {}) {
+        // The socket first: the server closes it with 4001 as the session ends,
+        // which is no expiry to report. The session stays up for the calls,
+        // which may need a refreshed token.
+        if (this.#flushTimer)
+            this.#clearTimeout(this.#flushTimer);
+        this.#flushTimer = null;
+        this.conn.stop();
+        try {
+            if (devices)
+                await this.api.removeDevices();
+        }
+        catch {
+            // Logging out goes on: the registrations lapse with the next failed push.
+        }
+        try {
+            await this.api.logout(all);
+        }
+        finally {
+            if (this.#ownSession)
+                this.session?.stop();
+        }
     }
     /** Reconnects now if waiting to retry (the app came to the foreground, the network came back). */
     nudge() {

@@ -58,6 +58,10 @@ export class Connection {
     retryTimer = null;
     pingTimer = null;
     pongTimer = null;
+    /** Counts attempts: a URL that arrives after a newer attempt or a stop is dropped. */
+    #attempt = 0;
+    /** An attempt is waiting for its URL (a ticket being fetched). */
+    opening = false;
     constructor({ url, WebSocket, onFrame, onStatus = () => { }, onAuthExpired = () => { }, onConnectFailed = () => { }, setTimeout: st = (fn, ms) => timers().setTimeout(fn, ms), clearTimeout: ct = (h) => timers().clearTimeout(h), random = Math.random, backoff = new Backoff({ random }), pingEveryMs = 25000, pongTimeoutMs = 10000, requestTimeoutMs = 15000, }) {
         this.url = url;
         this.WS = WebSocket ?? globalWebSocket();
@@ -82,6 +86,8 @@ export class Connection {
     /** Closes for good (log out); waiting requests fail with 'disconnected'. */
     stop() {
         this.stopped = true;
+        this.#attempt++;
+        this.opening = false;
         this.#clearTimers();
         const ws = this.ws;
         this.ws = null;
@@ -100,7 +106,7 @@ export class Connection {
     }
     /** Reconnects at once if waiting for a retry (e.g. the device came back online). */
     nudge() {
-        if (this.stopped || this.ws)
+        if (this.stopped || this.ws || this.opening)
             return;
         if (this.retryTimer)
             this.clearTimeout(this.retryTimer);
@@ -182,9 +188,43 @@ export class Connection {
         this.retryTimer = null;
         this.ready = false;
         this.#setStatus('connecting');
+        const attempt = ++this.#attempt;
+        let url;
+        try {
+            url = this.url();
+        }
+        catch {
+            this.#schedule(this.backoff.next());
+            return;
+        }
+        if (typeof url === 'string') {
+            this.#connect(url);
+            return;
+        }
+        // The credential is fetched first: meanwhile a nudge must not start a
+        // second attempt, and a stop or a newer attempt makes this one moot.
+        this.opening = true;
+        url.then((u) => {
+            if (attempt !== this.#attempt)
+                return;
+            this.opening = false;
+            if (!this.stopped && !this.ws)
+                this.#connect(u);
+        }, () => {
+            if (attempt !== this.#attempt)
+                return;
+            this.opening = false;
+            if (!this.stopped && !this.ws) {
+                const delay = this.backoff.next();
+                this.#setStatus('offline', { retryIn: delay });
+                this.#schedule(delay);
+            }
+        });
+    }
+    #connect(url) {
         let ws;
         try {
-            ws = new this.WS(this.url());
+            ws = new this.WS(url);
         }
         catch {
             this.#schedule(this.backoff.next());

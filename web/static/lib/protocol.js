@@ -32,7 +32,7 @@ export const CLOSE_NORMAL = 1000;
 export const CLOSE_PING_TIMEOUT = 1001;
 export const CLOSE_SERVER_ERROR = 1011;
 export const CLOSE_TOO_SLOW = 1013;
-/** The token expired: log in again before reconnecting. */
+/** The token expired or its session ended: refresh the token (POST /token); if that is refused, log in again. */
 export const CLOSE_TOKEN_EXPIRED = 4001;
 /** The server is draining: reconnect at once, elsewhere. */
 export const CLOSE_DRAINING = 4002;
@@ -41,6 +41,13 @@ export const CLOSE_PROTOCOL_ERRORS = [1002, 1003, 1007, 1009];
 export const ENDPOINTS = {
     signup: { method: 'POST', path: '/signup', auth: false },
     login: { method: 'POST', path: '/login', auth: false },
+    token: { method: 'POST', path: '/token', auth: false },
+    logout: { method: 'POST', path: '/logout', auth: true },
+    sessions: { method: 'GET', path: '/sessions', auth: true },
+    endSession: { method: 'DELETE', path: '/sessions/{id}', auth: true },
+    password: { method: 'POST', path: '/password', auth: true },
+    wsTicket: { method: 'POST', path: '/ws-ticket', auth: true },
+    removeDevices: { method: 'DELETE', path: '/devices', auth: true },
     me: { method: 'GET', path: '/me', auth: true },
     users: { method: 'GET', path: '/users', auth: true },
     conversations: { method: 'GET', path: '/conversations', auth: true },
