@@ -10,8 +10,8 @@ import { ChatClient } from './lib/client.js';
 import { dayKey, dayLabel, hue, initials, listStamp, preview, timeOfDay, typingText } from './format.js';
 import { $, h, reconcile } from './dom.js';
 import { DELETED_TEXT, createMessageUI } from './messages.js';
+import { TOKEN_KEY, browserSession, clearTokens, deviceName, loadTokens, saveTokens, sessionsDialog } from './sessions.js';
 
-const TOKEN_KEY = 'chat.token';
 const USER_KEY = 'chat.user';
 const OUTBOX_KEY = 'chat.outbox.';
 const PAGE = 50;
@@ -32,6 +32,11 @@ const els = {
   meName: $('#me-name'),
   meHandle: $('#me-handle'),
   logout: $('#logout'),
+  sessionsBtn: $('#sessions-btn'),
+  sessionsDialog: $('#sessions-dialog'),
+  sessionsList: $('#sessions-list'),
+  sessionsError: $('#sessions-error'),
+  sessionsEndOthers: $('#sessions-end-others'),
   newGroup: $('#new-group'),
   search: $('#search'),
   searchResults: $('#search-results'),
@@ -76,6 +81,7 @@ const app = {
   api: new Api({ onUnauthorized: () => expireSession() }),
   state: new ChatState(),
   client: null, // ChatClient of the session
+  session: null, // the library's Session: renews the access token (sessions.js)
   current: null, // open conversation ID
   routeError: null,
   loadingOlder: false,
@@ -104,13 +110,14 @@ const ui = createMessageUI({
 
 // ---------------------------------------------------------------- session
 
-function saveSession(token, user) {
-  localStorage.setItem(TOKEN_KEY, token);
-  localStorage.setItem(USER_KEY, JSON.stringify(user));
+/** Keeps a login answer: the tokens (sessions.js) and who logged in. */
+function saveSession(res) {
+  saveTokens(localStorage, res);
+  localStorage.setItem(USER_KEY, JSON.stringify(res.user));
 }
 
 function loadSession() {
-  const token = localStorage.getItem(TOKEN_KEY);
+  const token = loadTokens(localStorage)?.token;
   let user = null;
   try {
     user = JSON.parse(localStorage.getItem(USER_KEY) || 'null');
@@ -137,8 +144,12 @@ function loadOutbox(userId) {
 }
 
 function startSession(token, user) {
+  // The access token lasts minutes: the session renews it ahead of expiry
+  // and after a 401 or 4001, one tab at a time, and the socket opens with a
+  // single-use ticket, so no token goes in a URL.
+  app.session = browserSession({ api: app.api, storage: localStorage, locks: navigator.locks, onExpired: () => expireSession() });
+  app.session.start();
   app.token = token;
-  app.api.token = token;
   app.state = new ChatState();
   app.state.me = user;
   app.state.users.set(user.id, { ...user, online: true });
@@ -149,9 +160,10 @@ function startSession(token, user) {
   els.convList.replaceChildren();
   showApp();
   app.client = new ChatClient({
-    wsUrl: () => `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?token=${encodeURIComponent(app.token)}`,
+    baseUrl: location.origin,
     api: app.api,
-    token,
+    session: app.session,
+    token: app.session.token,
     state: app.state,
     WebSocket,
     viewing: isViewing,
@@ -183,9 +195,11 @@ function expireSession() {
 function endSession(message) {
   if (app.client) app.client.stop();
   app.client = null;
+  if (app.session) app.session.stop();
+  app.session = null;
   app.token = null;
   app.api.token = null;
-  localStorage.removeItem(TOKEN_KEY);
+  clearTokens(localStorage);
   localStorage.removeItem(USER_KEY);
   app.current = null;
   clearTimeout(app.bannerTimer);
@@ -193,11 +207,29 @@ function endSession(message) {
   showAuth(message || '');
 }
 
-function logout() {
+/** Logs out for real: the server ends the session, then the page forgets it. */
+async function logout() {
+  const client = app.client;
+  if (client) {
+    els.logout.disabled = true;
+    try {
+      await client.logout();
+    } catch {
+      // Offline or already ended: forgotten here anyway; the server lets the
+      // access token lapse within minutes and the session with its refresh token.
+    } finally {
+      els.logout.disabled = false;
+    }
+  }
+  forgetSession('');
+}
+
+/** Forgets the session in this page: its unsent messages too, they were this person's. */
+function forgetSession(message) {
   const me = app.state.me;
   if (me) localStorage.removeItem(OUTBOX_KEY + me.id);
   app.state = new ChatState();
-  endSession('');
+  endSession(message);
   if (location.pathname !== '/') history.replaceState(null, '', '/');
 }
 
@@ -241,9 +273,9 @@ async function onAuthSubmit(ev) {
   try {
     const res =
       mode === 'signup'
-        ? await app.api.signup(username, password, els.authName.value.trim() || undefined)
-        : await app.api.login(username, password);
-    saveSession(res.token, res.user);
+        ? await app.api.signup(username, password, els.authName.value.trim() || undefined, deviceName(navigator.userAgent))
+        : await app.api.login(username, password, deviceName(navigator.userAgent));
+    saveSession(res);
     els.authPass.value = '';
     startSession(res.token, res.user);
   } catch (e) {
@@ -1076,6 +1108,15 @@ function onDocumentClick(ev) {
 function init() {
   els.authForm.addEventListener('submit', onAuthSubmit);
   els.logout.addEventListener('click', logout);
+  sessionsDialog({
+    els: { button: els.sessionsBtn, dialog: els.sessionsDialog, list: els.sessionsList, error: els.sessionsError, endOthers: els.sessionsEndOthers },
+    api: app.api,
+    describe: describeError,
+  });
+  // Logged out in another tab (its storage is ours): the session is over here too.
+  window.addEventListener('storage', (ev) => {
+    if ((ev.key === TOKEN_KEY || ev.key === null) && !ev.newValue && app.client) forgetSession('You logged out in another tab.');
+  });
   els.newGroup.addEventListener('click', openGroupDialog);
   els.groupForm.addEventListener('submit', onGroupSubmit);
   els.addMember.addEventListener('click', openMemberDialog);
