@@ -10,7 +10,7 @@ import { ChatClient } from './lib/client.js';
 import { dayKey, dayLabel, hue, initials, listStamp, preview, timeOfDay, typingText } from './format.js';
 import { $, h, reconcile } from './dom.js';
 import { DELETED_TEXT, createMessageUI } from './messages.js';
-import { TOKEN_KEY, browserSession, clearTokens, deviceName, loadTokens, saveTokens, sessionsDialog } from './sessions.js';
+import { TOKEN_KEY, browserSession, clearTokens, deviceName, loadTokens, saveTokens, sessionsDialog, tokenDB } from './sessions.js';
 
 const USER_KEY = 'chat.user';
 const OUTBOX_KEY = 'chat.outbox.';
@@ -82,6 +82,7 @@ const app = {
   state: new ChatState(),
   client: null, // ChatClient of the session
   session: null, // the library's Session: renews the access token (sessions.js)
+  tokenDB: tokenDB(), // the tokens where every tab reads what another wrote (sessions.js)
   current: null, // open conversation ID
   routeError: null,
   loadingOlder: false,
@@ -111,9 +112,11 @@ const ui = createMessageUI({
 // ---------------------------------------------------------------- session
 
 /** Keeps a login answer: the tokens (sessions.js) and who logged in. */
-function saveSession(res) {
+async function saveSession(res) {
   saveTokens(localStorage, res);
   localStorage.setItem(USER_KEY, JSON.stringify(res.user));
+  // Before the session starts: a refresh reads its tokens from here.
+  await app.tokenDB?.put(loadTokens(localStorage)).catch(() => app.tokenDB.clear().catch(() => {}));
 }
 
 function loadSession() {
@@ -147,7 +150,7 @@ function startSession(token, user) {
   // The access token lasts minutes: the session renews it ahead of expiry
   // and after a 401 or 4001, one tab at a time, and the socket opens with a
   // single-use ticket, so no token goes in a URL.
-  app.session = browserSession({ api: app.api, storage: localStorage, locks: navigator.locks, onExpired: () => expireSession() });
+  app.session = browserSession({ api: app.api, storage: localStorage, db: app.tokenDB, locks: navigator.locks, onExpired: () => expireSession() });
   app.session.start();
   app.token = token;
   app.state = new ChatState();
@@ -200,6 +203,7 @@ function endSession(message) {
   app.token = null;
   app.api.token = null;
   clearTokens(localStorage);
+  app.tokenDB?.clear().catch(() => {});
   localStorage.removeItem(USER_KEY);
   app.current = null;
   clearTimeout(app.bannerTimer);
@@ -275,7 +279,7 @@ async function onAuthSubmit(ev) {
       mode === 'signup'
         ? await app.api.signup(username, password, els.authName.value.trim() || undefined, deviceName(navigator.userAgent))
         : await app.api.login(username, password, deviceName(navigator.userAgent));
-    saveSession(res);
+    await saveSession(res);
     els.authPass.value = '';
     startSession(res.token, res.user);
   } catch (e) {

@@ -48,22 +48,64 @@ export function webLock(locks) {
 }
 
 /**
+ * The tokens in IndexedDB as well: what one tab wrote before it released the
+ * refresh lock, the next tab to take the lock reads, which localStorage does
+ * not promise (Chromium passes its writes between tabs late, and a tab that
+ * read a retired refresh token would present it again and end the session,
+ * as the e2e test saw). localStorage keeps a copy for the synchronous read
+ * at start-up and for the storage event. null without IndexedDB.
+ */
+export function tokenDB(idb = globalThis.indexedDB) {
+  if (!idb) return null;
+  let opened = null;
+  const open = () =>
+    (opened ??= new Promise((resolve, reject) => {
+      const req = idb.open('chat.session', 1);
+      req.onupgradeneeded = () => req.result.createObjectStore('tokens');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    }));
+  const run = async (mode, fn) => {
+    const db = await open();
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction('tokens', mode);
+      const req = fn(tx.objectStore('tokens'));
+      tx.oncomplete = () => resolve(req.result);
+      tx.onerror = tx.onabort = () => reject(tx.error);
+    });
+  };
+  return {
+    get: async () => (await run('readonly', (st) => st.get('current'))) ?? null,
+    put: (t) => run('readwrite', (st) => st.put({ token: t.token, refresh_token: t.refresh_token ?? null, expires_at: t.expires_at ?? null }, 'current')),
+    clear: () => run('readwrite', (st) => st.delete('current')),
+  };
+}
+
+/**
  * The library's Session over the page's storage: the tab that takes the lock
  * first refreshes and stores the new pair; a tab that waited finds that pair
  * stored and adopts it; a tab whose storage was emptied (logged out in
- * another tab) learns that the session is over.
+ * another tab) learns that the session is over. db: tokenDB() (read inside
+ * the lock when there is one), else storage alone.
  */
-export function browserSession({ api, storage, locks, onExpired, now }) {
+export function browserSession({ api, storage, db = null, locks, onExpired, now }) {
   const t = loadTokens(storage);
   return new Session({
     api,
     token: t ? t.token : '',
     refreshToken: t ? t.refresh_token : null,
     expiresAt: t ? t.expires_at : null,
-    onTokens: (x) => saveTokens(storage, x),
+    onTokens: async (x) => {
+      saveTokens(storage, x);
+      if (db) await db.put(x);
+    },
     onExpired,
     lock: webLock(locks),
-    load: () => loadTokens(storage),
+    load: async () => {
+      if (!db) return loadTokens(storage);
+      // A login stores both (app.js); without a record, storage decides.
+      return (await db.get()) ?? loadTokens(storage);
+    },
     now,
   });
 }

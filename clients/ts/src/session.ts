@@ -30,8 +30,12 @@ export interface SessionOptions {
   expiresIn?: number;
   /** Or when it expires, in ms since the epoch (from SavedTokens). */
   expiresAt?: number | null;
-  /** New tokens (after every refresh): persist them; the refresh token is a secret. */
-  onTokens?: (tokens: SavedTokens) => void;
+  /**
+   * New tokens (after every refresh): persist them; the refresh token is a
+   * secret. A promise is waited for inside the lock, so the next process
+   * to take it finds them stored.
+   */
+  onTokens?: (tokens: SavedTokens) => void | Promise<void>;
   /** The timer's refresh was refused: the session is over (log in again). */
   onExpired?: () => void;
   /**
@@ -44,9 +48,12 @@ export interface SessionOptions {
    * Reads the stored tokens, inside the lock: when another process already
    * renewed the token this one holds, its tokens are adopted rather than
    * presenting a retired refresh token. null: the tokens were removed (a
-   * log out elsewhere), so the session is over.
+   * log out elsewhere), so the session is over. It must see what another
+   * process stored before it released the lock: in a browser that rules
+   * out localStorage, which Chromium propagates between tabs late; use
+   * IndexedDB (a promise is fine).
    */
-  load?: () => SavedTokens | null;
+  load?: () => SavedTokens | null | Promise<SavedTokens | null>;
   /** How long before expiry the timer renews; default a fifth of the lifetime, at most 60 s. */
   refreshBeforeMs?: number;
   /** Wait before the timer tries again after a refresh failed for want of the network; default 5 s. */
@@ -85,8 +92,8 @@ export class Session {
     this.#clearTimeout = o.clearTimeout ?? ((h) => g.clearTimeout(h));
     this.#token = o.token;
     this.#refreshToken = o.refreshToken ?? null;
-    this.#ttlMs = o.expiresIn ? o.expiresIn * 1000 : DEFAULT_ACCESS_TTL_MS;
     this.#expiresAt = o.expiresIn ? this.#now() + o.expiresIn * 1000 : (o.expiresAt ?? null);
+    this.#ttlMs = o.expiresIn ? o.expiresIn * 1000 : this.#lifetimeLeft() ?? DEFAULT_ACCESS_TTL_MS;
     this.#api.token = this.#token;
     this.#api.refresh = (refused) => this.refresh(refused);
   }
@@ -150,7 +157,8 @@ export class Session {
     if (this.#ended) return false;
     let rt = this.#refreshToken;
     if (this.#o.load) {
-      const stored = this.#o.load();
+      const stored = await this.#o.load();
+      if (this.#ended) return false;
       if (!stored || !stored.token) return false; // logged out elsewhere
       if (stored.token !== used) {
         // Another process renewed it while this one waited for the lock:
@@ -171,7 +179,7 @@ export class Session {
     if (this.#ended) return false;
     const ttl = res.expires_in ? res.expires_in * 1000 : null;
     this.#adopt(res.token, res.refresh_token ?? null, ttl ? this.#now() + ttl : null, ttl);
-    this.#o.onTokens?.(this.saved);
+    await this.#o.onTokens?.(this.saved);
     return true;
   }
 
@@ -179,9 +187,19 @@ export class Session {
     this.#token = token;
     this.#refreshToken = refreshToken;
     this.#expiresAt = expiresAt;
-    if (ttlMs) this.#ttlMs = ttlMs;
+    // Tokens another process stored say when they expire, not for how
+    // long they were issued: what is left stands in for the lifetime, so a
+    // short one is not renewed at once as if it were a 15-minute one.
+    const t = ttlMs ?? this.#lifetimeLeft();
+    if (t) this.#ttlMs = t;
     this.#api.token = token;
     this.#arm();
+  }
+
+  #lifetimeLeft(): number | null {
+    if (this.#expiresAt == null) return null;
+    const left = this.#expiresAt - this.#now();
+    return left > 0 ? left : null;
   }
 
   /** Schedules the next renewal: a little before the access token expires. */

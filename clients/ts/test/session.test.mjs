@@ -166,6 +166,34 @@ test('the timer renews ahead of expiry; a refused refresh ends the session; the 
   assert.equal(await s.refresh(), false, 'a stopped session refreshes nothing');
 });
 
+test('tokens read back from storage (an expiry, no lifetime) are renewed ahead of that expiry, not at once', async () => {
+  const t = fakeTimers();
+  const srv = fakeServer({ 'POST /token': [() => pair(2, 5), () => pair(3, 5)] });
+  const s = new Session({
+    api: new Api({ fetch: srv.f }),
+    token: 'A1',
+    refreshToken: 'R1',
+    expiresAt: t.now + 5_000,
+    now: () => t.now,
+    setTimeout: t.setTimeout,
+    clearTimeout: t.clearTimeout,
+  });
+  s.start();
+  t.advance(3_999);
+  await flush();
+  assert.equal(srv.calls.length, 0, 'a 5 s token is not renewed a minute ahead, that is at once');
+  t.advance(1);
+  await flush();
+  assert.equal(s.token, 'A2');
+  t.advance(3_999);
+  await flush();
+  assert.equal(srv.calls.length, 1);
+  t.advance(1);
+  await flush();
+  assert.equal(s.token, 'A3');
+  s.stop();
+});
+
 test('under the lock, tokens another process renewed are adopted instead of presenting a retired refresh token', async () => {
   const srv = fakeServer({ 'POST /token': () => pair(9) });
   const store = { token: 'A1', refresh_token: 'R1', expires_at: null };

@@ -36,8 +36,8 @@ export class Session {
         this.#clearTimeout = o.clearTimeout ?? ((h) => g.clearTimeout(h));
         this.#token = o.token;
         this.#refreshToken = o.refreshToken ?? null;
-        this.#ttlMs = o.expiresIn ? o.expiresIn * 1000 : DEFAULT_ACCESS_TTL_MS;
         this.#expiresAt = o.expiresIn ? this.#now() + o.expiresIn * 1000 : (o.expiresAt ?? null);
+        this.#ttlMs = o.expiresIn ? o.expiresIn * 1000 : this.#lifetimeLeft() ?? DEFAULT_ACCESS_TTL_MS;
         this.#api.token = this.#token;
         this.#api.refresh = (refused) => this.refresh(refused);
     }
@@ -100,7 +100,9 @@ export class Session {
             return false;
         let rt = this.#refreshToken;
         if (this.#o.load) {
-            const stored = this.#o.load();
+            const stored = await this.#o.load();
+            if (this.#ended)
+                return false;
             if (!stored || !stored.token)
                 return false; // logged out elsewhere
             if (stored.token !== used) {
@@ -126,17 +128,27 @@ export class Session {
             return false;
         const ttl = res.expires_in ? res.expires_in * 1000 : null;
         this.#adopt(res.token, res.refresh_token ?? null, ttl ? this.#now() + ttl : null, ttl);
-        this.#o.onTokens?.(this.saved);
+        await this.#o.onTokens?.(this.saved);
         return true;
     }
     #adopt(token, refreshToken, expiresAt, ttlMs) {
         this.#token = token;
         this.#refreshToken = refreshToken;
         this.#expiresAt = expiresAt;
-        if (ttlMs)
-            this.#ttlMs = ttlMs;
+        // Tokens another process stored say when they expire, not for how
+        // long they were issued: what is left stands in for the lifetime, so a
+        // short one is not renewed at once as if it were a 15-minute one.
+        const t = ttlMs ?? this.#lifetimeLeft();
+        if (t)
+            this.#ttlMs = t;
         this.#api.token = token;
         this.#arm();
+    }
+    #lifetimeLeft() {
+        if (this.#expiresAt == null)
+            return null;
+        const left = this.#expiresAt - this.#now();
+        return left > 0 ? left : null;
     }
     /** Schedules the next renewal: a little before the access token expires. */
     #arm(delay) {
