@@ -47,6 +47,18 @@ type Config struct {
 	BaseURL string
 	// Token is the bearer token from Signup or Login.
 	Token string
+	// RefreshToken (optional) is the refresh token from Signup or Login:
+	// the access token is then renewed before it expires and when refused,
+	// the WebSocket is opened with a single-use ticket, and OnAuthExpired
+	// means the session itself ended. Without it the client stops when its
+	// access token expires (15 minutes by default).
+	RefreshToken string
+	// ExpiresIn is how long Token lasts from now (Auth.ExpiresIn seconds);
+	// zero: unknown, renewed when refused.
+	ExpiresIn time.Duration
+	// OnTokens is called with every renewed pair: persist it to survive a
+	// restart. Called from the client's goroutines; keep it short.
+	OnTokens func(Tokens)
 	// HTTPClient makes HTTP calls and the WebSocket handshake; default
 	// http.DefaultClient.
 	HTTPClient *http.Client
@@ -58,7 +70,8 @@ type Config struct {
 	// in the same way as OnMessage.
 	OnEvent func(Event)
 	// OnAuthExpired is called once when the server refuses the token (close
-	// code 4001 or HTTP 401 at a reconnect); the client then stops.
+	// code 4001 or HTTP 401 at a reconnect) and no refresh cures it; the
+	// client then stops.
 	OnAuthExpired func()
 	// MinBackoff and MaxBackoff bound the reconnect delay: it starts at
 	// MinBackoff (default 500 ms), doubles to MaxBackoff (default 30 s), and
@@ -100,6 +113,11 @@ type Client struct {
 	seen     map[string]*seenIDs          // conversation -> delivered IDs
 	closed   bool
 	expired  bool
+	// ended: a refresh was refused; loggingOut: Logout is ending the session.
+	ended, loggingOut bool
+
+	tok         tokens
+	refreshKick chan struct{} // the expiry moved (buffered 1)
 }
 
 // session is one WebSocket connection, from its hello to its loss.
@@ -153,11 +171,23 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if c.http == nil {
 		c.http = http.DefaultClient
 	}
+	c.tok.token, c.tok.refresh, c.tok.ttl = cfg.Token, cfg.RefreshToken, cfg.ExpiresIn
+	if cfg.ExpiresIn > 0 {
+		c.tok.expiresAt = time.Now().Add(cfg.ExpiresIn)
+	}
+	c.refreshKick = make(chan struct{}, 1)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	conn, hello, err := c.connect(ctx)
+	if errors.Is(err, ErrUnauthorized) && c.renewAfterRefusal(c.Token()) {
+		conn, hello, err = c.connect(ctx)
+	}
 	if err != nil {
 		c.cancel()
 		return nil, err
+	}
+	if c.hasSession() {
+		c.wg.Add(1)
+		go c.refresher()
 	}
 	c.wg.Add(1)
 	go c.run(conn, hello)
@@ -201,12 +231,18 @@ func (c *Client) Close() error {
 
 // connect dials /ws and reads the hello.
 func (c *Client) connect(ctx context.Context) (*websocket.Conn, *serverFrame, error) {
-	u := strings.Replace(c.cfg.BaseURL, "http", "ws", 1) + "/ws"
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
+	u, header, _, err := c.wsURL(dctx)
+	if err != nil {
+		if errors.Is(err, ErrUnauthorized) {
+			return nil, nil, fmt.Errorf("chatclient: the server refused the token: %w", err)
+		}
+		return nil, nil, fmt.Errorf("chatclient: ws ticket: %w: %w", ErrDisconnected, err)
+	}
 	conn, res, err := websocket.Dial(dctx, u, &websocket.DialOptions{
 		HTTPClient: c.http,
-		HTTPHeader: http.Header{"Authorization": {"Bearer " + c.cfg.Token}},
+		HTTPHeader: header,
 	})
 	if res != nil && res.Body != nil {
 		_ = res.Body.Close()
@@ -215,7 +251,7 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, *serverFrame, er
 		if res != nil && res.StatusCode == http.StatusUnauthorized {
 			return nil, nil, fmt.Errorf("chatclient: the server refused the token: %w", ErrUnauthorized)
 		}
-		return nil, nil, fmt.Errorf("chatclient: dial %s: %w: %w", u, ErrDisconnected, err)
+		return nil, nil, fmt.Errorf("chatclient: dial %s: %w: %w", strings.SplitN(u, "?", 2)[0], ErrDisconnected, err)
 	}
 	conn.SetReadLimit(readLimit)
 	f, err := readFrame(dctx, conn)
@@ -256,11 +292,20 @@ func (c *Client) run(conn *websocket.Conn, hello *serverFrame) {
 	for {
 		var delay time.Duration
 		if conn != nil {
+			used := c.Token()
 			code := c.serve(conn, hello)
 			attempt = 0
-			if code == CloseTokenExpired {
+			if c.sessionEnded() {
 				c.authExpired()
 				return
+			}
+			if code == CloseTokenExpired {
+				// Expired or ended: a refresh tells which.
+				if !c.renewAfterRefusal(used) || c.sessionEnded() {
+					c.authExpired()
+					return
+				}
+				delay = time.Millisecond // renewed: back at once
 			}
 			if code == CloseDraining {
 				delay = time.Duration(50+mrand.IntN(950)) * time.Millisecond
@@ -278,8 +323,9 @@ func (c *Client) run(conn *websocket.Conn, hello *serverFrame) {
 		case <-t.C:
 		}
 		var err error
+		used := c.Token()
 		conn, hello, err = c.connect(c.ctx)
-		if errors.Is(err, ErrUnauthorized) {
+		if errors.Is(err, ErrUnauthorized) && (!c.renewAfterRefusal(used) || c.sessionEnded()) {
 			c.authExpired()
 			return
 		}
@@ -300,8 +346,21 @@ func (c *Client) backoff(n int) time.Duration {
 	return d/2 + mrand.N(d/2+1)
 }
 
+// sessionEnded reports a refused refresh (or a logout in progress).
+func (c *Client) sessionEnded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended || c.loggingOut
+}
+
 func (c *Client) authExpired() {
 	c.mu.Lock()
+	if c.loggingOut {
+		// Logging out is no expiry: Close follows and fails what is left
+		// with ErrClosed.
+		c.mu.Unlock()
+		return
+	}
 	c.expired = true
 	c.mu.Unlock()
 	c.failOutbox(ErrUnauthorized)

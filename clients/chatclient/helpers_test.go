@@ -54,7 +54,7 @@ func (s *syncBuffer) String() string {
 
 // startChatDev builds ./cmd/chat and runs `chat dev` on a free port with a
 // fresh data folder; it returns the server's URL and stops it at cleanup.
-func startChatDev(t *testing.T) string {
+func startChatDev(t *testing.T, args ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "chat")
@@ -64,7 +64,7 @@ func startChatDev(t *testing.T) string {
 		t.Fatalf("go build ./cmd/chat: %v\n%s", err, out)
 	}
 	var out syncBuffer
-	cmd := exec.Command(bin, "dev", "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--drain", "1s")
+	cmd := exec.Command(bin, append([]string{"dev", "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--drain", "1s"}, args...)...)
 	cmd.Dir = dir
 	cmd.Stdout = &out
 	cmd.Stderr = &out

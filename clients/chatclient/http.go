@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,10 +13,15 @@ import (
 	"strings"
 )
 
-// Auth is the answer to Signup and Login.
+// Auth is the answer to Signup, Login and a refresh.
 type Auth struct {
 	User  User   `json:"user"`
 	Token string `json:"token"`
+	// RefreshToken and ExpiresIn (seconds the access token lasts) come with
+	// sessions (a v1.1 extension); pass them to Config to have the access
+	// token renewed.
+	RefreshToken string `json:"refresh_token,omitempty"`
+	ExpiresIn    int    `json:"expires_in,omitempty"`
 }
 
 // Signup creates an account (POST /api/v1/signup); displayName may be empty.
@@ -84,8 +90,42 @@ func (c *Client) Messages(ctx context.Context, conv string, q HistoryQuery) (His
 	return HistoryPage{Messages: r.Messages, NextBefore: r.NextBefore, NextAfter: r.NextAfter}, err
 }
 
+// call makes an HTTP call with the access token; with a session, a 401 is
+// met with one refresh and one retry (a 401 means the call did nothing).
 func (c *Client) call(ctx context.Context, method, path string, body, out any) error {
-	return call(ctx, c.http, c.cfg.BaseURL, c.cfg.Token, method, path, body, out)
+	tok := c.Token()
+	err := call(ctx, c.http, c.cfg.BaseURL, tok, method, path, body, out)
+	var se *ServerError
+	if !errors.As(err, &se) || se.Status != http.StatusUnauthorized || !c.hasSession() {
+		return err
+	}
+	if rerr := c.refreshToken(ctx, tok); rerr != nil {
+		if errors.Is(rerr, ErrUnauthorized) {
+			return rerr
+		}
+		return err
+	}
+	return call(ctx, c.http, c.cfg.BaseURL, c.Token(), method, path, body, out)
+}
+
+// Logout ends the client's session on the server (all: every session of
+// the user) and closes the client. A session already ended is no error.
+func (c *Client) Logout(ctx context.Context, all bool) error {
+	path := "/logout"
+	if all {
+		path += "?all=true"
+	}
+	// The server closes the socket with 4001 as the session ends, which is
+	// no expiry to report.
+	c.mu.Lock()
+	c.loggingOut = true
+	c.mu.Unlock()
+	err := c.call(ctx, http.MethodPost, path, nil, nil)
+	_ = c.Close()
+	if errors.Is(err, ErrUnauthorized) {
+		return nil
+	}
+	return err
 }
 
 func call(ctx context.Context, hc *http.Client, baseURL, token, method, path string, body, out any) error {
