@@ -341,6 +341,14 @@ func (n *NodeIDs) NextAfter(floor chat.ID) (chat.ID, error) {
 // lease is certainly held.
 func (n *NodeIDs) Next() (chat.ID, error) { return n.NextAfter(0) }
 
+// heldUntil is HeldUntil of the lease in use (zero when none).
+func (n *NodeIDs) heldUntil() time.Time {
+	if c := n.cur.Load(); c != nil {
+		return c.lease.HeldUntil()
+	}
+	return time.Time{}
+}
+
 // Held reports whether IDs can be made now.
 func (n *NodeIDs) Held() bool {
 	c := n.cur.Load()
