@@ -467,7 +467,10 @@ func (c *Conn) flush() {
 // bytes again, then lets the writer pool carry on with the flush; a client
 // that takes nothing for WriteTimeout is a slow consumer.
 func (c *Conn) awaitWrite() {
-	if err := awaitWritable(c.raw); err != nil {
+	n, err := writevWait(c.raw, c.out)
+	c.s.m.bytesOut.Add(float64(n))
+	c.out = consumeBuffers(c.out, n)
+	if err != nil {
 		c.writeFailed(err)
 		return
 	}

@@ -23,4 +23,4 @@ func writevNonblock(c net.Conn, bufs [][]byte) (int, error) {
 	return int(n), err
 }
 
-func awaitWritable(net.Conn) error { return nil }
+func writevWait(c net.Conn, bufs [][]byte) (int, error) { return writevNonblock(c, bufs) }

@@ -84,26 +84,44 @@ func writevNonblock(c net.Conn, bufs [][]byte) (int, error) {
 	return n, nil
 }
 
-// awaitWritable parks the calling goroutine, not a worker, in the Go
-// runtime's poller (epoll, EPOLLOUT) until the socket can take bytes again
-// or its write deadline passes.
-func awaitWritable(c net.Conn) error {
+// writevWait writes what it can of bufs, parking the calling goroutine,
+// not a worker, in the Go runtime's poller (epoll, EPOLLOUT) while the
+// socket takes nothing, until it takes some bytes or the write deadline
+// passes. The attempt is made inside RawConn.Write, after the runtime has
+// reset the descriptor's readiness: a socket that drained between an
+// earlier EAGAIN and this call is seen, not waited for until the deadline.
+func writevWait(c net.Conn, bufs [][]byte) (int, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return nil
+		b := net.Buffers(bufs)
+		n, err := b.WriteTo(c)
+		return int(n), err
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	asked := false
-	return rc.Write(func(uintptr) bool {
-		if !asked {
-			asked = true
-			return false // not yet: wait for the poller to say writable
+	if len(bufs) > maxIovecs {
+		bufs = bufs[:maxIovecs]
+	}
+	var n int
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		for {
+			n, werr = unix.Writev(int(fd), bufs)
+			switch {
+			case errors.Is(werr, unix.EINTR):
+				continue
+			case errors.Is(werr, unix.EAGAIN) || errors.Is(werr, unix.EWOULDBLOCK):
+				return false // wait for the poller to say writable, then again
+			}
+			return true
 		}
-		return true
 	})
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
 }
 
 // maxIovecs stays under IOV_MAX (1024 on Linux and macOS).

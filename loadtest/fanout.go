@@ -378,20 +378,27 @@ func fanoutChat(ctx context.Context, o FanoutOptions) (FanoutResult, error) {
 	if firstErr != nil {
 		return FanoutResult{}, firstErr
 	}
-	pub, err := dialFan(ctx, tg.WS, map[string]string{"Authorization": "Bearer " + pubToken})
-	if err != nil {
-		return FanoutResult{}, err
-	}
-	defer pub.conn.Close()
-	go func() { // acks and the publisher's own copies: read and dropped
-		for {
-			if _, err := pub.next(nil); err != nil {
-				return
-			}
+	// The gateway limits each connection to SendRate requests a second
+	// (20 by default), so the publisher spreads its sends over enough
+	// connections (devices of one user) to stay at 10/s each.
+	pubs := make([]*fanConn, max(1, int(o.Rate/10+0.999)))
+	for k := range pubs {
+		pub, err := dialFan(ctx, tg.WS, map[string]string{"Authorization": "Bearer " + pubToken})
+		if err != nil {
+			return FanoutResult{}, err
 		}
-	}()
+		defer pub.conn.Close()
+		go func() { // acks and the publisher's own copies: read and dropped
+			for {
+				if _, err := pub.next(nil); err != nil {
+					return
+				}
+			}
+		}()
+		pubs[k] = pub
+	}
 	f.publish = func(i int, sent int64) error {
-		return pub.write([]byte(`{"type":"send","conversation":"` + conv + `","client_id":"f` + strconv.Itoa(i) + `","body":"t` + strconv.FormatInt(sent, 10) + `"}`))
+		return pubs[i%len(pubs)].write([]byte(`{"type":"send","conversation":"` + conv + `","client_id":"f` + strconv.Itoa(i) + `","body":"t` + strconv.FormatInt(sent, 10) + `"}`))
 	}
 	f.stampOf = func(msg []byte) (int64, bool) {
 		if !bytes.HasPrefix(msg, []byte(`{"type":"message"`)) {
