@@ -121,7 +121,10 @@ func writevWait(c net.Conn, bufs [][]byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return n, werr
+	if werr != nil {
+		return 0, werr // writev reports -1 with its error
+	}
+	return n, nil
 }
 
 // maxIovecs stays under IOV_MAX (1024 on Linux and macOS).
