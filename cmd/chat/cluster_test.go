@@ -105,14 +105,6 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("MessagesChange", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := e.clChangesScenario(ctx, gw1, gw2, accts["carol"].Token, accts["bob"].Token, "bob"); err != nil {
-			t.Fatal(err)
-		}
-	})
-
 	t.Run("StoreKill9", func(t *testing.T) {
 		ph.on()
 		ph.period(1500 * time.Millisecond)
