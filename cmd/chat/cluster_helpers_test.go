@@ -1131,13 +1131,16 @@ func (c *clClient) gateway() int {
 	return c.cur.gw
 }
 
-func (c *clClient) unacked() []*clSend {
+// unacked returns copies of the sends not acked yet, taken under the
+// client's lock: the run loop keeps updating the originals (a retry counts
+// an attempt).
+func (c *clClient) unacked() []clSend {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []*clSend
+	var out []clSend
 	for _, s := range c.sends {
 		if !s.acked {
-			out = append(out, s)
+			out = append(out, *s)
 		}
 	}
 	return out
