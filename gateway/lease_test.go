@@ -163,7 +163,7 @@ func TestGatewayRefusesSendsWhileLeaseLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	tries := 0
-	waitUntil(t, 10*time.Second, func() error {
+	eventually(t, 10*time.Second, func() error {
 		tries++ // a client_id of its own each time: until noticed, sends go through
 		if _, code := sendOnce(t, c, conv, fmt.Sprint("during", tries)); code != codeUnavailable {
 			return fmt.Errorf("send while the lease is lost: %q", code)
@@ -179,7 +179,7 @@ func TestGatewayRefusesSendsWhileLeaseLost(t *testing.T) {
 	if err := kv.Delete(t.Context(), "node."+strconv.Itoa(free)); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, func() error {
+	eventually(t, 10*time.Second, func() error {
 		if !e.gw.Ready() {
 			return errors.New("not ready after a node ID came free")
 		}
@@ -194,19 +194,3 @@ func TestGatewayRefusesSendsWhileLeaseLost(t *testing.T) {
 // idNode is the node number inside an ID (chat.Generator's layout: 12 bits
 // of sequence below 10 of node).
 func idNode(id chat.ID) int { return int(uint64(id)>>12) & chat.MaxNode }
-
-// waitUntil polls fn until it returns nil or the time is up.
-func waitUntil(t *testing.T, total time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
