@@ -60,6 +60,9 @@ func (id ID) Time() time.Time {
 	return time.UnixMilli(int64(id>>(nodeBits+seqBits)) + epochMS).UTC()
 }
 
+// Node returns the node number an ID was made under.
+func (id ID) Node() int { return int(uint64(id)>>seqBits) & MaxNode }
+
 // FirstID returns the smallest ID made at or after t, for range bounds.
 func FirstID(t time.Time) ID {
 	ms := t.UnixMilli() - epochMS

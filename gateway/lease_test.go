@@ -143,8 +143,8 @@ func TestGatewayRefusesSendsWhileLeaseLost(t *testing.T) {
 
 	held := e.gw.Node()
 	m, code := sendOnce(t, c, conv, "before")
-	if code != "" || idNode(m.ID) != held {
-		t.Fatalf("send before the takeover: %q, id %s of node %d (lease %d)", code, m.ID, idNode(m.ID), held)
+	if code != "" || m.ID.Node() != held {
+		t.Fatalf("send before the takeover: %q, id %s of node %d (lease %d)", code, m.ID, m.ID.Node(), held)
 	}
 
 	// Another process takes this node ID, and every other one.
@@ -186,11 +186,8 @@ func TestGatewayRefusesSendsWhileLeaseLost(t *testing.T) {
 		return nil
 	})
 	m, code = sendOnce(t, c, conv, "after")
-	if code != "" || idNode(m.ID) != e.gw.Node() || e.gw.Node() == held {
-		t.Fatalf("send after: %q, id %s of node %d (lease %d, was %d)", code, m.ID, idNode(m.ID), e.gw.Node(), held)
+	if code != "" || m.ID.Node() != e.gw.Node() || e.gw.Node() == held {
+		t.Fatalf("send after: %q, id %s of node %d (lease %d, was %d)", code, m.ID, m.ID.Node(), e.gw.Node(), held)
 	}
 }
 
-// idNode is the node number inside an ID (chat.Generator's layout: 12 bits
-// of sequence below 10 of node).
-func idNode(id chat.ID) int { return int(uint64(id)>>12) & chat.MaxNode }

@@ -206,8 +206,8 @@ func TestNodeIDsRefuseWhileCutOffThenRecover(t *testing.T) {
 	})
 	node := ids.Node()
 	id, err := ids.Next()
-	if err != nil || idNode(id) != node || !ids.Held() {
-		t.Fatalf("id %v (node %d of %d) %v", id, idNode(id), node, err)
+	if err != nil || id.Node() != node || !ids.Held() {
+		t.Fatalf("id %v (node %d of %d) %v", id, id.Node(), node, err)
 	}
 
 	proxy.setCut(true)
@@ -239,11 +239,8 @@ func TestNodeIDsRefuseWhileCutOffThenRecover(t *testing.T) {
 		id, err = ids.Next()
 		return err
 	})
-	if ids.Node() == node || idNode(id) != ids.Node() {
-		t.Fatalf("after recovery: node %d (was %d), id of node %d", ids.Node(), node, idNode(id))
+	if ids.Node() == node || id.Node() != ids.Node() {
+		t.Fatalf("after recovery: node %d (was %d), id of node %d", ids.Node(), node, id.Node())
 	}
 }
 
-// idNode is the node number inside an ID (chat.Generator's layout: 12 bits
-// of sequence below 10 of node).
-func idNode(id chat.ID) int { return int(uint64(id)>>12) & chat.MaxNode }
