@@ -190,4 +190,3 @@ func TestGatewayRefusesSendsWhileLeaseLost(t *testing.T) {
 		t.Fatalf("send after: %q, id %s of node %d (lease %d, was %d)", code, m.ID, m.ID.Node(), e.gw.Node(), held)
 	}
 }
-

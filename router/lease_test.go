@@ -243,4 +243,3 @@ func TestNodeIDsRefuseWhileCutOffThenRecover(t *testing.T) {
 		t.Fatalf("after recovery: node %d (was %d), id of node %d", ids.Node(), node, id.Node())
 	}
 }
-
