@@ -49,40 +49,7 @@ func readNonblock(c net.Conn, b []byte, _ bool) (int, error) {
 
 // writevNonblock writes as much of bufs as the socket takes now, never
 // waiting; errWouldBlock when it takes nothing.
-func writevNonblock(c net.Conn, bufs [][]byte) (int, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		b := net.Buffers(bufs)
-		n, err := b.WriteTo(c)
-		return int(n), err
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	if len(bufs) > maxIovecs {
-		bufs = bufs[:maxIovecs]
-	}
-	var n int
-	var werr error
-	err = rc.Write(func(fd uintptr) bool {
-		for {
-			n, werr = unix.Writev(int(fd), bufs)
-			if !errors.Is(werr, unix.EINTR) {
-				return true
-			}
-		}
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case errors.Is(werr, unix.EAGAIN) || errors.Is(werr, unix.EWOULDBLOCK):
-		return 0, errWouldBlock
-	case werr != nil:
-		return 0, werr
-	}
-	return n, nil
-}
+func writevNonblock(c net.Conn, bufs [][]byte) (int, error) { return writev(c, bufs, false) }
 
 // writevWait writes what it can of bufs, parking the calling goroutine,
 // not a worker, in the Go runtime's poller (epoll, EPOLLOUT) while the
@@ -90,7 +57,9 @@ func writevNonblock(c net.Conn, bufs [][]byte) (int, error) {
 // passes. The attempt is made inside RawConn.Write, after the runtime has
 // reset the descriptor's readiness: a socket that drained between an
 // earlier EAGAIN and this call is seen, not waited for until the deadline.
-func writevWait(c net.Conn, bufs [][]byte) (int, error) {
+func writevWait(c net.Conn, bufs [][]byte) (int, error) { return writev(c, bufs, true) }
+
+func writev(c net.Conn, bufs [][]byte, wait bool) (int, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		b := net.Buffers(bufs)
@@ -112,16 +81,18 @@ func writevWait(c net.Conn, bufs [][]byte) (int, error) {
 			switch {
 			case errors.Is(werr, unix.EINTR):
 				continue
-			case errors.Is(werr, unix.EAGAIN) || errors.Is(werr, unix.EWOULDBLOCK):
+			case wait && (errors.Is(werr, unix.EAGAIN) || errors.Is(werr, unix.EWOULDBLOCK)):
 				return false // wait for the poller to say writable, then again
 			}
 			return true
 		}
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return 0, err
-	}
-	if werr != nil {
+	case errors.Is(werr, unix.EAGAIN) || errors.Is(werr, unix.EWOULDBLOCK):
+		return 0, errWouldBlock
+	case werr != nil:
 		return 0, werr // writev reports -1 with its error
 	}
 	return n, nil
