@@ -284,8 +284,9 @@ func (c *Conn) deliver(conv string, frame []byte, typ string) {
 		c.mu.Unlock()
 		return
 	}
+	ok, start := c.queueLocked(frame, typ)
 	c.mu.Unlock()
-	c.send(frame, typ)
+	c.afterEnqueue(ok, start)
 }
 
 // sendHello queues the first frame, then what arrived meanwhile, with no
@@ -326,44 +327,50 @@ func (c *Conn) hold(conv string) {
 // hold gone, everything held back, in order.
 func (c *Conn) release(conv string, frame []byte) { c.releaseWith(conv, frame, "conversation") }
 
-// releaseWith is release with a frame of type typ (a send's ack).
+// releaseWith is release with a frame of type typ (a send's ack). Held
+// frames are queued under c.mu, in the same critical section that ends the
+// hold: a delivery racing in from the Feed would otherwise overtake them.
 func (c *Conn) releaseWith(conv string, frame []byte, typ string) {
-	if frame != nil {
-		c.send(frame, typ)
-	}
 	c.mu.Lock()
-	h := c.held[conv]
-	if h == nil {
-		c.mu.Unlock()
-		return
+	ok, start := true, false
+	if frame != nil {
+		ok, start = c.queueLocked(frame, typ)
 	}
-	if h.holds--; h.holds > 0 {
-		c.mu.Unlock()
-		return
-	}
-	delete(c.held, conv)
-	if len(c.held) == 0 {
-		c.held = nil
+	if h := c.held[conv]; h != nil {
+		if h.holds--; h.holds == 0 {
+			delete(c.held, conv)
+			if len(c.held) == 0 {
+				c.held = nil
+			}
+			for i := 0; ok && i < len(h.frames); i++ {
+				var s bool
+				ok, s = c.queueLocked(h.frames[i], h.types[i])
+				start = start || s
+			}
+		}
 	}
 	c.mu.Unlock()
-	for i, f := range h.frames {
-		c.send(f, h.types[i])
-	}
+	c.afterEnqueue(ok, start)
 }
 
 // send queues a complete frame. A client whose queue is full is too slow:
 // it is closed (1013) rather than slowing the sender or anyone else.
 func (c *Conn) send(frame []byte, typ string) bool {
 	c.mu.Lock()
+	ok, start := c.queueLocked(frame, typ)
+	c.mu.Unlock()
+	return c.afterEnqueue(ok, start)
+}
+
+// queueLocked queues a frame under c.mu, or keeps it for after the hello
+// while that is being built.
+func (c *Conn) queueLocked(frame []byte, typ string) (ok, start bool) {
 	if c.holdAll {
 		c.heldAll.frames = append(c.heldAll.frames, frame)
 		c.heldAll.types = append(c.heldAll.types, typ)
-		c.mu.Unlock()
-		return true
+		return true, false
 	}
-	ok, start := c.enqueueLocked(frame, typ)
-	c.mu.Unlock()
-	return c.afterEnqueue(ok, start)
+	return c.enqueueLocked(frame, typ)
 }
 
 // enqueueLocked queues a frame under c.mu; it reports whether it was

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -65,5 +67,46 @@ func TestHelloFirst(t *testing.T) {
 	c.send([]byte("c"), "message")
 	if got, want := queued(c), []string{"hello", "a", "b", "c"}; !slices.Equal(got, want) {
 		t.Fatalf("queued %q, want %q", got, want)
+	}
+}
+
+// A release racing with the Feed's next deliveries: the held frames still
+// go out before anything delivered after them (the CI run that found this
+// saw a send's echo overtake its own earlier messages).
+func TestReleaseRacingDelivery(t *testing.T) {
+	c := heldConn()
+	defer c.s.writers.Close()
+	const held, after = 40, 40
+	for round := 0; round < 200; round++ {
+		c.mu.Lock()
+		c.queue, c.queuedBytes = nil, 0
+		c.mu.Unlock()
+		c.hold("5")
+		for i := 0; i < held; i++ {
+			c.deliver("5", []byte(strconv.Itoa(i)), "message")
+		}
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.releaseWith("5", []byte("ack"), "ack")
+		}()
+		for i := held; i < held+after; i++ {
+			c.deliver("5", []byte(strconv.Itoa(i)), "message")
+		}
+		wg.Wait()
+		next := 0
+		for _, f := range queued(c) {
+			if f == "ack" {
+				continue
+			}
+			if f != strconv.Itoa(next) {
+				t.Fatalf("round %d: frame %s queued where %d belongs: %q", round, f, next, queued(c))
+			}
+			next++
+		}
+		if next != held+after {
+			t.Fatalf("round %d: %d frames queued, want %d", round, next, held+after)
+		}
 	}
 }
