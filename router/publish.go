@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -230,9 +231,12 @@ func (p *Publisher) publish(ctx context.Context, conv string, kind chat.EventKin
 		select {
 		case r = <-req.done:
 		case <-ctx.Done():
-			// The batch may still store it; a resend with the same
-			// client_id is deduplicated.
-			return 0, time.Time{}, 0, fmt.Errorf("router: publish: %w", ctx.Err())
+			if t.withdraw(req) {
+				return 0, time.Time{}, 0, fmt.Errorf("router: publish: %w", ctx.Err())
+			}
+			// Already in a batch on the way, or handed the turn to lead
+			// the next one, which others wait for: see it through.
+			r = <-req.done
 		}
 		if !r.lead {
 			return r.id, r.at, r.dupSeq, r.err
@@ -241,6 +245,22 @@ func (p *Publisher) publish(ctx context.Context, conv string, kind chat.EventKin
 	p.lead(ctx, conv, t)
 	r := <-req.done
 	return r.id, r.at, r.dupSeq, r.err
+}
+
+// withdraw takes req out of the queue if no batch has taken it and it has
+// not been handed the turn; it reports whether it did.
+func (t *convTail) withdraw(req *pubReq) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(req.done) > 0 {
+		return false // handed the turn (sent under t.mu)
+	}
+	i := slices.Index(t.queue, req)
+	if i < 0 {
+		return false // in a batch on the way
+	}
+	t.queue = slices.Delete(t.queue, i, i+1)
+	return true
 }
 
 // maxBatch bounds the records of one atomic batch (JetStream's own limit

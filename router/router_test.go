@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -448,4 +449,57 @@ func TestPublishBatchesOneConversation(t *testing.T) {
 		t.Fatal("no record went in a batch: every send took its own round trip")
 	}
 	t.Logf("%d of %d records went in atomic batches", batched, info.State.Msgs)
+}
+
+// Senders that give up while queued behind a batch (their context ends)
+// leave the queue: the conversation's turn never passes to a caller that is
+// gone, so later sends still go through.
+func TestPublishWaiterGivesUp(t *testing.T) {
+	s := runServer(t)
+	ctx := context.Background()
+	_, js := connect(t, s)
+	st, err := EnsureStream(ctx, js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := chat.NewGenerator(7)
+	p := NewPublisher(js, st, g)
+	var wg sync.WaitGroup
+	gaveUp := 0
+	var mu sync.Mutex
+	for round := 0; round < 20; round++ {
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sctx := ctx
+				if i%2 == 1 {
+					var cancel context.CancelFunc
+					sctx, cancel = context.WithTimeout(ctx, time.Duration(i)*50*time.Microsecond)
+					defer cancel()
+				}
+				_, _, err := p.Publish(sctx, chat.Message{Conversation: "78", Sender: 1, Body: "b", ClientID: fmt.Sprint("w", round, "-", i)})
+				if errors.Is(err, context.DeadlineExceeded) {
+					mu.Lock()
+					gaveUp++
+					mu.Unlock()
+				} else if err != nil {
+					t.Errorf("send: %v", err)
+				}
+			}()
+		}
+		waited := make(chan struct{})
+		go func() { wg.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(30 * time.Second):
+			t.Fatal("senders still waiting after 30 s: the turn went to a caller that had left")
+		}
+	}
+	t.Logf("%d senders gave up", gaveUp)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, _, err := p.Publish(lctx, chat.Message{Conversation: "78", Sender: 1, Body: "last", ClientID: "last"}); err != nil {
+		t.Fatalf("a send after others gave up: %v (the turn went to a caller that had left)", err)
+	}
 }
