@@ -277,16 +277,25 @@ type heldConv struct {
 // deliver queues a fan-out frame of conv, or holds it back while conv's
 // conversation frame is pending (see Conn.held).
 func (c *Conn) deliver(conv string, frame []byte, typ string) {
+	if c.deliverLater(conv, frame, typ) {
+		c.s.scheduleWrite(c.flushFn)
+	}
+}
+
+// deliverLater is deliver without waking the writer: it reports whether the
+// caller must (see hub.wakeWriters). Until then no other frame wakes it.
+func (c *Conn) deliverLater(conv string, frame []byte, typ string) (wake bool) {
 	c.mu.Lock()
 	if h := c.held[conv]; h != nil {
 		h.frames = append(h.frames, frame)
 		h.types = append(h.types, typ)
 		c.mu.Unlock()
-		return
+		return false
 	}
 	ok, start := c.queueLocked(frame, typ)
 	c.mu.Unlock()
-	c.afterEnqueue(ok, start)
+	c.afterEnqueue(ok, false)
+	return start
 }
 
 // sendHello queues the first frame, then what arrived meanwhile, with no
@@ -455,7 +464,6 @@ func (c *Conn) flush() {
 			c.mu.Unlock()
 			c.out = q
 		}
-		_ = c.raw.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
 		n, err := writevNonblock(c.raw, c.out)
 		c.s.m.bytesOut.Add(float64(n))
 		c.out = consumeBuffers(c.out, n)
@@ -474,6 +482,9 @@ func (c *Conn) flush() {
 // bytes again, then lets the writer pool carry on with the flush; a client
 // that takes nothing for WriteTimeout is a slow consumer.
 func (c *Conn) awaitWrite() {
+	// Only a waiting write needs a deadline; setting it here, not per
+	// flush, keeps a timer update off every write.
+	_ = c.raw.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
 	n, err := writevWait(c.raw, c.out)
 	c.s.m.bytesOut.Add(float64(n))
 	c.out = consumeBuffers(c.out, n)

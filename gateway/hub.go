@@ -34,6 +34,10 @@ type hub struct {
 	mu       sync.Mutex
 	users    map[chat.ID][]*Conn
 	memberOf map[chat.ID]map[string]struct{} // user -> local rooms they are a member of
+
+	// wake: connections with frames from onEvent whose writers are not
+	// started yet. The Feed's dispatcher goroutine only.
+	wake []*Conn
 }
 
 type connShard struct {
@@ -329,11 +333,25 @@ func (h *hub) onEvent(ev *router.Event) {
 		if ev.Kind == router.KindTyping && ev.User == c.user {
 			return // typing goes to the other members only
 		}
-		c.deliver(ev.Conversation, frame, typ)
+		if c.deliverLater(ev.Conversation, frame, typ) {
+			h.wake = append(h.wake, c)
+		}
 	})
 	if ev.Kind == router.KindMessage {
 		h.s.m.fanoutLatency.Observe(time.Since(ev.Received).Seconds())
 	}
+}
+
+// wakeWriters starts the writers of the connections onEvent queued frames
+// for, once the Feed has no event waiting (router.FeedConfig.OnIdle): under
+// load a connection then takes several events in one write, as nats-server
+// flushes its clients once per read rather than once per message.
+func (h *hub) wakeWriters() {
+	for i, c := range h.wake {
+		h.s.scheduleWrite(c.flushFn)
+		h.wake[i] = nil
+	}
+	h.wake = h.wake[:0]
 }
 
 func kindName(k router.Kind) string {

@@ -1,9 +1,12 @@
 package gateway
 
 import (
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/router"
 )
 
 // The hub is the one registry: two local connections in a conversation
@@ -47,5 +50,56 @@ func TestHubOneSubscriptionPerConversation(t *testing.T) {
 	}
 	if co := s.hub.coMembers(7); len(co) != 0 {
 		t.Fatalf("member index kept %d connections after the room closed", len(co))
+	}
+}
+
+// Events from the Feed queue frames at once but start each connection's
+// writer once, when the Feed is idle: two events for one connection cost
+// one wake-up (and one write) under load.
+func TestHubWakesWritersOncePerIdle(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.gw.Server
+	// A hub of its own: the server's hub belongs to its Feed's dispatcher.
+	h := newHub(s)
+	var wakes atomic.Int32
+	c := &Conn{s: s, id: 1 << 41, raw: &discardConn{}, user: 7}
+	c.flushFn = func() {
+		wakes.Add(1)
+		c.mu.Lock()
+		c.queue, c.queuedBytes, c.flushing = nil, 0, false
+		c.mu.Unlock()
+	}
+	h.add(c)
+	h.join(c, "43", []chat.ID{7, 8})
+	defer h.part(c, "43")
+	ev := func(body string) *router.Event {
+		return &router.Event{Kind: router.KindEvent, Conversation: "43", User: 8, Data: []byte(body)}
+	}
+	h.onEvent(ev(`{"type":"a"}`))
+	h.onEvent(ev(`{"type":"b"}`))
+	if got := queued(c); len(got) != 2 {
+		t.Fatalf("queued %d frames, want 2", len(got))
+	}
+	if len(h.wake) != 1 || wakes.Load() != 0 {
+		t.Fatalf("%d connections left to wake (want 1), writer woken %d times before the Feed went idle (want 0)", len(h.wake), wakes.Load())
+	}
+	h.wakeWriters()
+	for deadline := time.Now().Add(10 * time.Second); wakes.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("writer never woken after wakeWriters")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.wakeWriters() // nothing left to wake
+	h.onEvent(ev(`{"type":"c"}`))
+	h.wakeWriters()
+	for deadline := time.Now().Add(10 * time.Second); wakes.Load() < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("second writer wake-up missing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := wakes.Load(); n != 2 {
+		t.Fatalf("writer woken %d times for two idle points, want 2", n)
 	}
 }

@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	s.writers = workers.New(workers.Config{Size: cfg.Workers, Queue: 65536})
 	s.feed = router.NewFeed(d.NATS, router.FeedConfig{
 		Stream: d.Stream, Publisher: d.Publisher, Log: d.Log.Named("feed"),
-		OnEvent: s.hub.onEvent, OnUserEvent: s.onUserEvent,
+		OnEvent: s.hub.onEvent, OnIdle: s.hub.wakeWriters, OnUserEvent: s.onUserEvent,
 	})
 	s.presence, err = router.NewPresence(ctx, d.NATS, router.PresenceConfig{Log: d.Log.Named("presence"), OnChange: s.onPresence})
 	if err == nil {

@@ -52,6 +52,12 @@ type FeedConfig struct {
 	// OnEvent receives every conversation event, on the dispatcher
 	// goroutine, in stream order per conversation. It must not block.
 	OnEvent func(ev *Event)
+	// OnIdle, when set, is called on the dispatcher goroutine once it has
+	// handled every event waiting (and at least every maxEventsPerIdle
+	// events while a backlog lasts): a handler may defer per-event work,
+	// such as waking connections' writers, until then, so that under load
+	// one wake-up carries several events.
+	OnIdle func()
 	// OnUserEvent receives the payload of an event sent to a subscribed user
 	// (chat.user.<id>), such as being added to a conversation. Called on the
 	// dispatcher goroutine: it must not block for long.
@@ -225,14 +231,27 @@ func (f *Feed) Close() {
 	})
 }
 
+// maxEventsPerIdle bounds how long OnIdle waits while events keep coming:
+// the latency one batch adds.
+const maxEventsPerIdle = 64
+
 func (f *Feed) dispatch() {
 	defer close(f.done)
+	if f.cfg.OnIdle != nil {
+		defer f.cfg.OnIdle() // nothing deferred is left behind
+	}
+	handled := 0
 	for {
 		select {
 		case <-f.ctx.Done():
 			return
 		case m := <-f.ch:
 			f.handle(m)
+			handled++
+			if f.cfg.OnIdle != nil && (len(f.ch) == 0 || handled >= maxEventsPerIdle) {
+				f.cfg.OnIdle()
+				handled = 0
+			}
 		}
 	}
 }

@@ -503,3 +503,76 @@ func TestPublishWaiterGivesUp(t *testing.T) {
 		t.Fatalf("a send after others gave up: %v (the turn went to a caller that had left)", err)
 	}
 }
+
+// OnIdle comes once the events waiting are handled, and at least every
+// maxEventsPerIdle events of a backlog: a burst costs few idle calls, and
+// none comes before the events it covers.
+func TestFeedIdleAfterBurst(t *testing.T) {
+	s := runServer(t)
+	nc, _ := connect(t, s)
+	const n = 200
+	var (
+		mu      sync.Mutex
+		handled int
+		idles   []int // events handled at each OnIdle
+		first   = make(chan struct{})
+		release = make(chan struct{})
+		once    sync.Once
+	)
+	in := NewFeed(nc, FeedConfig{
+		OnEvent: func(*Event) {
+			once.Do(func() { close(first); <-release }) // hold the dispatcher while the burst queues
+			mu.Lock()
+			handled++
+			mu.Unlock()
+		},
+		OnIdle: func() {
+			mu.Lock()
+			idles = append(idles, handled)
+			mu.Unlock()
+		},
+	})
+	if err := in.Subscribe("9"); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	for i := 0; i < n; i++ {
+		if err := nc.Publish(chat.ConvEvtSubject("9"), []byte(`{"type":"x"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			<-first
+		}
+	}
+	nc.Flush()
+	checkFor(t, 5*time.Second, func() error {
+		if len(in.ch) < n-1 {
+			return fmt.Errorf("%d of %d events waiting", len(in.ch), n-1)
+		}
+		return nil
+	})
+	close(release)
+	checkFor(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(idles) == 0 || idles[len(idles)-1] != n {
+			return fmt.Errorf("idle calls at %v, want the last after all %d events", idles, n)
+		}
+		return nil
+	})
+	in.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	prev := 0
+	for _, at := range idles {
+		if at-prev > maxEventsPerIdle {
+			t.Fatalf("%d events between idle calls (%v), want at most %d", at-prev, idles, maxEventsPerIdle)
+		}
+		prev = at
+	}
+	// n events, at most one idle call per maxEventsPerIdle of the burst
+	// (plus the one after the first event and the one at Close).
+	if max := n/maxEventsPerIdle + 3; len(idles) > max {
+		t.Fatalf("%d idle calls for a burst of %d (%v), want at most %d", len(idles), n, idles, max)
+	}
+}
