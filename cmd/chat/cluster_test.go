@@ -77,7 +77,7 @@ func TestCluster(t *testing.T) {
 	e.mustAPI(gw2.addr, "POST", "/conversations/direct", accts["dave"].Token, map[string]string{"username": "carol"}, &cd, http.StatusOK)
 	e.mustAPI(gw2.addr, "POST", "/conversations", accts["bob"].Token,
 		map[string]any{"title": "all four", "members": []string{"alice", "carol", "dave"}}, &grp, http.StatusCreated)
-	ph := &clPhase{e: e, tokens: map[string]string{ab.ID: accts["alice"].Token, cd.ID: accts["carol"].Token, grp.ID: accts["bob"].Token}}
+	ph := &clPhase{e: e, tokens: map[string]string{ab.ID: accts["alice"].Token, cd.ID: accts["carol"].Token, grp.ID: accts["bob"].Token}, skip: map[string]bool{}}
 	for _, u := range []struct {
 		name  string
 		gw    int
@@ -102,6 +102,21 @@ func TestCluster(t *testing.T) {
 			if n > 0 {
 				t.Errorf("%s reconnected %d times without a fault", c.name, n)
 			}
+		}
+	})
+
+	t.Run("MessagesChange", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		var conv string
+		err := e.clChangesScenario(ctx, gw1, gw2, &conv)
+		if conv != "" {
+			// Its rows are its own: the exact row counts of the later
+			// scenarios leave them out.
+			ph.skip[conv] = true
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -422,6 +437,7 @@ type clPhase struct {
 	e       *clusterEnv
 	clients []*clClient
 	tokens  map[string]string // a member's token per conversation
+	skip    map[string]bool   // conversations the row checks leave out
 }
 
 func (ph *clPhase) on() {
@@ -541,7 +557,7 @@ func (ph *clPhase) verify(t *testing.T, d time.Duration) {
 		}
 		defer s.Close()
 		return pollUntil(time.Until(deadline), 500*time.Millisecond, func() error {
-			lastErr = checkCassandra(s, want)
+			lastErr = checkCassandraExcept(s, want, ph.skip)
 			return lastErr
 		})
 	})
