@@ -11,6 +11,10 @@ import (
 // DefaultEditWindow is Config.EditWindow's default.
 const DefaultEditWindow = 48 * time.Hour
 
+// DefaultHelloConversations is Config.HelloConversations' default, also
+// the most it may be: the protocol's largest conversation list page.
+const DefaultHelloConversations = 1000
+
 // Config configures a Server. Zero values take the documented defaults.
 type Config struct {
 	// JWTSecret signs and checks tokens (HS256). Required.
@@ -71,7 +75,9 @@ type Config struct {
 	// MaxHashes bounds concurrent password hashes (argon2id takes 19 MiB
 	// and tens of milliseconds each). Default GOMAXPROCS.
 	MaxHashes int
-	// HelloConversations is how many conversations hello lists. Default 1000.
+	// HelloConversations is how many conversations hello lists, and the
+	// most a GET /conversations page holds. Default (and at most)
+	// DefaultHelloConversations.
 	HelloConversations int
 	// MaxMembers bounds a group's size (default chat.MaxGroupMembers,
 	// 10,000); one request creates or adds at most chat.MaxMembersPage.
@@ -138,7 +144,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.Queue, 4096)
 	defInt(&c.MaxHandshakes, 4096)
 	defInt(&c.MaxHashes, runtime.GOMAXPROCS(0))
-	defInt(&c.HelloConversations, 1000)
+	defInt(&c.HelloConversations, DefaultHelloConversations)
 	defInt(&c.MaxMembers, chat.MaxGroupMembers)
 	def(&c.EditWindow, DefaultEditWindow)
 }

@@ -47,6 +47,9 @@ type devOptions struct {
 	// EditWindow is how long a sender may edit a message
 	// (gateway.Config.EditWindow); default 48h (0 here: the gateway's default).
 	EditWindow time.Duration
+	// HelloConversations is how many conversations hello lists
+	// (gateway.Config.HelloConversations); default 1000.
+	HelloConversations int
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -63,6 +66,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.AccessTTL, "access-ttl", 15*time.Minute, "how long an access token lasts (clients renew it with their refresh token)")
 	fs.DurationVar(&o.SessionTTL, "session-ttl", 30*24*time.Hour, "how long a session lasts from login, however often it is refreshed")
 	editWindowFlag(fs, &o.EditWindow)
+	helloConversationsFlag(fs, &o.HelloConversations)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -170,7 +174,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 	d.gw, err = gateway.Start(ctx, gateway.Options{
 		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready, Pprof: o.Pprof,
 			AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub, TokenTTL: o.AccessTTL, SessionTTL: o.SessionTTL,
-			EditWindow: o.EditWindow},
+			EditWindow: o.EditWindow, HelloConversations: o.HelloConversations},
 		NATS: d.nc, Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -93,4 +94,43 @@ func (p positiveDuration) Set(s string) error {
 func editWindowFlag(fs *flag.FlagSet, d *time.Duration) {
 	*d = gateway.DefaultEditWindow
 	fs.Var(positiveDuration{d}, "edit-window", editWindowUsage)
+}
+
+// helloConversationsUsage documents --hello-conversations, a flag of chat
+// dev and chat gateway.
+const helloConversationsUsage = "how many conversations hello lists, most recent activity first, and the most one GET /conversations page holds (1-1000; clients page through the rest)"
+
+// errHelloConversations refuses a --hello-conversations outside 1-1000:
+// gateway.Config would read 0 as its default, and the protocol promises
+// at most 1,000 a page.
+var errHelloConversations = errors.New("must be a whole number from 1 to 1000")
+
+// boundedInt is an int flag that refuses values outside [lo, hi].
+type boundedInt struct {
+	n      *int
+	lo, hi int
+	err    error
+}
+
+func (b boundedInt) String() string {
+	if b.n == nil {
+		return ""
+	}
+	return strconv.Itoa(*b.n)
+}
+
+func (b boundedInt) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < b.lo || n > b.hi {
+		return b.err
+	}
+	*b.n = n
+	return nil
+}
+
+// helloConversationsFlag registers --hello-conversations
+// (CHAT_HELLO_CONVERSATIONS) on fs, default gateway.DefaultHelloConversations.
+func helloConversationsFlag(fs *flag.FlagSet, n *int) {
+	*n = gateway.DefaultHelloConversations
+	fs.Var(boundedInt{n: n, lo: 1, hi: gateway.DefaultHelloConversations, err: errHelloConversations}, "hello-conversations", helloConversationsUsage)
 }

@@ -34,6 +34,8 @@ func runGateway(ctx context.Context, args []string) error {
 	sessionTTL := fs.Duration("session-ttl", 30*24*time.Hour, "how long a session lasts from login, however often it is refreshed")
 	var editWindow time.Duration
 	editWindowFlag(fs, &editWindow)
+	var helloConvs int
+	helloConversationsFlag(fs, &helloConvs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -60,7 +62,7 @@ func runGateway(ctx context.Context, args []string) error {
 	gw, err := gateway.Start(startCtx, gateway.Options{
 		Config: gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn,
 			AllowedOrigins: splitList(*origins), VAPIDPublicKey: *vapidPub, TokenTTL: *accessTTL, SessionTTL: *sessionTTL,
-			EditWindow: editWindow},
+			EditWindow: editWindow, HelloConversations: helloConvs},
 		NATS:           nc,
 		StreamReplicas: *replicas,
 		Registry:       reg, Gatherer: reg, Log: log,
