@@ -27,7 +27,9 @@ export const PASSWORD = 'correct horse battery';
 
 /** One test file's world: its server, temp folder and people. */
 export class World {
-  constructor() {
+  /** `args`: more flags for `chat dev` (e.g. --hello-conversations 3). */
+  constructor({ args = [] } = {}) {
+    this.args = args;
     this.tmp = null;
     this.server = null;
     this.serverLog = '';
@@ -46,7 +48,7 @@ export class World {
     await promisify(execFile)('go', ['build', '-o', bin, './cmd/chat'], { cwd: repoRoot, timeout: 600000, maxBuffer: 1 << 24 });
     const data = path.join(this.tmp, 'data');
     await new Promise((resolve, reject) => {
-      const proc = spawn(bin, ['dev', '--addr', '127.0.0.1:0', '--data', data], { cwd: this.tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+      const proc = spawn(bin, ['dev', '--addr', '127.0.0.1:0', '--data', data, ...this.args], { cwd: this.tmp, stdio: ['ignore', 'pipe', 'pipe'] });
       this.server = proc;
       const timer = setTimeout(() => reject(new Error(`chat dev printed no URL within 60 s:\n${this.serverLog}`)), 60000);
       proc.stdout.on('data', (d) => {

@@ -10,6 +10,7 @@ import { ChatClient } from './lib/client.js';
 import { dayKey, dayLabel, hue, initials, listStamp, preview, timeOfDay, typingText } from './format.js';
 import { $, h, reconcile } from './dom.js';
 import { DELETED_TEXT, createMessageUI } from './messages.js';
+import { ListPager, conversationsPage, forgetConversation, leaveGroup } from './convlist.js';
 import { TOKEN_KEY, browserSession, clearTokens, deviceName, loadTokens, saveTokens, sessionsDialog, tokenDB } from './sessions.js';
 
 const USER_KEY = 'chat.user';
@@ -17,6 +18,8 @@ const OUTBOX_KEY = 'chat.outbox.';
 const PAGE = 50;
 const NEAR_BOTTOM_PX = 80;
 const LOAD_OLDER_PX = 200;
+// How close to the end of the conversation list scrolling loads its next page.
+const LOAD_MORE_CONVS_PX = 200;
 
 const els = {
   banner: $('#banner'),
@@ -44,6 +47,13 @@ const els = {
   convNav: $('#conv-nav'),
   convList: $('#conv-list'),
   convEmpty: $('#conv-empty'),
+  convMore: $('#conv-more'),
+  convMoreStatus: $('#conv-more-status'),
+  leaveGroup: $('#leave-group'),
+  leaveDialog: $('#leave-dialog'),
+  leaveForm: $('#leave-form'),
+  leaveError: $('#leave-error'),
+  leaveText: $('#leave-dialog-text'),
   emptyPane: $('#empty-pane'),
   conversation: $('#conversation'),
   convAvatar: $('#conv-avatar'),
@@ -97,6 +107,14 @@ const app = {
   // their online count is asked for (docs/PROTOCOL.md, presence on request).
   onlineCounts: new Map(), // conversation ID -> {count, at}
   members: null, // the members dialog: {id, next, count, online}
+  // The conversation list past hello's, a page at a time (convlist.js).
+  list: new ListPager({
+    load: (before) => conversationsPage(app.api, { before }),
+    add: (convs) => {
+      for (const c of convs) app.state.upsertConversation(c);
+    },
+  }),
+  leaving: null, // the group the leave dialog asks about
 };
 
 // Edit, delete, reply and react (messages.js).
@@ -159,6 +177,7 @@ function startSession(token, user) {
   loadOutbox(user.id);
   app.msgCache.clear();
   app.listCache.clear();
+  app.list.reset(null);
   els.messages.replaceChildren();
   els.convList.replaceChildren();
   showApp();
@@ -325,6 +344,8 @@ function onStatus(status, info) {
 function onFrame(f, r) {
   switch (f.type) {
     case 'hello':
+      // The rest of the list, older than hello's, is loaded on demand.
+      app.list.reset(f.next_before);
       if (f.user) {
         localStorage.setItem(USER_KEY, JSON.stringify(f.user));
         showApp();
@@ -346,9 +367,9 @@ function onFrame(f, r) {
     case 'left': {
       // We left a group (on any device): it goes from the list.
       const id = f.conversation;
-      app.state.convs.delete(id);
-      app.state.order = app.state.order.filter((x) => x !== id);
+      forgetConversation(app.state, id);
       app.onlineCounts.delete(id);
+      if (app.leaving === id && els.leaveDialog.open) els.leaveDialog.close();
       if (app.current === id) navigate('/', { replace: true });
       break;
     }
@@ -410,6 +431,15 @@ async function route() {
     if (app.state.conv(id)) openConversation(id);
     else if (app.state.hellos > 0) {
       await refreshConversations();
+      // An older conversation than hello's: through the list's pages.
+      while (!app.state.conv(id) && app.list.more) {
+        try {
+          await app.list.next();
+        } catch {
+          break;
+        }
+      }
+      if (decodeURIComponent(location.pathname) !== path) return;
       if (app.state.conv(id)) openConversation(id);
       else showRouteError('This conversation does not exist, or you are not in it.');
     }
@@ -726,7 +756,10 @@ function renderList() {
     });
   }
   reconcile(els.convList, items, app.listCache);
-  els.convEmpty.hidden = items.length > 0;
+  els.convEmpty.hidden = items.length > 0 || app.list.more;
+  els.convMore.hidden = !app.list.more;
+  els.convMore.disabled = app.list.loading;
+  els.convMore.textContent = app.list.loading ? 'Loading conversations…' : 'Show more conversations';
 }
 
 function renderPane() {
@@ -789,6 +822,7 @@ function renderPane() {
   els.convStatus.className = statusClass;
   els.addMember.hidden = rec.kind !== 'group';
   els.showMembers.hidden = rec.kind !== 'group';
+  els.leaveGroup.hidden = rec.kind !== 'group';
   const loading = app.loadingOlder || app.loadingNewest.has(id);
   els.logTop.textContent = loading ? 'Loading…' : rec.loaded && !st.hasOlder(id) ? 'This is the beginning of the conversation.' : '';
   renderMessages(id, rec);
@@ -1079,6 +1113,67 @@ async function onMemberSubmit(ev) {
   }
 }
 
+// ---------------------------------------------------------------- the paged conversation list
+
+/**
+ * Loads the next page of older conversations (newest activity first). From
+ * the button, focus moves to the first conversation it brought, so a
+ * keyboard user carries on where the list grew.
+ */
+async function loadMoreConversations({ fromButton = false } = {}) {
+  if (!app.list.more || app.list.loading) return;
+  const p = app.list.next();
+  renderNow();
+  let added = [];
+  try {
+    added = await p;
+  } catch (e) {
+    els.convMoreStatus.textContent = 'Could not load more conversations: ' + describeError(e);
+    renderNow();
+    return;
+  }
+  renderNow();
+  els.convMoreStatus.textContent = added.length
+    ? `${added.length} more conversation${added.length === 1 ? '' : 's'} loaded${app.list.more ? '' : ', that is all'}.`
+    : 'No more conversations.';
+  if (fromButton && added.length) {
+    els.convList.querySelector(`a[data-conv="${CSS.escape(added[0].id)}"]`)?.focus();
+  }
+}
+
+// ---------------------------------------------------------------- leaving a group
+
+function openLeaveDialog() {
+  const id = app.current;
+  const rec = id && app.state.conv(id);
+  if (!rec || rec.kind !== 'group') return;
+  app.leaving = id;
+  els.leaveError.textContent = '';
+  els.leaveDialog.querySelector('h2').textContent = `Leave “${app.state.title(id)}”?`;
+  els.leaveDialog.showModal();
+  els.leaveDialog.querySelector('[data-close]').focus();
+}
+
+async function onLeaveSubmit(ev) {
+  ev.preventDefault();
+  const id = app.leaving;
+  if (!id) return;
+  setBusy(els.leaveForm, true);
+  try {
+    await leaveGroup(app.api, id);
+    // The `left` frame does the same on every connection; this one does not wait for it.
+    forgetConversation(app.state, id);
+    app.onlineCounts.delete(id);
+    els.leaveDialog.close();
+    if (app.current === id) navigate('/', { replace: true });
+    els.search.focus();
+  } catch (e) {
+    els.leaveError.textContent = e.code === 'not_found' ? 'You are no longer in this group.' : describeError(e);
+  } finally {
+    setBusy(els.leaveForm, false);
+  }
+}
+
 // ---------------------------------------------------------------- wiring
 
 function onDocumentClick(ev) {
@@ -1128,6 +1223,22 @@ function init() {
   els.membersMore.addEventListener('click', loadMembersPage);
   els.membersDialog.addEventListener('close', () => { app.members = null; });
   els.memberForm.addEventListener('submit', onMemberSubmit);
+  els.leaveGroup.addEventListener('click', openLeaveDialog);
+  els.leaveForm.addEventListener('submit', onLeaveSubmit);
+  els.leaveDialog.addEventListener('close', () => {
+    app.leaving = null;
+    // Back to the button that opened it, when it is still there.
+    if (!els.leaveGroup.hidden && document.activeElement === document.body) els.leaveGroup.focus();
+  });
+  els.convMore.addEventListener('click', () => loadMoreConversations({ fromButton: true }));
+  els.convNav.addEventListener(
+    'scroll',
+    () => {
+      const nav = els.convNav;
+      if (nav.scrollTop + nav.clientHeight > nav.scrollHeight - LOAD_MORE_CONVS_PX) loadMoreConversations();
+    },
+    { passive: true },
+  );
   els.search.addEventListener('input', onSearchInput);
   els.search.addEventListener('keydown', (ev) => {
     if (ev.key === 'Escape') clearSearch();
