@@ -58,14 +58,17 @@ func (r *clRaw) take(ctx context.Context, what string, match func(map[string]any
 	for {
 		_, b, err := r.c.Read(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("%s: waiting for %s: %w (kept unmatched: %d frames)", r.name, what, err, len(r.pending))
+			var errs []any
+			for _, f := range r.pending {
+				if f["type"] == "error" {
+					errs = append(errs, f)
+				}
+			}
+			return nil, fmt.Errorf("%s: waiting for %s: %w (kept unmatched: %d frames; errors among them: %v)", r.name, what, err, len(r.pending), errs)
 		}
 		var f map[string]any
 		if err := json.Unmarshal(b, &f); err != nil {
 			return nil, fmt.Errorf("%s: frame is not JSON: %s", r.name, b)
-		}
-		if f["type"] == "error" {
-			return nil, fmt.Errorf("%s: waiting for %s: error frame %s", r.name, what, b)
 		}
 		if match(f) {
 			return f, nil
@@ -74,15 +77,35 @@ func (r *clRaw) take(ctx context.Context, what string, match func(map[string]any
 	}
 }
 
-// request writes a request with a fresh id and takes its answer.
+// request writes a request and takes its answer. An `unavailable` error
+// (the store behind the stream on a loaded machine) is retried, as the
+// protocol tells clients to: sends and changes with their same client_id.
 func (r *clRaw) request(ctx context.Context, req map[string]any, answer string) (map[string]any, error) {
 	id := req["id"]
-	if err := r.write(ctx, req); err != nil {
-		return nil, err
+	for try := 1; ; try++ {
+		if err := r.write(ctx, req); err != nil {
+			return nil, err
+		}
+		f, err := r.take(ctx, fmt.Sprintf("%s %v", answer, id), func(f map[string]any) bool {
+			return (f["type"] == answer || f["type"] == "error") && f["id"] == id
+		})
+		if err != nil {
+			return nil, err
+		}
+		if f["type"] == answer {
+			return f, nil
+		}
+		if f["code"] != "unavailable" || try == 10 {
+			return nil, fmt.Errorf("%s: %v answered %v", r.name, req, f)
+		}
+		t := time.NewTimer(200 * time.Millisecond) // a retry's pause, not synchronisation
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
 	}
-	return r.take(ctx, fmt.Sprintf("%s %v", answer, id), func(f map[string]any) bool {
-		return f["type"] == answer && f["id"] == id
-	})
 }
 
 func frameIs(typ string, match func(map[string]any) bool) func(map[string]any) bool {
