@@ -29,6 +29,7 @@ func runStore(ctx context.Context, args []string) error {
 	consistency := fs.String("consistency", "LOCAL_QUORUM", "Cassandra consistency: LOCAL_QUORUM, QUORUM, ONE, ...")
 	serial := fs.String("serial-consistency", "SERIAL", "consistency of the username transactions: SERIAL, or LOCAL_SERIAL to keep them in the local data centre")
 	localDC := fs.String("local-dc", "", "keep queries in this Cassandra data centre")
+	specDelay := fs.Duration("speculative-delay", cassandra.DefaultSpeculativeDelay, "a read unanswered this long is also sent to another replica, the first answer wins; 0 turns it off")
 	replicas := fs.Int("stream-replicas", 1, "JetStream replicas of the message stream (3 in a cluster)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
@@ -41,6 +42,9 @@ func runStore(ctx context.Context, args []string) error {
 	var serialCons gocql.SerialConsistency
 	if err := serialCons.UnmarshalText([]byte(strings.ToUpper(*serial))); err != nil {
 		return fmt.Errorf("--serial-consistency %q: %w", *serial, err)
+	}
+	if *specDelay <= 0 {
+		*specDelay = -1 // Config: negative is off, zero the default
 	}
 	log, err := newLogger(*logLevel, false)
 	if err != nil {
@@ -76,7 +80,8 @@ func runStore(ctx context.Context, args []string) error {
 	var backend *cassandra.Backend
 	for {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		backend, err = cassandra.Open(octx, cassandra.Config{Hosts: splitList(*hosts), Keyspace: *keyspace, Consistency: cons, SerialConsistency: serialCons, LocalDC: *localDC})
+		backend, err = cassandra.Open(octx, cassandra.Config{Hosts: splitList(*hosts), Keyspace: *keyspace, Consistency: cons, SerialConsistency: serialCons, LocalDC: *localDC,
+			SpeculativeDelay: *specDelay})
 		cancel()
 		if err == nil {
 			break

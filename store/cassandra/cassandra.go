@@ -51,6 +51,7 @@ type Backend struct {
 	widthMS int64
 	sem     chan struct{} // bounds fan-out reads (and account/membership writes) in flight
 	wsem    chan struct{} // bounds message writes in flight: a burst of reads does not slow persisting
+	spec    *specPolicy   // speculative execution of reads; nil when off
 	buckets bucketCache
 	// changeBuckets remembers buckets recorded in change_buckets.
 	changeBuckets bucketCache
@@ -86,7 +87,8 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.LocalDC != "" {
 		fallback = gocql.DCAwareRoundRobinPolicy(cfg.LocalDC)
 	}
-	cl.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(fallback, gocql.ShuffleReplicas())
+	up := newUpCounter(gocql.TokenAwareHostPolicy(fallback, gocql.ShuffleReplicas()))
+	cl.PoolConfig.HostSelectionPolicy = up
 	cl.RetryPolicy = newRetryPolicy(cfg.Retries)
 	cl.DefaultIdempotence = true
 	if cfg.Username != "" {
@@ -125,6 +127,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		widthMS: cfg.BucketWidth.Milliseconds(),
 		sem:     make(chan struct{}, cfg.MaxInFlight),
 		wsem:    make(chan struct{}, cfg.MaxWritesInFlight),
+	}
+	if cfg.SpeculativeAttempts > 0 {
+		b.spec = &specPolicy{attempts: cfg.SpeculativeAttempts, delay: cfg.SpeculativeDelay, up: up}
 	}
 	if err := b.checkSchema(ctx); err != nil {
 		s.Close()
@@ -172,9 +177,13 @@ func (b *Backend) Ping(ctx context.Context) error {
 	return nil
 }
 
-// q makes an idempotent query bound to ctx.
+// q makes an idempotent query bound to ctx; a read (SELECT) may speculate.
 func (b *Backend) q(ctx context.Context, stmt string, args ...any) *gocql.Query {
-	return b.s.Query(stmt, args...).WithContext(ctx).Idempotent(true)
+	q := b.s.Query(stmt, args...).WithContext(ctx).Idempotent(true)
+	if b.spec != nil && isRead(stmt) {
+		q = q.SetSpeculativeExecutionPolicy(b.spec)
+	}
+	return q
 }
 
 // wrap turns a driver error into one that is both chat.ErrUnavailable (the

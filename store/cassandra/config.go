@@ -25,6 +25,12 @@ const (
 	DefaultMaxWritesInFlight = 64
 	DefaultRetries           = 3
 	DefaultNumConns          = 2
+	// DefaultSpeculativeDelay is Config.SpeculativeDelay's default: well
+	// above a healthy read (a few milliseconds), well below a stalled
+	// replica (a GC pause, a node going down: seconds).
+	DefaultSpeculativeDelay = 100 * time.Millisecond
+	// DefaultSpeculativeAttempts is Config.SpeculativeAttempts' default.
+	DefaultSpeculativeAttempts = 1
 )
 
 // Config says how to reach Cassandra and how to store.
@@ -70,6 +76,15 @@ type Config struct {
 	// Retries of a failed idempotent query, with exponential backoff;
 	// DefaultRetries when zero, none when negative.
 	Retries int
+	// SpeculativeDelay is how long a read (a SELECT) waits for its replica
+	// before the same read is also sent to the next host of its plan, the
+	// first answer winning (see speculative.go); DefaultSpeculativeDelay
+	// when zero, no speculation when negative. Writes never speculate.
+	SpeculativeDelay time.Duration
+	// SpeculativeAttempts bounds the extra executions of one read;
+	// DefaultSpeculativeAttempts when zero, none when negative. Never
+	// more than the other hosts up.
+	SpeculativeAttempts int
 	// Username and Password, when set, authenticate with Cassandra's
 	// PasswordAuthenticator.
 	Username, Password string
@@ -113,6 +128,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxWritesInFlight <= 0 {
 		c.MaxWritesInFlight = DefaultMaxWritesInFlight
+	}
+	if c.SpeculativeDelay == 0 {
+		c.SpeculativeDelay = DefaultSpeculativeDelay
+	}
+	if c.SpeculativeAttempts == 0 {
+		c.SpeculativeAttempts = DefaultSpeculativeAttempts
+	}
+	if c.SpeculativeDelay < 0 || c.SpeculativeAttempts < 0 {
+		c.SpeculativeDelay, c.SpeculativeAttempts = 0, 0
 	}
 	if c.Retries == 0 {
 		c.Retries = DefaultRetries
