@@ -52,12 +52,17 @@ type Backend struct {
 	sem     chan struct{} // bounds fan-out reads (and account/membership writes) in flight
 	wsem    chan struct{} // bounds message writes in flight: a burst of reads does not slow persisting
 	spec    *specPolicy   // speculative execution of reads; nil when off
+	split   uint          // bucket_split_bits of the keyspace (buckets.go)
+	levels  levelCache    // recorded region levels (buckets.go)
 	buckets bucketCache
 	// changeBuckets remembers buckets recorded in change_buckets.
 	changeBuckets bucketCache
 	// claimed, set by tests, runs right after a username claim: an error
 	// there stands for the process dying between the claim and the rest.
 	claimed func() error
+	// wave, set by tests, sees how many buckets each round of a history
+	// page reads at once.
+	wave func(buckets int)
 
 	closeOnce sync.Once
 }
@@ -158,7 +163,7 @@ func (b *Backend) checkSchema(ctx context.Context) error {
 	if !applied2 && prev["value"] != want {
 		return fmt.Errorf("%w: keyspace %s stores messages in buckets of %v ms, not %s ms", ErrSchema, b.cfg.Keyspace, prev["value"], want)
 	}
-	return nil
+	return b.claimSplit(ctx, applied2)
 }
 
 // Close closes the session. Safe to call more than once.
@@ -265,14 +270,6 @@ loop:
 	}
 	wg.Wait()
 	return first
-}
-
-// bucket returns the messages partition of an ID: the milliseconds of the
-// ID since chat.Epoch divided by the bucket width. It depends on the ID
-// alone, so a history cursor names its bucket.
-func (b *Backend) bucket(id chat.ID) int {
-	ms := id.Time().UnixMilli() - chat.Epoch.UnixMilli()
-	return int(ms / b.widthMS)
 }
 
 // Stored IDs are bigint: the top bit of a generated ID is always 0.

@@ -81,7 +81,13 @@ func (b *Backend) applyChange(ctx context.Context, c *chat.Change) error {
 		c.Conversation, ck.bucket, int64(c.ID), int64(c.MessageID), string(c.Kind), int64(c.User), c.At, emoji, active).Exec(); err != nil {
 		return err
 	}
-	conv, mb, mid := c.Conversation, b.bucket(c.MessageID), int64(c.MessageID)
+	// The message's bucket is claimed as its save would: a change may be
+	// applied before the message is stored, into the row it will fill.
+	mb, err := b.msgBucket(ctx, c.Conversation, c.MessageID, true)
+	if err != nil {
+		return err
+	}
+	conv, mid := c.Conversation, int64(c.MessageID)
 	switch c.Kind {
 	case chat.EventEdit:
 		return b.q(ctx, `UPDATE messages USING TIMESTAMP ? SET body = ?, edited_at = ?, version = ?
@@ -180,8 +186,12 @@ func (b *Backend) reactions(ctx context.Context, conv string, msg, viewer chat.I
 
 // row reads one message row, undressed; ok is false when it is not stored.
 func (b *Backend) row(ctx context.Context, conv string, id chat.ID) (chat.Message, bool, error) {
+	bk, err := b.msgBucket(ctx, conv, id, false)
+	if err != nil {
+		return chat.Message{}, false, err
+	}
 	iter := b.q(ctx, `SELECT `+messageColumns+` FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id = ?`,
-		conv, b.bucket(id), int64(id)).Iter()
+		conv, bk, int64(id)).Iter()
 	got := scanMessages(iter, conv, nil, 1)
 	if err := iter.Close(); err != nil {
 		return chat.Message{}, false, err

@@ -52,11 +52,16 @@ type Config struct {
 	// LocalDC, when set, keeps queries in that data centre
 	// (DC-aware round robin behind the token-aware policy).
 	LocalDC string
-	// BucketWidth is the time span of one messages partition;
+	// BucketWidth is the widest time span of one messages partition (a
+	// hot conversation gets narrower ones, buckets.go);
 	// DefaultBucketWidth when zero. It is fixed for a keyspace when a
 	// backend first opens it: opening with another width fails, because
 	// messages already stored would no longer be found.
 	BucketWidth time.Duration
+	// BucketRows is how many messages a bucket of a conversation should
+	// hold at most at the conversation's recent rate, which sets its width
+	// (buckets.go); DefaultBucketRows when zero.
+	BucketRows int
 	// Timeout of one query; DefaultTimeout when zero.
 	Timeout time.Duration
 	// ConnectTimeout of the initial connection; Timeout when zero.
@@ -113,6 +118,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.BucketWidth < time.Millisecond || c.BucketWidth%time.Millisecond != 0 {
 		return c, fmt.Errorf("%w: bucket width %v (whole milliseconds, at least one)", chat.ErrInvalid, c.BucketWidth)
+	}
+	if c.BucketRows < 0 {
+		return c, fmt.Errorf("%w: bucket rows %d", chat.ErrInvalid, c.BucketRows)
+	}
+	if c.BucketRows == 0 {
+		c.BucketRows = DefaultBucketRows
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout

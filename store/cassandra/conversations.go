@@ -570,10 +570,15 @@ const maxUnreadScan = 20 * chat.UnreadCap
 // non-empty buckets in between (conversation_buckets) and walk them, newest
 // first. A read mark pays this once (rebase); the list does not.
 func (b *Backend) after(ctx context.Context, conv string, user, mark, last chat.ID) (others, own int, err error) {
-	top := b.bucket(last)
+	top, err := b.msgBucket(ctx, conv, last, false)
+	if err != nil {
+		return 0, 0, err
+	}
 	low := 0
 	if mark > 0 {
-		low = b.bucket(mark)
+		if low, err = b.msgBucket(ctx, conv, mark, false); err != nil {
+			return 0, 0, err
+		}
 	}
 	count, scanned := 0, 0
 	done := func() bool { return count >= chat.UnreadCap || scanned >= maxUnreadScan }

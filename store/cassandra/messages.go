@@ -65,7 +65,11 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 			seen[m.ID] = map[string]bool{}
 		}
 		seen[m.ID][m.Conversation] = true
-		k := bucketKey{m.Conversation, b.bucket(m.ID)}
+		bk, err := b.msgBucket(ctx, m.Conversation, m.ID, true)
+		if err != nil {
+			return wrap("save messages", err)
+		}
+		k := bucketKey{m.Conversation, bk}
 		p := parts[k]
 		if p == nil {
 			p = &partition{conv: k.conv, bucket: k.bucket}
@@ -245,27 +249,68 @@ func (b *Backend) Messages(ctx context.Context, conversation string, p chat.Page
 	return got, more, nil
 }
 
+// historyParallel bounds the buckets one history page reads at once.
+const historyParallel = 8
+
 // walk collects up to want messages: newer than cursor oldest first when
-// forward, else at most cursor newest first.
+// forward, else at most cursor newest first. It reads the recorded buckets
+// in order in waves: one bucket first (a busy conversation's page is
+// usually in its newest bucket), then twice as many each wave up to
+// historyParallel, read concurrently (within the backend's MaxInFlight).
+// Every bucket of a wave is asked for all the page still lacks, and the
+// results are taken in bucket order, so the page is exactly what reading
+// the buckets one after another would give; a quiet conversation's page
+// of 50 one-message buckets costs 8 rounds, not 50.
+//
+// Buckets are keyed by their first unit and never overlap (buckets.go), so
+// going back, every bucket that starts at or before the cursor's unit may
+// hold it; going forward, the walk starts at the cursor's own bucket.
 func (b *Backend) walk(ctx context.Context, conv string, cursor chat.ID, want int, forward bool) ([]chat.Message, error) {
 	var bucketQ, msgQ string
+	var from int
 	if forward {
 		bucketQ = `SELECT bucket FROM conversation_buckets WHERE conversation_id = ? AND bucket >= ? ORDER BY bucket ASC`
 		msgQ = `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id > ? ORDER BY message_id ASC LIMIT ?`
+		bk, err := b.msgBucket(ctx, conv, cursor, false)
+		if err != nil {
+			return nil, err
+		}
+		from = bk
 	} else {
 		bucketQ = `SELECT bucket FROM conversation_buckets WHERE conversation_id = ? AND bucket <= ?`
 		msgQ = `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id <= ? LIMIT ?`
+		from = int(b.unit(cursor))
 	}
-	buckets := b.q(ctx, bucketQ, conv, b.bucket(cursor)).PageSize(100).Iter()
+	buckets := b.q(ctx, bucketQ, conv, from).PageSize(100).Iter()
 	var got []chat.Message
+	wave := 1
 	var bk int
-	for len(got) < want && buckets.Scan(&bk) {
-		iter := b.q(ctx, msgQ, conv, bk, int64(cursor), want-len(got)).PageSize(min(want, 1000)).Iter()
-		got = scanMessages(iter, conv, got, want)
-		if err := iter.Close(); err != nil {
+	for len(got) < want {
+		var keys []int
+		for len(keys) < wave && buckets.Scan(&bk) {
+			keys = append(keys, bk)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		if b.wave != nil {
+			b.wave(len(keys))
+		}
+		need := want - len(got)
+		res := make([][]chat.Message, len(keys))
+		err := b.each(ctx, len(keys), func(ctx context.Context, i int) error {
+			iter := b.q(ctx, msgQ, conv, keys[i], int64(cursor), need).PageSize(min(need, 1000)).Iter()
+			res[i] = scanMessages(iter, conv, nil, need)
+			return iter.Close()
+		})
+		if err != nil {
 			_ = buckets.Close()
 			return nil, err
 		}
+		for _, r := range res {
+			got = append(got, r[:min(len(r), want-len(got))]...)
+		}
+		wave = min(2*wave, historyParallel)
 	}
 	if err := buckets.Close(); err != nil {
 		return nil, err
