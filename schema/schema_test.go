@@ -234,7 +234,8 @@ func TestMigrateConcurrent(t *testing.T) {
 
 	want := []string{"settings", "users", "users_by_username", "users_by_initial", "username_initials",
 		"conversations", "conversation_members", "user_conversations",
-		"conversation_buckets", "messages", "schema_migrations", "schema_lease"}
+		"conversation_buckets", "messages", "schema_migrations", "schema_lease",
+		"conversation_bucket_levels", "users_by_prefix", "username_prefixes"}
 	have := map[string]bool{}
 	iter = s.Query(`SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?`, ks).Iter()
 	var name string

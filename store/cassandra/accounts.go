@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -67,7 +66,6 @@ func (b *Backend) CreateAccount(ctx context.Context, a chat.Account) (chat.Accou
 			return chat.Account{}, fmt.Errorf("%w: %q", chat.ErrUsernameTaken, a.Username)
 		}
 	}
-	initial := firstRune(stored.Username)
 	stmts := []func(ctx context.Context) error{
 		func(ctx context.Context) error {
 			if applied {
@@ -78,11 +76,7 @@ func (b *Backend) CreateAccount(ctx context.Context, a chat.Account) (chat.Accou
 			return b.writeUser(ctx, stored)
 		},
 		func(ctx context.Context) error {
-			return b.q(ctx, `INSERT INTO users_by_initial (initial, username, user_id, display_name) VALUES (?, ?, ?, ?)`,
-				initial, stored.Username, int64(stored.ID), unsetIfEmpty(stored.DisplayName)).Exec()
-		},
-		func(ctx context.Context) error {
-			return b.q(ctx, `INSERT INTO username_initials (shard, initial) VALUES (0, ?)`, initial).Exec()
+			return b.writeSearchRows(ctx, chat.User{ID: stored.ID, Username: stored.Username, DisplayName: stored.DisplayName})
 		},
 	}
 	if err := b.each(ctx, len(stmts), func(ctx context.Context, i int) error { return stmts[i](ctx) }); err != nil {
@@ -186,14 +180,29 @@ func (b *Backend) Users(ctx context.Context, ids []chat.ID) ([]chat.User, error)
 	return users, nil
 }
 
-// SearchUsers slices users_by_initial from the prefix on, within the
-// partition of the prefix's first character, and stops at the first
-// username without the prefix. An empty prefix walks every initial in
-// order.
+// SearchUsers reads the bounded partitions of users_by_prefix
+// (usersearch.go) and, for accounts made before them, users_by_initial:
+// from the prefix on, within the partition of the prefix's first
+// character, stopping at the first username without the prefix (an empty
+// prefix walks every initial in order); the two name-ordered lists are
+// merged.
 func (b *Backend) SearchUsers(ctx context.Context, prefix string, limit int) ([]chat.User, error) {
 	if limit < 1 {
 		return nil, nil
 	}
+	users, err := b.searchPrefix(ctx, prefix, limit)
+	if err != nil {
+		return nil, wrap("search users", err)
+	}
+	old, err := b.searchInitials(ctx, prefix, limit)
+	if err != nil {
+		return nil, wrap("search users", err)
+	}
+	return mergeUsers(users, old, limit), nil
+}
+
+// searchInitials is the search of accounts made before migration 0008.
+func (b *Backend) searchInitials(ctx context.Context, prefix string, limit int) ([]chat.User, error) {
 	var initials []string
 	if prefix != "" {
 		initials = []string{firstRune(prefix)}
@@ -204,29 +213,16 @@ func (b *Backend) SearchUsers(ctx context.Context, prefix string, limit int) ([]
 			initials = append(initials, in)
 		}
 		if err := iter.Close(); err != nil {
-			return nil, wrap("search users", err)
+			return nil, err
 		}
 	}
 	var users []chat.User
 	for _, in := range initials {
-		iter := b.q(ctx, `SELECT username, user_id, display_name FROM users_by_initial WHERE initial = ? AND username >= ? LIMIT ?`,
-			in, prefix, limit-len(users)).PageSize(min(limit, 500)).Iter()
-		var (
-			name, display string
-			id            int64
-		)
-		for iter.Scan(&name, &id, &display) {
-			if !strings.HasPrefix(name, prefix) {
-				break
-			}
-			users = append(users, chat.User{ID: chat.ID(id), Username: name, DisplayName: display})
-			if len(users) == limit {
-				break
-			}
+		got, err := b.sliceUsers(ctx, `users_by_initial WHERE initial = ?`, in, prefix, limit-len(users))
+		if err != nil {
+			return nil, err
 		}
-		if err := iter.Close(); err != nil {
-			return nil, wrap("search users", err)
-		}
+		users = append(users, got...)
 		if len(users) == limit {
 			break
 		}

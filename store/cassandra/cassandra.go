@@ -54,7 +54,9 @@ type Backend struct {
 	spec    *specPolicy   // speculative execution of reads; nil when off
 	split   uint          // bucket_split_bits of the keyspace (buckets.go)
 	levels  levelCache    // recorded region levels (buckets.go)
-	buckets bucketCache
+	// prefixes remembers the username_prefixes keys written (usersearch.go).
+	prefixes prefixSeen
+	buckets  bucketCache
 	// changeBuckets remembers buckets recorded in change_buckets.
 	changeBuckets bucketCache
 	// claimed, set by tests, runs right after a username claim: an error

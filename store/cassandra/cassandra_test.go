@@ -95,7 +95,7 @@ func setup(t testing.TB) {
 
 // dataTables are emptied between tests; settings and the migration
 // bookkeeping stay.
-var dataTables = []string{"users", "users_by_username", "users_by_initial", "username_initials",
+var dataTables = []string{"users", "users_by_username", "users_by_initial", "username_initials", "users_by_prefix", "username_prefixes",
 	"conversations", "conversation_members", "user_conversations",
 	"conversation_buckets", "messages", "message_reactions", "message_changes", "change_buckets",
 	"devices", "user_devices", "conversation_mutes",
