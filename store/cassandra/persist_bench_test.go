@@ -147,9 +147,13 @@ func persistMessages(gen *chat.Generator, n, convs int) []chat.Message {
 }
 
 // persistBucket is the messages partition of an ID as the backend computes
-// it with the default bucket width.
+// it with the default bucket width in a fresh keyspace (buckets.go): units
+// of width/2^16, and region-wide buckets (256 units, 56 min) for a
+// conversation's first region. A run that crosses a region boundary would
+// see later regions narrowed.
 func persistBucket(id chat.ID) int {
-	return int((id.Time().UnixMilli() - chat.Epoch.UnixMilli()) / cassandra.DefaultBucketWidth.Milliseconds())
+	ms := id.Time().UnixMilli() - chat.Epoch.UnixMilli()
+	return int((ms<<16)/cassandra.DefaultBucketWidth.Milliseconds()) &^ 255
 }
 
 type partKey struct {
