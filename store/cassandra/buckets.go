@@ -142,6 +142,13 @@ func (b *Backend) level(ctx context.Context, conv string, id chat.ID, u int64, c
 	if err != nil {
 		return 0, err
 	}
+	return b.claimLevel(ctx, k, want)
+}
+
+// claimLevel records want as the level of region k unless one is recorded,
+// and returns the recorded one.
+func (b *Backend) claimLevel(ctx context.Context, k levelKey, want uint) (uint, error) {
+	conv := k.conv
 	prev := map[string]any{}
 	applied, err := b.q(ctx, `INSERT INTO conversation_bucket_levels (conversation_id, region, level) VALUES (?, ?, ?) IF NOT EXISTS`,
 		conv, k.region, int(want)).MapScanCAS(prev)

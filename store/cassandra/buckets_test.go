@@ -183,6 +183,11 @@ func TestBucketWidthsCross(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b2.Close()
+	// A store that loses the claim of a region takes the recorded level.
+	k := levelKey{"hot", hot}
+	if got, err := b2.claimLevel(ctx, k, regionSplit); err != nil || got != uint(levels[hot]) {
+		t.Errorf("losing claim of the hot region = %d, %v; want the recorded %d", got, err, levels[hot])
+	}
 	for _, m := range all[305:605] {
 		k1, _ := b.msgBucket(ctx, "hot", m.ID, true)
 		k2, err := b2.msgBucket(ctx, "hot", m.ID, true)
