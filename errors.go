@@ -17,4 +17,7 @@ var (
 	// ErrRevoked: a retired refresh token was presented again; its session
 	// has been ended.
 	ErrRevoked = errors.New("store: session revoked")
+	// ErrWrongPassword: a login or a password change named an unknown
+	// user or the wrong password (the store checks; one answer for both).
+	ErrWrongPassword = errors.New("store: wrong username or password")
 )

@@ -2,24 +2,21 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/password"
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/crypto/argon2"
 )
 
 // Errors of authentication.
 var (
 	ErrBadToken    = errors.New("gateway: invalid token")
 	ErrBadPassword = errors.New("gateway: wrong username or password")
-	ErrBusy        = errors.New("gateway: too many password checks at once")
+	ErrBusy        = errors.New("gateway: too many password hashes at once")
 )
 
 // claims is what a token says: who (sub = user ID), their username, and
@@ -55,7 +52,6 @@ type authenticator struct {
 	tickets  *jwt.Parser   // WebSocket tickets: another audience, so neither passes for the other
 	refresh  []byte        // the key refresh tokens are signed with, derived from secret
 	hashes   chan struct{} // semaphore bounding concurrent argon2 runs
-	dummy    string        // a hash to verify against for unknown users
 }
 
 func newAuthenticator(cfg *Config) *authenticator {
@@ -78,7 +74,6 @@ func newAuthenticator(cfg *Config) *authenticator {
 		refresh: deriveKey(cfg.JWTSecret, "chat refresh tokens v1"),
 		hashes:  make(chan struct{}, cfg.MaxHashes),
 	}
-	a.dummy = encodeHash(make([]byte, saltLen), argon2.IDKey([]byte("x"), make([]byte, saltLen), argonTime, argonMemory, argonThreads, argonKeyLen))
 	return a
 }
 
@@ -137,15 +132,6 @@ func bearer(h string) string {
 	return ""
 }
 
-// argon2id with OWASP's recommended minimum: 19 MiB, 2 passes, 1 lane.
-const (
-	argonTime    = 2
-	argonMemory  = 19 * 1024
-	argonThreads = 1
-	argonKeyLen  = 32
-	saltLen      = 16
-)
-
 func (a *authenticator) acquire(ctx context.Context) error {
 	select {
 	case a.hashes <- struct{}{}:
@@ -157,66 +143,17 @@ func (a *authenticator) acquire(ctx context.Context) error {
 
 func (a *authenticator) release() { <-a.hashes }
 
-// hash returns password's argon2id hash in the PHC string format.
-func (a *authenticator) hash(ctx context.Context, password string) (string, error) {
+// hash returns password's argon2id hash (package password), at most
+// MaxHashes at a time. Checking is the store's: a hash never leaves it.
+func (a *authenticator) hash(ctx context.Context, pw string) (string, error) {
 	if err := a.acquire(ctx); err != nil {
 		return "", err
 	}
 	defer a.release()
-	salt := make([]byte, saltLen)
-	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("gateway: salt: %w", err)
-	}
-	return encodeHash(salt, argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)), nil
+	return password.Hash(pw)
 }
 
 // HashPassword returns password's argon2id hash as the gateway stores it,
 // for tools that seed accounts without the HTTP API (the browser tests'
 // 10,000-member group).
-func HashPassword(password string) (string, error) {
-	salt := make([]byte, saltLen)
-	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("gateway: salt: %w", err)
-	}
-	return encodeHash(salt, argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)), nil
-}
-
-func encodeHash(salt, key []byte) string {
-	b64 := base64.RawStdEncoding
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key))
-}
-
-// check verifies password against an encoded hash ("" checks against a
-// dummy so that unknown users take as long as known ones).
-func (a *authenticator) check(ctx context.Context, encoded, password string) error {
-	if encoded == "" {
-		encoded = a.dummy
-		password += "\x00never"
-	}
-	var v, m, t, p int
-	parts := strings.Split(encoded, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" {
-		return fmt.Errorf("%w: hash format", ErrBadPassword)
-	}
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil {
-		return fmt.Errorf("%w: hash format", ErrBadPassword)
-	}
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || m <= 0 || t <= 0 || p <= 0 || m > 1<<22 || t > 64 || p > 64 {
-		return fmt.Errorf("%w: hash parameters", ErrBadPassword)
-	}
-	b64 := base64.RawStdEncoding
-	salt, err1 := b64.DecodeString(parts[4])
-	want, err2 := b64.DecodeString(parts[5])
-	if err1 != nil || err2 != nil || len(want) == 0 {
-		return fmt.Errorf("%w: hash encoding", ErrBadPassword)
-	}
-	if err := a.acquire(ctx); err != nil {
-		return err
-	}
-	got := argon2.IDKey([]byte(password), salt, uint32(t), uint32(m), uint8(p), uint32(len(want)))
-	a.release()
-	if subtle.ConstantTimeCompare(got, want) != 1 {
-		return ErrBadPassword
-	}
-	return nil
-}
+func HashPassword(pw string) (string, error) { return password.Hash(pw) }

@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/password"
 	"github.com/chatcluster/chat/store/storeclient"
 )
 
@@ -53,7 +55,45 @@ func (s *Service) account(ctx context.Context, req storeclient.AccountRequest) (
 	if err != nil {
 		return nil, err
 	}
+	a.PasswordHash = "" // never leaves the store: login checks here
 	return storeclient.AccountResponse{Account: a}, nil
+}
+
+// login checks a password against the account's hash. An unknown or
+// malformed username costs the same argon2 run (against a dummy hash) and
+// gets the same answer as a wrong password.
+func (s *Service) login(ctx context.Context, req storeclient.LoginRequest) (any, error) {
+	var a chat.Account
+	if u, ok := chat.FoldUsername(req.Username); ok && chat.ValidPassword(req.Password) {
+		var err error
+		if a, err = s.b.AccountByUsername(ctx, u); err != nil && !errors.Is(err, chat.ErrNotFound) {
+			return nil, err
+		}
+	}
+	if err := s.checkPassword(ctx, a.PasswordHash, req.Password); err != nil {
+		return nil, err
+	}
+	if a.ID == 0 {
+		return nil, chat.ErrWrongPassword
+	}
+	return storeclient.LoginResponse{User: a.User}, nil
+}
+
+// checkPassword runs password.Check, at most MaxPasswordChecks at a time:
+// chat.ErrWrongPassword on a mismatch, chat.ErrUnavailable when ctx ends
+// while waiting for a turn.
+func (s *Service) checkPassword(ctx context.Context, hash, pw string) error {
+	select {
+	case s.checks <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: password checks busy: %w", chat.ErrUnavailable, ctx.Err())
+	}
+	err := password.Check(hash, pw)
+	<-s.checks
+	if err != nil {
+		return fmt.Errorf("%w: %w", chat.ErrWrongPassword, err)
+	}
+	return nil
 }
 
 func (s *Service) users(ctx context.Context, req storeclient.UsersRequest) (any, error) {

@@ -37,6 +37,7 @@ func (s *Service) handlers() map[string]handler {
 	return map[string]handler{
 		storeclient.OpSignup:        handle(s.signup),
 		storeclient.OpAccount:       handle(s.account),
+		storeclient.OpLogin:         handle(s.login),
 		storeclient.OpUsers:         handle(s.users),
 		storeclient.OpSearch:        handle(s.search),
 		storeclient.OpDirect:        handle(s.direct),

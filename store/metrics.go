@@ -114,7 +114,7 @@ func newMetrics(reg prometheus.Registerer, ready func() bool) (*metrics, error) 
 		m.backendLat.WithLabelValues(op)
 		m.backendErrors.WithLabelValues(op)
 	}
-	for _, op := range []string{storeclient.OpSignup, storeclient.OpAccount, storeclient.OpUsers, storeclient.OpSearch, storeclient.OpDirect, storeclient.OpGroup, storeclient.OpAddMembers, storeclient.OpConversation, storeclient.OpConversations, storeclient.OpHistory, storeclient.OpRead,
+	for _, op := range []string{storeclient.OpSignup, storeclient.OpAccount, storeclient.OpLogin, storeclient.OpUsers, storeclient.OpSearch, storeclient.OpDirect, storeclient.OpGroup, storeclient.OpAddMembers, storeclient.OpConversation, storeclient.OpConversations, storeclient.OpHistory, storeclient.OpRead,
 		storeclient.OpPutDevice, storeclient.OpDevices, storeclient.OpDeleteDevice, storeclient.OpMute, storeclient.OpMemberStates, storeclient.OpMembers, storeclient.OpMembership, storeclient.OpLeave} {
 		m.requests.WithLabelValues(op, "ok")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -134,6 +135,9 @@ type ServiceConfig struct {
 	// MaxSessions bounds one user's sessions: a new one ends the least
 	// recently seen beyond it (DefaultMaxSessions).
 	MaxSessions int
+	// MaxPasswordChecks bounds concurrent password checks (argon2id: 19 MiB
+	// and tens of milliseconds each); more wait. Default GOMAXPROCS.
+	MaxPasswordChecks int
 }
 
 func (c *ServiceConfig) setDefaults() {
@@ -176,6 +180,7 @@ func (c *ServiceConfig) setDefaults() {
 	defInt(&c.MaxMembers, DefaultMaxMembers)
 	defInt(&c.MaxIDs, DefaultMaxIDs)
 	defInt(&c.MaxSessions, DefaultMaxSessions)
+	defInt(&c.MaxPasswordChecks, runtime.GOMAXPROCS(0))
 }
 
 // pinger is what a backend implements when it can tell whether its database
@@ -201,9 +206,10 @@ type Service struct {
 	apiPrefix string // of the JetStream API, e.g. "$JS.API."
 	msgPrefix string // FilterSubject without its "*"
 
-	sem   chan struct{}
-	floor *floorWatch
-	convs *convCache // hot conversations, see convcache.go
+	sem    chan struct{}
+	checks chan struct{} // bounds concurrent password checks (accounts.go)
+	floor  *floorWatch
+	convs  *convCache // hot conversations, see convcache.go
 
 	cons       atomic.Pointer[jetstream.Consumer]
 	consuming  atomic.Bool
@@ -251,6 +257,7 @@ func NewService(cfg ServiceConfig, b Backend, nc *nats.Conn, js jetstream.JetStr
 		apiPrefix: jsAPIPrefix(js.Options()),
 		msgPrefix: strings.TrimSuffix(cfg.FilterSubject, "*"),
 		sem:       make(chan struct{}, cfg.Concurrency),
+		checks:    make(chan struct{}, cfg.MaxPasswordChecks),
 		quit:      make(chan struct{}),
 		hard:      make(chan struct{}),
 		done:      make(chan struct{}),

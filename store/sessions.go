@@ -184,6 +184,9 @@ func (s *Service) password(ctx context.Context, req storeclient.PasswordRequest)
 	if a.ID != req.User {
 		return nil, fmt.Errorf("%w: account %q", chat.ErrNotFound, req.Username)
 	}
+	if err := s.checkPassword(ctx, a.PasswordHash, req.Current); err != nil {
+		return nil, err
+	}
 	if err := s.b.SetPasswordHash(ctx, req.Username, req.Hash); err != nil {
 		return nil, err
 	}

@@ -103,7 +103,17 @@ func (c *Client) Signup(ctx context.Context, a chat.Account) (chat.User, error) 
 	return chat.User{}, err
 }
 
-// Account returns the account of a username, password hash included.
+// Login checks username's password in the store and returns the user.
+// chat.ErrWrongPassword for an unknown user or a wrong password.
+func (c *Client) Login(ctx context.Context, username, password string) (chat.User, error) {
+	var resp LoginResponse
+	if err := c.call(ctx, OpLogin, LoginRequest{Username: username, Password: password}, &resp); err != nil {
+		return chat.User{}, err
+	}
+	return resp.User, nil
+}
+
+// Account returns the account of a username, without its password hash.
 // chat.ErrNotFound.
 func (c *Client) Account(ctx context.Context, username string) (chat.Account, error) {
 	var resp AccountResponse

@@ -18,6 +18,7 @@ import (
 const (
 	OpSignup        = "signup"
 	OpAccount       = "account"
+	OpLogin         = "login"
 	OpUsers         = "users"
 	OpSearch        = "search"
 	OpDirect        = "direct"
@@ -57,6 +58,7 @@ const (
 	CodeTooMany       = "too_many"
 	CodeConflict      = "conflict"
 	CodeRevoked       = "revoked"
+	CodeWrongPassword = "wrong_password"
 	CodeInternal      = "internal"
 )
 
@@ -77,9 +79,24 @@ type AccountRequest struct {
 	Username string `json:"username"`
 }
 
-// AccountResponse carries the account, password hash included.
+// AccountResponse carries the account without its password hash: a hash
+// never leaves the store (OpLogin checks a password there).
 type AccountResponse struct {
 	Account chat.Account `json:"account"`
+}
+
+// LoginRequest asks the store to check a password. The reply is a
+// LoginResponse, or chat.ErrWrongPassword for an unknown username and a
+// wrong password alike, after the same work (an unknown user is checked
+// against a dummy hash).
+type LoginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// LoginResponse carries the user whose password matched.
+type LoginResponse struct {
+	User chat.User `json:"user"`
 }
 
 // UsersRequest asks for users by ID.
@@ -313,10 +330,12 @@ type SessionsEndResponse struct {
 }
 
 // PasswordRequest replaces the password hash of Username (whose ID is
-// User) and ends every session of the user but Keep.
+// User) and ends every session of the user but Keep, if Current is the
+// present password (chat.ErrWrongPassword otherwise: the store checks).
 type PasswordRequest struct {
 	User     chat.ID `json:"user"`
 	Username string  `json:"username"`
+	Current  string  `json:"current"`
 	Hash     string  `json:"hash"`
 	Keep     chat.ID `json:"keep"`
 }
@@ -396,6 +415,8 @@ func ErrorCode(err error) string {
 		return CodeConflict
 	case errors.Is(err, chat.ErrRevoked):
 		return CodeRevoked
+	case errors.Is(err, chat.ErrWrongPassword):
+		return CodeWrongPassword
 	default:
 		return CodeInternal
 	}
@@ -417,6 +438,8 @@ func sentinelOf(code string) error {
 		return chat.ErrConflict
 	case CodeRevoked:
 		return chat.ErrRevoked
+	case CodeWrongPassword:
+		return chat.ErrWrongPassword
 	default:
 		return ErrInternal
 	}
