@@ -97,9 +97,6 @@ type Config struct {
 	// origin only. Requests without an Origin header (native clients) are
 	// not affected.
 	AllowedOrigins []string
-	// Pprof serves Go's profiler under /debug/pprof/. Off by default: it
-	// lets anyone who reaches the port take profiles.
-	Pprof bool
 	// VAPIDPublicKey is the push service's Web Push key (base64url), given
 	// to browsers by GET /api/v1/push so they can subscribe. Empty: no Web
 	// Push (the endpoint answers an empty key).

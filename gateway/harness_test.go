@@ -80,7 +80,8 @@ func newEnv(t tb, mod func(*Config)) *env {
 	if mod != nil {
 		mod(&cfg)
 	}
-	gw, err := Start(ctx, Options{Config: cfg, NATS: nc})
+	reg := prometheus.NewRegistry()
+	gw, err := Start(ctx, Options{Config: cfg, NATS: nc, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +105,8 @@ func newEnv(t tb, mod func(*Config)) *env {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	})
+	harnessRegistries.Store(gw, reg)
+	t.Cleanup(func() { harnessRegistries.Delete(gw) })
 	return &env{gw: gw, addr: ln.Addr().String(), nc: nc}
 }
 

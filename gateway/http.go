@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/pprof"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,14 +13,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatcluster/chat"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
 
-// routes is the HTTP side of PROTOCOL.md.
-func (s *Server) routes(g prometheus.Gatherer) http.Handler {
+// routes is the HTTP side of PROTOCOL.md. /metrics and the profiler are
+// not here: the process serves them on another address (cmd/chat
+// --metrics-addr), so the public port never exposes them.
+func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/signup", s.signup)
 	mux.HandleFunc("POST /api/v1/login", s.login)
@@ -52,17 +51,14 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 		}
 		_, _ = io.WriteString(w, `{"status":"ready"}`)
 	})
-	if g != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	}
 	mux.HandleFunc("GET /ws", s.serveHTTPUpgrade)
-	if s.cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// Metrics and the profiler live on the process's metrics address;
+	// here they are refused outright rather than answered by the web page.
+	notHere := func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "not served on this port")
 	}
+	mux.HandleFunc("/metrics", notHere)
+	mux.HandleFunc("/debug/", notHere)
 	if s.cfg.Web != nil {
 		mux.Handle("/", s.cfg.Web)
 	}

@@ -6,6 +6,7 @@ package gateway_test
 // code.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/chatcluster/chat/gateway"
 )
 
 func TestHTTPAPI(t *testing.T) {
@@ -546,9 +551,17 @@ func testOperational(t *testing.T, e *env) {
 	// A connection makes the gauge non-zero.
 	a := e.signup(t, e.name("ops"), "Ops")
 	c, _ := e.dial(t, "ops", a.Token)
-	status, body := e.do(t, "GET", "/metrics", "", nil)
-	if status != http.StatusOK || !strings.Contains(string(body), "\nchat_gateway_connections ") || !strings.Contains(string(body), "# TYPE chat_gateway_connections gauge") {
-		t.Errorf("/metrics: %d, want Prometheus text with chat_gateway_connections", status)
+	// Metrics and the profiler are the process's, on another address
+	// (cmd/chat --metrics-addr): the public port has neither.
+	for _, p := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/cmdline"} {
+		if status, body := e.do(t, "GET", p, "", nil); status != http.StatusNotFound || bytes.Contains(body, []byte("chat_gateway_connections")) || bytes.Contains(body, []byte("goroutine")) {
+			t.Errorf("%s on the public port: %d %.200s, want no such page", p, status, body)
+		}
+	}
+	if n, err := testutil.GatherAndCount(gateway.HarnessMetrics(e.gw), "chat_gateway_connections"); err != nil || n != 1 {
+		t.Errorf("chat_gateway_connections: %d series, %v", n, err)
+	} else if v := gaugeValue(t, gateway.HarnessMetrics(e.gw), "chat_gateway_connections"); v < 1 {
+		t.Errorf("chat_gateway_connections = %v with a connection open, want at least 1", v)
 	}
 	c.close()
 }
@@ -1406,4 +1419,20 @@ func testSlowConsumer(t *testing.T, e *env) {
 		t.Errorf("slow client closed with code %d, want 1013 (or no close frame)", code)
 	}
 	t.Logf("slow client: %d of %d messages before the end, close code %d", texts, n, code)
+}
+
+// gaugeValue is the value of an unlabelled gauge on g.
+func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
 }

@@ -32,9 +32,9 @@ type Deps struct {
 	Stream    jetstream.Stream // the message stream, for filling gaps
 	Publisher *router.Publisher
 	Store     *storeclient.Client
-	// Registry takes the gateway's metrics; Gatherer serves /metrics.
+	// Registry takes the gateway's metrics (served by the process on its
+	// metrics address, not on the gateway's port).
 	Registry prometheus.Registerer
-	Gatherer prometheus.Gatherer
 	Log      *zap.Logger
 }
 
@@ -141,7 +141,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 		s.poller.Close()
 		return nil, err
 	}
-	s.handler = s.routes(d.Gatherer)
+	s.handler = s.routes()
 	s.httpLn = newChanListener()
 	s.http = &http.Server{
 		Handler:           s.handler,

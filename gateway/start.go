@@ -27,10 +27,9 @@ type Options struct {
 	Lease router.LeaseConfig
 	// Store is the store's client; nil means one on NATS with its defaults.
 	Store *storeclient.Client
-	// Registry takes the gateway's metrics and Gatherer serves /metrics;
-	// nil means a registry of the gateway's own.
+	// Registry takes the gateway's metrics; nil means a registry of the
+	// gateway's own. The process serves them on its metrics address.
 	Registry prometheus.Registerer
-	Gatherer prometheus.Gatherer
 	Log      *zap.Logger
 }
 
@@ -56,8 +55,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		o.Log = zap.NewNop()
 	}
 	if o.Registry == nil {
-		reg := prometheus.NewRegistry()
-		o.Registry, o.Gatherer = reg, reg
+		o.Registry = prometheus.NewRegistry()
 	}
 	if o.StreamReplicas <= 0 {
 		o.StreamReplicas = 1
@@ -99,7 +97,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	log := o.Log.With(zap.Int("node", ids.Node()))
 	s, err := New(ctx, o.Config, Deps{
 		NATS: o.NATS, Stream: stream, Publisher: router.NewPublisherFrom(js, stream, ids),
-		Store: st, Registry: o.Registry, Gatherer: o.Gatherer, Log: log,
+		Store: st, Registry: o.Registry, Log: log,
 	})
 	if err != nil {
 		ids.Close(context.Background())

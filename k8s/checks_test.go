@@ -47,7 +47,7 @@ var genericChecks = []check{
 }
 
 // chatSubcommands are the subcommands of the chat binary that run in pods.
-var chatSubcommands = map[string]bool{"gateway": true, "store": true, "migrate": true}
+var chatSubcommands = map[string]bool{"gateway": true, "store": true, "push": true, "migrate": true}
 
 // chatCommand returns the chat subcommand a container runs, or "".
 func chatCommand(ct *corev1.Container) string {
@@ -363,6 +363,14 @@ func checkChatProcesses(c *cluster) []error {
 				"gateway": {"CHAT_ADDR", "CHAT_NATS", "CHAT_JWT_SECRET", "CHAT_DRAIN", "CHAT_STREAM_REPLICAS"},
 				"store":   {"CHAT_ADDR", "CHAT_NATS", "CHAT_CASSANDRA", "CHAT_KEYSPACE", "CHAT_CONSISTENCY", "CHAT_STREAM_REPLICAS"},
 			}[cmd]
+			if cmd == "gateway" || cmd == "store" || cmd == "push" {
+				// Metrics on a port of their own (the default is loopback,
+				// which Prometheus cannot reach).
+				required = append(required, "CHAT_METRICS_ADDR")
+				if v, ok := envValue(ct, "CHAT_METRICS_ADDR"); ok {
+					errs = append(errs, checkMetricsAddr(ct, id, v)...)
+				}
+			}
 			have := map[string]corev1.EnvVar{}
 			for _, e := range ct.Env {
 				have[e.Name] = e
@@ -410,6 +418,26 @@ func checkChatProcesses(c *cluster) []error {
 		}
 	}
 	return errs
+}
+
+// checkMetricsAddr checks that CHAT_METRICS_ADDR listens on every
+// interface on the container port named metrics, apart from the public one.
+func checkMetricsAddr(ct *corev1.Container, id, addr string) []error {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return []error{fmt.Errorf("%s: CHAT_METRICS_ADDR %q: %v", id, addr, err)}
+	}
+	if host != "" {
+		return []error{fmt.Errorf("%s: CHAT_METRICS_ADDR %q must listen on every interface (\":9090\") for Prometheus", id, addr)}
+	}
+	p, ok := findPort(ct.Ports, intstr.FromString("metrics"))
+	if !ok || strconv.Itoa(int(p.ContainerPort)) != ps {
+		return []error{fmt.Errorf("%s: CHAT_METRICS_ADDR %q is not the container port named metrics", id, addr)}
+	}
+	if a, _ := envValue(ct, "CHAT_ADDR"); strings.HasSuffix(a, ":"+ps) {
+		return []error{fmt.Errorf("%s: CHAT_METRICS_ADDR %q is the public port", id, addr)}
+	}
+	return nil
 }
 
 // checkServiceURL checks that a URL such as nats://nats:4222 names a

@@ -305,6 +305,14 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"local dc off", checkChatProcesses, func(c *cluster) {
 			setEnv(&c.deployment("chat", "chat-store").Spec.Template.Spec.Containers[0], "CHAT_LOCAL_DC", "dc1")
 		}, "Cassandra's data centre"},
+		{"metrics on loopback", checkChatProcesses, func(c *cluster) { setEnv(gatewayCt(c), "CHAT_METRICS_ADDR", "127.0.0.1:9090") }, "every interface"},
+		{"metrics on the public port", checkChatProcesses, func(c *cluster) {
+			setEnv(&c.deployment("chat", "chat-store").Spec.Template.Spec.Containers[0], "CHAT_METRICS_ADDR", ":8081")
+		}, "not the container port named metrics"},
+		{"metrics address missing", checkChatProcesses, func(c *cluster) {
+			ct := &c.deployment("chat", "chat-push").Spec.Template.Spec.Containers[0]
+			ct.Env = slices.DeleteFunc(ct.Env, func(e corev1.EnvVar) bool { return e.Name == "CHAT_METRICS_ADDR" })
+		}, "CHAT_METRICS_ADDR not set"},
 		{"nats url to nowhere", checkChatProcesses, func(c *cluster) { setEnv(gatewayCt(c), "CHAT_NATS", "nats://nats-client:4222") }, "names no Service"},
 		{"more nats pods than routes", checkNATS, func(c *cluster) { c.statefulSet("nats").Spec.Replicas = ptr.To[int32](5) }, "routes for 5 replicas"},
 		{"nats grace too short", checkNATS, func(c *cluster) {
@@ -318,7 +326,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 			ct.Args[len(ct.Args)-1] = "dc1:3"
 		}, "Cassandra's is \"datacenter1\""},
 		{"rf above node count", checkMigration, func(c *cluster) { c.statefulSet("cassandra").Spec.Replicas = ptr.To[int32](2) }, "replication factor 3 with 2"},
-		{"service monitor on missing port", checkMonitors, func(c *cluster) { c.serviceMonitors[0].Spec.Endpoints[0].Port = "metrics" }, "has no port"},
+		{"service monitor on missing port", checkMonitors, func(c *cluster) { c.serviceMonitors[0].Spec.Endpoints[0].Port = "prom" }, "has no port"},
 		{"pod monitor on missing port", checkMonitors, func(c *cluster) { c.podMonitors[0].Spec.PodMetricsEndpoints[0].Port = ptr.To("prom") }, "not a container port"},
 		{"ingress short timeout", checkIngresses, func(c *cluster) {
 			c.ingresses[0].Annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] = "60"

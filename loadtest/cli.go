@@ -74,6 +74,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "hold (idle) or send (chat, broadcast) time")
 	fs.IntVar(&o.Procs, "procs", 1, "worker processes to spread connections over (each has its own open-file limit)")
 	fs.IntVar(&o.GatewayPID, "gateway-pid", 0, "gateway PID: read its VmRSS and CPU from /proc (else its /metrics)")
+	defMetrics := os.Getenv("CHAT_METRICS_URL")
+	fs.StringVar(&o.MetricsURL, "metrics-url", defMetrics, "base URL of the gateway's /metrics, its --metrics-addr (e.g. http://127.0.0.1:9090; env CHAT_METRICS_URL); default: --url")
 	fs.StringVar(&o.JSONPath, "json", "", "write the JSON report to this file")
 	fs.IntVar(&o.BodySize, "body-size", 64, "message body size in bytes")
 	fs.IntVar(&o.SignupConcurrency, "signup-concurrency", 32, "parallel HTTP set-up requests")

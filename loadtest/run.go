@@ -58,6 +58,10 @@ type Options struct {
 	Procs      int    // worker processes; >1 re-executes Exe
 	Exe        string // binary for --procs children (default os.Executable)
 	GatewayPID int    // read the gateway's VmRSS and CPU from /proc
+	// MetricsURL is the base URL of the gateway's /metrics: its metrics
+	// address (chat --metrics-addr), not the public port. "" means URL
+	// (a server that serves both on one port).
+	MetricsURL string
 
 	UsersFile string // reuse users (and tokens) saved here by earlier runs; save new ones
 
@@ -221,7 +225,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	parentUsage := []ProcUsage{usageSince("parent", "setup", cpu0, wall0)}
 	o.logf("setup done: %d users reused, %d signed up in %.1fs, %d groups; connecting %d", setup.Reused, setup.SignupOK, setup.SignupSeconds, setup.Groups, len(plan.Conns))
 
-	gw := newGatewayProbe(o.GatewayPID, api, tg.HTTP)
+	metricsBase := tg.HTTP
+	if o.MetricsURL != "" {
+		metricsBase = strings.TrimSuffix(o.MetricsURL, "/")
+	}
+	gw := newGatewayProbe(o.GatewayPID, api, metricsBase)
 	gw.before(ctx)
 
 	var res Result

@@ -428,7 +428,7 @@ func (e *clusterEnv) cql(keyspace string) (*gocql.Session, error) {
 func (e *clusterEnv) addGateway(name, host string) *clNode {
 	addr := fmt.Sprintf("%s:%d", host, freePort(e.t, host))
 	n := &clNode{name: name, addr: addr, bin: e.chatBin, args: []string{"gateway",
-		"--addr", addr, "--nats", e.natsURLs, "--jwt-secret", clSecret, "--drain", clDrain.String(),
+		"--addr", addr, "--metrics-addr", host + ":0", "--nats", e.natsURLs, "--jwt-secret", clSecret, "--drain", clDrain.String(),
 		"--stream-replicas", "3", "--log-level", "info"}}
 	e.gws = append(e.gws, n)
 	return n
@@ -437,7 +437,7 @@ func (e *clusterEnv) addGateway(name, host string) *clNode {
 func (e *clusterEnv) addStore(name, host string) *clNode {
 	addr := fmt.Sprintf("%s:%d", host, freePort(e.t, host))
 	n := &clNode{name: name, addr: addr, bin: e.chatBin, args: []string{"store",
-		"--addr", addr, "--nats", e.natsURLs, "--cassandra", e.cass, "--keyspace", e.keyspace,
+		"--addr", addr, "--metrics-addr", host + ":0", "--nats", e.natsURLs, "--cassandra", e.cass, "--keyspace", e.keyspace,
 		"--stream-replicas", "3", "--log-level", "info"}}
 	if e.storeConsistency != "" {
 		n.args = append(n.args, "--consistency", e.storeConsistency)

@@ -23,8 +23,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 )
 
@@ -35,7 +33,10 @@ type devOptions struct {
 	JWTSecret string        // default: made once and kept in Data
 	LogLevel  string        // debug, info, warn, error; default info
 	Drain     time.Duration // SIGTERM's drain period; default 10s
-	Pprof     bool          // serve /debug/pprof/
+	Pprof     bool          // serve /debug/pprof/ on MetricsAddr
+	// MetricsAddr serves /metrics (and the profiler); "" serves neither.
+	// The flag's default is a free loopback port (defaultDevMetrics).
+	MetricsAddr string
 	// Origins are the other origins whose pages may use the API and the
 	// WebSocket (gateway.Config.AllowedOrigins), comma separated; default
 	// none: same origin only.
@@ -60,7 +61,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.StringVar(&o.JWTSecret, "jwt-secret", "", "secret that signs tokens (default: generated and kept in --data)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "how long SIGTERM takes to close all connections")
-	fs.BoolVar(&o.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
+	metricsAddr, pprofOn := metricsFlags(fs, defaultDevMetrics)
 	fs.StringVar(&o.Origins, "allowed-origins", "", originsUsage)
 	o.Push.flags = addPushFlags(fs, "push-")
 	fs.DurationVar(&o.AccessTTL, "access-ttl", 15*time.Minute, "how long an access token lasts (clients renew it with their refresh token)")
@@ -70,6 +71,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	o.MetricsAddr, o.Pprof = *metricsAddr, *pprofOn
 	log, err := newLogger(o.LogLevel, true)
 	if err != nil {
 		return err
@@ -80,6 +82,9 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("chat dev: open %s\n", d.URL)
+	if d.MetricsURL != "" {
+		fmt.Printf("chat dev: metrics at %smetrics\n", d.MetricsURL)
+	}
 	<-ctx.Done()
 	log.Info("draining", zap.Duration("drain", o.Drain))
 	dctx, cancel := context.WithTimeout(context.Background(), o.Drain+5*time.Second)
@@ -93,6 +98,8 @@ func runDev(ctx context.Context, args []string) error {
 // devServer is the whole system in one process.
 type devServer struct {
 	URL string
+	// MetricsURL is where /metrics is served ("" when it is not).
+	MetricsURL string
 
 	ns      *server.Server
 	nc      *nats.Conn
@@ -100,6 +107,7 @@ type devServer struct {
 	store   *store.Process
 	gw      *gateway.Process
 	push    *pushProcess
+	metrics *httpSide
 	ln      net.Listener
 	log     *zap.Logger
 
@@ -148,8 +156,12 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 		return nil, err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
+	d.metrics, err = serveHTTP(o.MetricsAddr, metricsHandler(reg, o.Pprof), log)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	d.MetricsURL = d.metrics.URL()
 
 	// The store: embedded backend, served over NATS exactly as in the cluster.
 	d.backend, err = bolt.Open(filepath.Join(o.Data, "store.db"), bolt.Options{})
@@ -172,10 +184,10 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 	}
 
 	d.gw, err = gateway.Start(ctx, gateway.Options{
-		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready, Pprof: o.Pprof,
+		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready,
 			AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub, TokenTTL: o.AccessTTL, SessionTTL: o.SessionTTL,
 			EditWindow: o.EditWindow, HelloConversations: o.HelloConversations},
-		NATS: d.nc, Registry: reg, Gatherer: reg, Log: log.Named("gateway"),
+		NATS: d.nc, Registry: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {
 		return nil, err
@@ -246,6 +258,7 @@ func (d *devServer) Close(ctx context.Context) error {
 			}
 		}
 		d.wg.Wait()
+		d.metrics.Close()
 		if d.backend != nil {
 			_ = d.backend.Close()
 		}

@@ -27,7 +27,7 @@ func runGateway(ctx context.Context, args []string) error {
 	drain := fs.Duration("drain", 10*time.Second, "how long SIGTERM takes to close all connections")
 	replicas := fs.Int("stream-replicas", 1, "JetStream replicas of the message stream (3 in a cluster)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	pprofOn := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/")
+	metricsAddr, pprofOn := metricsFlags(fs, defaultGatewayMetrics)
 	origins := fs.String("allowed-origins", "", originsUsage)
 	vapidPub := fs.String("vapid-public-key", "", "Web Push public key browsers subscribe with (chat push keys); empty: no Web Push")
 	accessTTL := fs.Duration("access-ttl", 15*time.Minute, "how long an access token lasts (clients renew it with their refresh token)")
@@ -59,13 +59,18 @@ func runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	reg := newRegistry()
+	metrics, err := serveHTTP(*metricsAddr, metricsHandler(reg, *pprofOn), log)
+	if err != nil {
+		return err
+	}
+	defer metrics.Close()
 	gw, err := gateway.Start(startCtx, gateway.Options{
-		Config: gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(), Pprof: *pprofOn,
+		Config: gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(),
 			AllowedOrigins: splitList(*origins), VAPIDPublicKey: *vapidPub, TokenTTL: *accessTTL, SessionTTL: *sessionTTL,
 			EditWindow: editWindow, HelloConversations: helloConvs},
 		NATS:           nc,
 		StreamReplicas: *replicas,
-		Registry:       reg, Gatherer: reg, Log: log,
+		Registry:       reg, Log: log,
 	})
 	if err != nil {
 		return err
@@ -84,7 +89,7 @@ func runGateway(ctx context.Context, args []string) error {
 			log.Error("serve", zap.Error(err))
 		}
 	}()
-	log.Info("gateway listening", zap.String("addr", ln.Addr().String()))
+	log.Info("gateway listening", zap.String("addr", ln.Addr().String()), zap.String("metrics", metrics.URL()))
 	<-ctx.Done()
 	log.Info("draining", zap.Duration("drain", *drain))
 	dctx, dcancel := context.WithTimeout(context.Background(), *drain+5*time.Second)

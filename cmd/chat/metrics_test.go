@@ -33,12 +33,12 @@ func TestMetricsMatchK8sList(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	d, err := startDev(ctx, devOptions{Addr: "127.0.0.1:0", Data: t.TempDir(), JWTSecret: "metrics-test-secret-0123456789", Drain: time.Second}, zap.NewNop())
+	d, err := startDev(ctx, devOptions{Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Data: t.TempDir(), JWTSecret: "metrics-test-secret-0123456789", Drain: time.Second}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close(context.Background())
-	resp, err := http.Get(d.URL + "metrics")
+	resp, err := http.Get(d.MetricsURL + "metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func TestPrometheusScrapesDashboardSeries(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	d, err := startDev(ctx, devOptions{Addr: "127.0.0.1:0", Data: t.TempDir(), JWTSecret: "prometheus-test-secret-0123456789abcdef", Drain: time.Second}, zap.NewNop())
+	d, err := startDev(ctx, devOptions{Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Data: t.TempDir(), JWTSecret: "prometheus-test-secret-0123456789abcdef", Drain: time.Second}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,12 +77,14 @@ func TestPrometheusScrapesDashboardSeries(t *testing.T) {
 			t.Errorf("dev close: %v", err)
 		}
 	})
-	devURL, err := url.Parse(d.URL)
+	// Prometheus scrapes the metrics address, as in the cluster: the
+	// public port has no /metrics.
+	metricsURL, err := url.Parse(d.MetricsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	p := startPrometheus(t, bin, hc, devURL.Host, rulesYAML)
+	p := startPrometheus(t, bin, hc, metricsURL.Host, rulesYAML)
 
 	// A sample from before the traffic, so that rate() over the window
 	// sees the counters and histograms grow.

@@ -58,7 +58,8 @@ func runPush(ctx context.Context, args []string) error {
 		return pushKeys(args[1:])
 	}
 	fs := flag.NewFlagSet("chat push", flag.ContinueOnError)
-	addr := fs.String("addr", ":8082", "address of /healthz, /readyz and /metrics")
+	addr := fs.String("addr", ":8082", "address of /healthz and /readyz")
+	metricsAddr, pprofOn := metricsFlags(fs, defaultPushMetrics)
 	natsURLs := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
 	pf := addPushFlags(fs, "")
 	maxAttempts := fs.Int("max-attempts", push.DefaultMaxAttempts, "tries of one notification before it is dead-lettered")
@@ -91,12 +92,16 @@ func runPush(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	ops, ln, err := opsServer(*addr, func() bool { return svc.Load() != nil && nc.IsConnected() }, reg)
+	health, err := serveHTTP(*addr, healthHandler(func() bool { return svc.Load() != nil && nc.IsConnected() }), log)
 	if err != nil {
 		return err
 	}
-	go serveOps(ops, ln, log)
-	defer ops.Close()
+	defer health.Close()
+	metrics, err := serveHTTP(*metricsAddr, metricsHandler(reg, *pprofOn), log)
+	if err != nil {
+		return err
+	}
+	defer metrics.Close()
 	if err := waitConnected(ctx, nc); err != nil {
 		return err
 	}
@@ -105,7 +110,7 @@ func runPush(ctx context.Context, args []string) error {
 		return err
 	}
 	svc.Store(p.svc)
-	log.Info("push running", zap.String("ops", ln.Addr().String()), zap.Bool("gateway", cfg.GatewayURL != ""), zap.Bool("webpush", cfg.VAPID != nil))
+	log.Info("push running", zap.String("health", health.URL()), zap.String("metrics", metrics.URL()), zap.Bool("gateway", cfg.GatewayURL != ""), zap.Bool("webpush", cfg.VAPID != nil))
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -298,7 +298,7 @@ func (r *receiver) deliveries() []delivery {
 // startPushProcess runs `chat push` against env's NATS.
 func startPushProcess(t *testing.T, bin string, e *pushEnv, vapid string, extra ...string) *exec.Cmd {
 	t.Helper()
-	args := append([]string{"push", "--addr", "127.0.0.1:0", "--nats", e.ns.ClientURL(),
+	args := append([]string{"push", "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--nats", e.ns.ClientURL(),
 		"--gateway-url", e.recv.srv.URL + "/_matrix/push/v1/notify", "--vapid-private-key", vapid,
 		"--backoff-base", "20ms", "--backoff-max", "100ms", "--http-timeout", "2s", "--max-attempts", "3",
 		"--log-level", "info"}, extra...)

@@ -22,7 +22,8 @@ func init() { commands["store"] = runStore }
 // Cassandra (replicas share one durable consumer) and answers queries.
 func runStore(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chat store", flag.ContinueOnError)
-	addr := fs.String("addr", ":8081", "address of /healthz, /readyz and /metrics")
+	addr := fs.String("addr", ":8081", "address of /healthz and /readyz")
+	metricsAddr, pprofOn := metricsFlags(fs, defaultStoreMetrics)
 	natsURLs := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
 	hosts := fs.String("cassandra", "127.0.0.1:9042", "Cassandra contact points, comma separated")
 	keyspace := fs.String("keyspace", "chat", "Cassandra keyspace (made by chat migrate)")
@@ -60,12 +61,16 @@ func runStore(ctx context.Context, args []string) error {
 		defer procMu.Unlock()
 		return proc != nil && proc.Ready()
 	}
-	ops, ln, err := opsServer(*addr, ready, reg)
+	health, err := serveHTTP(*addr, healthHandler(ready), log)
 	if err != nil {
 		return err
 	}
-	go serveOps(ops, ln, log)
-	defer ops.Close()
+	defer health.Close()
+	metrics, err := serveHTTP(*metricsAddr, metricsHandler(reg, *pprofOn), log)
+	if err != nil {
+		return err
+	}
+	defer metrics.Close()
 
 	nc, err := connectNATS(*natsURLs, "chat-store", log)
 	if err != nil {
@@ -113,7 +118,7 @@ func runStore(ctx context.Context, args []string) error {
 	procMu.Lock()
 	proc = p
 	procMu.Unlock()
-	log.Info("store running", zap.String("ops", ln.Addr().String()), zap.Int("node", p.Node()))
+	log.Info("store running", zap.String("health", health.URL()), zap.String("metrics", metrics.URL()), zap.Int("node", p.Node()))
 	select {
 	case <-ctx.Done():
 	case <-p.Done():
