@@ -28,9 +28,34 @@ func FS() fs.FS {
 
 // contentSecurityPolicy lets the page load only its own scripts and styles
 // and talk only to its own origin, so a message body that slipped into the
-// DOM as markup still could not run a script.
-const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; " +
-	"img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+// DOM as markup still could not run a script nor reach another host.
+// host is the request's Host: the page's WebSocket goes to ws:// or wss://
+// on it (behind a TLS ingress the page is https and the socket wss), and to
+// no other host. A Host that is not a plain host[:port] gets 'self' alone.
+func contentSecurityPolicy(host string) string {
+	connect := "'self'"
+	if validHost(host) {
+		connect += " ws://" + host + " wss://" + host
+	}
+	return "default-src 'self'; script-src 'self'; style-src 'self'; " +
+		"img-src 'self' data:; connect-src " + connect + "; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+}
+
+// validHost reports whether h is a host[:port] safe to put into a header
+// value: letters, digits, '.', '-', ':' and the brackets of an IPv6
+// literal, nothing that could end a CSP directive or source.
+func validHost(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
+}
 
 // Handler serves the client from FS: existing files as they are, and
 // index.html for every other path (such as /billy/) so the client's router
@@ -49,7 +74,7 @@ func Handler() http.Handler {
 			return
 		}
 		h := w.Header()
-		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("Content-Security-Policy", contentSecurityPolicy(r.Host))
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		// Files change with the binary; revalidating is cheap and avoids a

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -98,5 +99,47 @@ func TestHandler(t *testing.T) {
 	_ = res.Body.Close()
 	if res.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /: status %d", res.StatusCode)
+	}
+}
+
+// The page may open WebSockets to its own host only: ws:// and wss:// on
+// the Host it was requested with, no scheme-wide ws: or wss:, and a Host
+// that could smuggle a directive in gets 'self' alone.
+func TestContentSecurityPolicyConnectsToOwnHost(t *testing.T) {
+	h := Handler()
+	connectSrc := func(host string) []string {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		csp := rec.Header().Get("Content-Security-Policy")
+		for _, d := range strings.Split(csp, ";") {
+			f := strings.Fields(d)
+			if len(f) > 0 && f[0] == "connect-src" {
+				return f[1:]
+			}
+		}
+		t.Fatalf("Host %q: no connect-src in %q", host, csp)
+		return nil
+	}
+	for host, want := range map[string][]string{
+		"chat.example.com":    {"'self'", "ws://chat.example.com", "wss://chat.example.com"},
+		"127.0.0.1:8080":      {"'self'", "ws://127.0.0.1:8080", "wss://127.0.0.1:8080"},
+		"[::1]:8080":          {"'self'", "ws://[::1]:8080", "wss://[::1]:8080"},
+		"":                    {"'self'"},
+		"evil.example; a *":   {"'self'"},
+		"x.example wss:":      {"'self'"},
+		"x.example,wss://y.z": {"'self'"},
+	} {
+		got := connectSrc(host)
+		if !slices.Equal(got, want) {
+			t.Errorf("Host %q: connect-src %q, want %q", host, got, want)
+		}
+		for _, src := range got {
+			if src == "ws:" || src == "wss:" || src == "*" {
+				t.Errorf("Host %q: connect-src allows %s, any host", host, src)
+			}
+		}
 	}
 }
