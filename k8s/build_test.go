@@ -98,6 +98,7 @@ type cluster struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	hpas            []*autoscalingv2.HorizontalPodAutoscaler
 	ingresses       []*networkingv1.Ingress
+	netpols         []*networkingv1.NetworkPolicy
 	httpRoutes      []*gatewayv1.HTTPRoute
 	serviceMonitors []*monitoringv1.ServiceMonitor
 	podMonitors     []*monitoringv1.PodMonitor
@@ -148,6 +149,8 @@ func (c *cluster) add(obj runtime.Object) error {
 		c.hpas = append(c.hpas, o)
 	case *networkingv1.Ingress:
 		c.ingresses = append(c.ingresses, o)
+	case *networkingv1.NetworkPolicy:
+		c.netpols = append(c.netpols, o)
 	case *gatewayv1.HTTPRoute:
 		c.httpRoutes = append(c.httpRoutes, o)
 	case *monitoringv1.ServiceMonitor:
