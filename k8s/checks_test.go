@@ -364,6 +364,21 @@ func checkChatProcesses(c *cluster) []error {
 				"store":   {"CHAT_ADDR", "CHAT_NATS", "CHAT_CASSANDRA", "CHAT_KEYSPACE", "CHAT_CONSISTENCY", "CHAT_STREAM_REPLICAS"},
 			}[cmd]
 			if cmd == "gateway" || cmd == "store" || cmd == "push" {
+				// Its own NATS user (nats-auth.conf), the password from
+				// the Secret chat-nats.
+				if u, _ := envValue(ct, "CHAT_NATS_USER"); u != cmd {
+					errs = append(errs, fmt.Errorf("%s: CHAT_NATS_USER %q, want %q", id, u, cmd))
+				}
+				pw := corev1.EnvVar{}
+				for _, e := range ct.Env {
+					if e.Name == "CHAT_NATS_PASSWORD" {
+						pw = e
+					}
+				}
+				if pw.ValueFrom == nil || pw.ValueFrom.SecretKeyRef == nil || pw.ValueFrom.SecretKeyRef.Name != "chat-nats" ||
+					pw.ValueFrom.SecretKeyRef.Key != cmd+"-password" {
+					errs = append(errs, fmt.Errorf("%s: CHAT_NATS_PASSWORD must read Secret chat-nats key %s-password", id, cmd))
+				}
 				// Metrics on a port of their own (the default is loopback,
 				// which Prometheus cannot reach).
 				required = append(required, "CHAT_METRICS_ADDR")

@@ -313,6 +313,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 			ct := &c.deployment("chat", "chat-push").Spec.Template.Spec.Containers[0]
 			ct.Env = slices.DeleteFunc(ct.Env, func(e corev1.EnvVar) bool { return e.Name == "CHAT_METRICS_ADDR" })
 		}, "CHAT_METRICS_ADDR not set"},
+		{"nats user of another role", checkChatProcesses, func(c *cluster) { setEnv(gatewayCt(c), "CHAT_NATS_USER", "store") }, "want \"gateway\""},
 		{"nats url to nowhere", checkChatProcesses, func(c *cluster) { setEnv(gatewayCt(c), "CHAT_NATS", "nats://nats-client:4222") }, "names no Service"},
 		{"more nats pods than routes", checkNATS, func(c *cluster) { c.statefulSet("nats").Spec.Replicas = ptr.To[int32](5) }, "routes for 5 replicas"},
 		{"nats grace too short", checkNATS, func(c *cluster) {

@@ -22,7 +22,7 @@ func init() { commands["gateway"] = runGateway }
 func runGateway(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chat gateway", flag.ContinueOnError)
 	addr := fs.String("addr", ":8080", "address to serve HTTP and WebSocket on")
-	natsURLs := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+	natsF := addNATSFlags(fs)
 	secret := fs.String("jwt-secret", "", "secret that signs tokens (required; the same on every gateway)")
 	drain := fs.Duration("drain", 10*time.Second, "how long SIGTERM takes to close all connections")
 	replicas := fs.Int("stream-replicas", 1, "JetStream replicas of the message stream (3 in a cluster)")
@@ -48,7 +48,7 @@ func runGateway(ctx context.Context, args []string) error {
 	}
 	defer log.Sync() //nolint:errcheck // stderr
 
-	nc, err := connectNATS(*natsURLs, "chat-gateway", log)
+	nc, err := connectNATS(natsF, "gateway", log)
 	if err != nil {
 		return err
 	}

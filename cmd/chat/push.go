@@ -60,7 +60,7 @@ func runPush(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chat push", flag.ContinueOnError)
 	addr := fs.String("addr", ":8082", "address of /healthz and /readyz")
 	metricsAddr, pprofOn := metricsFlags(fs, defaultPushMetrics)
-	natsURLs := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+	natsF := addNATSFlags(fs)
 	pf := addPushFlags(fs, "")
 	maxAttempts := fs.Int("max-attempts", push.DefaultMaxAttempts, "tries of one notification before it is dead-lettered")
 	backoffBase := fs.Duration("backoff-base", push.DefaultBackoffBase, "first retry waits up to this; doubles per try")
@@ -87,7 +87,7 @@ func runPush(ctx context.Context, args []string) error {
 
 	reg := newRegistry()
 	var svc atomic.Pointer[push.Service]
-	nc, err := connectNATS(*natsURLs, "chat-push", log)
+	nc, err := connectNATS(natsF, "push", log)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func runStore(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chat store", flag.ContinueOnError)
 	addr := fs.String("addr", ":8081", "address of /healthz and /readyz")
 	metricsAddr, pprofOn := metricsFlags(fs, defaultStoreMetrics)
-	natsURLs := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+	natsF := addNATSFlags(fs)
 	hosts := fs.String("cassandra", "127.0.0.1:9042", "Cassandra contact points, comma separated")
 	keyspace := fs.String("keyspace", "chat", "Cassandra keyspace (made by chat migrate)")
 	consistency := fs.String("consistency", "LOCAL_QUORUM", "Cassandra consistency: LOCAL_QUORUM, QUORUM, ONE, ...")
@@ -72,7 +72,7 @@ func runStore(ctx context.Context, args []string) error {
 	}
 	defer metrics.Close()
 
-	nc, err := connectNATS(*natsURLs, "chat-store", log)
+	nc, err := connectNATS(natsF, "store", log)
 	if err != nil {
 		return err
 	}
