@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -158,7 +160,57 @@ func TestNATSPermissionsRunTheSystem(t *testing.T) {
 
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	promTraffic(t, &http.Client{Transport: tr}, "http://"+ln.Addr().String()+"/")
+	hc := &http.Client{Transport: tr}
+	base := "http://" + ln.Addr().String() + "/"
+	promTraffic(t, hc, base)
+
+	// Sessions: a ticket (the tickets bucket), a socket opened with it,
+	// typing (a conversation event), a refresh, a password change (the
+	// store checks it and ends the other session: a revocation), log out.
+	var a, other struct {
+		Token        string `json:"token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	if code := promHTTP(ctx, t, hc, "POST", base+"api/v1/signup", "", map[string]string{"username": "permuser", "password": "first password"}, &a); code != http.StatusCreated {
+		t.Fatalf("signup: %d", code)
+	}
+	if code := promHTTP(ctx, t, hc, "POST", base+"api/v1/login", "", map[string]string{"username": "permuser", "password": "first password"}, &other); code != http.StatusOK {
+		t.Fatalf("login: %d", code)
+	}
+	var conv struct{ ID string }
+	if code := promHTTP(ctx, t, hc, "POST", base+"api/v1/conversations", a.Token, map[string]any{"title": "perms", "members": []string{}}, &conv); code != http.StatusCreated {
+		t.Fatalf("group: %d", code)
+	}
+	var ticket struct{ Ticket string }
+	if code := promHTTP(ctx, t, hc, "POST", base+"api/v1/ws-ticket", a.Token, nil, &ticket); code != http.StatusOK || ticket.Ticket == "" {
+		t.Fatalf("ticket: %d", code)
+	}
+	ws, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+"/ws?ticket="+url.QueryEscape(ticket.Ticket), &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow() //nolint:errcheck // test end
+	promRead(ctx, t, ws, func(f promFrame) bool { return f.Type == "hello" })
+	promWrite(ctx, t, ws, map[string]any{"type": "typing", "conversation": conv.ID})
+	promWrite(ctx, t, ws, map[string]any{"type": "send", "id": "s1", "conversation": conv.ID, "client_id": "perm-1", "body": "hi"})
+	promRead(ctx, t, ws, func(f promFrame) bool { return f.ID == "s1" })
+	if code := promHTTP(ctx, t, hc, "POST", base+"api/v1/token", "", map[string]string{"refresh_token": a.RefreshToken}, &a); code != http.StatusOK {
+		t.Fatalf("refresh: %d", code)
+	}
+	if code := promHTTP(ctx, t, hc, "POST", base+"api/v1/password", a.Token, map[string]string{"current_password": "first password", "new_password": "second password"}, nil); code != http.StatusNoContent {
+		t.Fatalf("password change: %d", code)
+	}
+	if err := pollUntil(10*time.Second, 50*time.Millisecond, func() error {
+		if code := promHTTP(ctx, t, hc, "GET", base+"api/v1/me", other.Token, nil, nil); code != http.StatusUnauthorized {
+			return fmt.Errorf("the other session after a password change: %d", code)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if code := promHTTP(ctx, t, hc, "POST", base+"api/v1/logout", a.Token, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("logout: %d", code)
+	}
 
 	if err := ncGw.Flush(); err != nil {
 		t.Fatal(err)
