@@ -76,7 +76,14 @@ func connectNATS(f natsFlags, role string, log *zap.Logger) (*nats.Conn, error) 
 			if s != nil {
 				subj = s.Subject
 			}
-			log.Error("NATS", zap.String("subscription", subj), zap.Error(err))
+			// A permission violation is a deployment error (nats-auth.conf
+			// and the code disagree); anything else, a slow consumer say,
+			// is the load's.
+			if errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, nats.ErrAuthorization) {
+				log.Error("NATS", zap.String("subscription", subj), zap.Error(err))
+				return
+			}
+			log.Warn("NATS", zap.String("subscription", subj), zap.Error(err))
 		}),
 	}, auth...)
 	nc, err := nats.Connect(*f.urls, opts...)
