@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/chatcluster/chat"
-	"github.com/chatcluster/chat/password"
+	"github.com/chatcluster/chat/store/password"
 	"github.com/golang-jwt/jwt/v5"
 )
 

@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatcluster/chat"
-	"github.com/chatcluster/chat/password"
+	"github.com/chatcluster/chat/store/password"
 	"github.com/chatcluster/chat/store/storeclient"
 )
 
