@@ -173,15 +173,24 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "display_name must be at most 64 characters")
 		return
 	}
+	addr := s.clientAddr(r)
+	if reason, wait := s.throttle.beginSignup(addr, time.Now()); reason != "" {
+		writeThrottled(w, wait, "too many signups from this address")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	hash, err := s.auth.hash(ctx, req.Password)
 	if err != nil {
+		s.throttle.signupNotTried(addr, time.Now())
 		s.storeError(w, err)
 		return
 	}
 	u, err := s.store.Signup(ctx, chat.Account{User: chat.User{Username: name, DisplayName: display}, PasswordHash: hash, CreatedAt: time.Now().UTC()})
 	if err != nil {
+		if !errors.Is(err, chat.ErrUsernameTaken) {
+			s.throttle.signupNotTried(addr, time.Now())
+		}
 		s.storeError(w, err)
 		return
 	}
@@ -205,11 +214,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "wrong username or password")
 	}
 	name, ok := chat.FoldUsername(req.Username)
+	// Throttled before the hash (throttle.go): a refused try costs nothing.
+	key, addr := loginKey(name, ok, req.Username), s.clientAddr(r)
+	if reason, wait := s.throttle.beginLogin(key, addr, time.Now()); reason != "" {
+		writeThrottled(w, wait, "too many failed logins")
+		return
+	}
 	var acct chat.Account
 	var err error
 	if ok && chat.ValidPassword(req.Password) {
 		acct, err = s.store.Account(ctx, name)
 		if err != nil && !errors.Is(err, chat.ErrNotFound) {
+			s.throttle.loginNotTried(key, addr, time.Now())
 			s.storeError(w, err)
 			return
 		}
@@ -217,6 +233,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	// Unknown users are checked against a dummy hash: same time, same answer.
 	if err := s.auth.check(ctx, acct.PasswordHash, req.Password); err != nil {
 		if errors.Is(err, ErrBusy) {
+			s.throttle.loginNotTried(key, addr, time.Now())
 			s.storeError(w, err)
 			return
 		}
@@ -227,6 +244,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		fail()
 		return
 	}
+	s.throttle.loginSucceeded(key, addr, time.Now())
 	s.startSession(w, r, http.StatusOK, acct.User, req.Device)
 }
 
