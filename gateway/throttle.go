@@ -122,7 +122,7 @@ func (b *buckets) wait(key string, now time.Time) time.Duration {
 	if l >= 1 {
 		return 0
 	}
-	return time.Duration((1 - l) / b.rate * float64(time.Second))
+	return time.Duration(math.Ceil((1 - l) / b.rate * float64(time.Second)))
 }
 
 // add changes key's tokens by n (negative: take), within [0, burst].
