@@ -78,8 +78,12 @@ func newEnv(t tb, mod func(*Config)) *env {
 		_ = svc.Run(context.Background())
 	}()
 	// The tests sign up and log in from loopback far more often than the
-	// throttles allow; throttle_test.go clears this.
-	cfg := Config{JWTSecret: []byte("test-secret-0123456789abcdef"), Throttle: ThrottleConfig{Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}
+	// throttles allow, open thousands of connections of one user and send
+	// from several at full speed: the per-user limits are lifted here, and
+	// throttle_test.go and userlimits_test.go set their own.
+	cfg := Config{JWTSecret: []byte("test-secret-0123456789abcdef"),
+		Throttle:           ThrottleConfig{Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+		MaxUserConnections: 1 << 30, UserSendRate: 1e9, UserSendBurst: 1 << 30}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -76,10 +76,11 @@ func (h *hub) roomShard(conv string) *roomShard {
 // add registers a new connection: its user's events and presence follow
 // it, and it shares its user's request rate (userlimits.go). It refuses,
 // registering nothing, a connection that would take its user past
-// Config.MaxUserConnections.
+// Config.MaxUserConnections across the cluster.
 func (h *hub) add(c *Conn) bool {
 	h.mu.Lock()
-	if len(h.users[c.user]) >= h.s.cfg.MaxUserConnections {
+	// Those on other gateways count as presence last heard of them.
+	if len(h.users[c.user])+h.s.presence.RemoteConnections(c.user) >= h.s.cfg.MaxUserConnections {
 		h.mu.Unlock()
 		return false
 	}

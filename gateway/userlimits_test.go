@@ -1,17 +1,23 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatcluster/chat"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestMaxUserConnections(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.MaxUserConnections = 3 })
+	e := newEnv(t, func(c *Config) {
+		c.MaxUserConnections = 3
+		c.UserSendRate, c.UserSendBurst = 20, 50
+	})
 	token, uid := e.signup(t, "many")
 	user, err := chat.ParseID(uid)
 	if err != nil {
@@ -64,6 +70,7 @@ func TestUserSendRateAcrossConnections(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.UserSendRate = 0.001
 		c.UserSendBurst = 5
+		c.MaxUserConnections = 20
 	})
 	token, _ := e.signup(t, "chatty")
 	var conns []*rawClient
@@ -106,4 +113,86 @@ func TestUserSendRateAcrossConnections(t *testing.T) {
 	if f := c.read(t); typeOf(f) != "pong" {
 		t.Fatalf("another user's ping answered %s", f)
 	}
+}
+
+// The connection bound holds across gateways: connections on one count
+// on the other, as presence announces them.
+func TestMaxUserConnectionsAcrossGateways(t *testing.T) {
+	limit := func(c *Config) { c.MaxUserConnections = 3 }
+	e := newEnv(t, limit)
+	cfg := Config{JWTSecret: []byte(testSecret)}
+	limit(&cfg)
+	other, otherGW := e.startGateway(t, cfg)
+	token, uid := e.signup(t, "roamer")
+	user, err := chat.ParseID(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if typ := typeOf(dialRaw(t, e.addr, token).read(t)); typ != "hello" {
+			t.Fatalf("first frame %q, want hello", typ)
+		}
+	}
+	eventually(t, 5*time.Second, func() error {
+		if n := otherGW.presence.RemoteConnections(user); n != 2 {
+			return fmt.Errorf("the second gateway counts %d connections elsewhere, want 2", n)
+		}
+		return nil
+	})
+	third := dialRaw(t, other, token)
+	if typ := typeOf(third.read(t)); typ != "hello" {
+		t.Fatalf("third connection's first frame %q, want hello", typ)
+	}
+	if got := dialRaw(t, other, token).closeCode(t, 5*time.Second); got != statusTooManyConnections {
+		t.Fatalf("fourth connection (second gateway) closed with %d, want %d", got, statusTooManyConnections)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if n := e.gw.presence.RemoteConnections(user); n != 1 {
+			return fmt.Errorf("the first gateway counts %d connections elsewhere, want 1", n)
+		}
+		return nil
+	})
+	if got := dialRaw(t, e.addr, token).closeCode(t, 5*time.Second); got != statusTooManyConnections {
+		t.Fatalf("fourth connection (first gateway) closed with %d, want %d", got, statusTooManyConnections)
+	}
+	// The third closes: the first gateway learns it and lets one in.
+	_ = third.conn.Close()
+	eventually(t, 10*time.Second, func() error {
+		if n := e.gw.presence.RemoteConnections(user); n != 0 {
+			return fmt.Errorf("the first gateway counts %d connections elsewhere, want 0", n)
+		}
+		return nil
+	})
+	if typ := typeOf(dialRaw(t, e.addr, token).read(t)); typ != "hello" {
+		t.Fatalf("after a close elsewhere, first frame %q, want hello", typ)
+	}
+}
+
+// startGateway starts another gateway with cfg on e's NATS server and
+// store, as a second pod would be.
+func (e *env) startGateway(t *testing.T, cfg Config) (string, *Process) {
+	t.Helper()
+	nc, err := nats.Connect(e.nc.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := Start(context.Background(), Options{Config: cfg, NATS: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = gw.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = gw.Shutdown(context.Background())
+		<-done
+		nc.Close()
+	})
+	return ln.Addr().String(), gw
 }
