@@ -70,8 +70,9 @@ type Config struct {
 	// per-connection bound. Defaults 20 and 50 (userlimits.go).
 	UserSendRate  float64
 	UserSendBurst int
-	// MaxUserConnections bounds one user's WebSocket connections to this
-	// gateway; a connection past it is closed with 4029 before hello.
+	// MaxUserConnections bounds one user's WebSocket connections on all
+	// gateways together (those on others as presence announces them); a
+	// connection past it is closed with 4029 before hello.
 	// Default 20 (userlimits.go).
 	MaxUserConnections int
 	// Throttle bounds failed logins and signups (throttle.go).

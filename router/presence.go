@@ -55,8 +55,9 @@ func (c *PresenceConfig) setDefaults() {
 	}
 }
 
-// Presence keeps the cluster-wide online set. Each gateway announces its
-// own users' first connect and last disconnect, and heartbeats; every
+// Presence keeps the cluster-wide online set and each user's connection
+// count per gateway. Each gateway announces its own users' count at every
+// connect and disconnect and their last disconnect, and heartbeats; every
 // gateway keeps the union, and drops a gateway's users when its heartbeats
 // stop, so the users of a crashed gateway go offline on their own.
 type Presence struct {

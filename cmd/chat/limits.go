@@ -49,7 +49,7 @@ func addLimitFlags(fs *flag.FlagSet, o *limitOptions, exempt string) {
 	fs.Var(positiveInt{&o.AddressFailures}, "login-failures-per-address", "failed logins one client address may make per --login-window, whatever the accounts")
 	fs.Var(positiveDuration{&o.SignupWindow}, "signup-window", "window of --signups-per-address")
 	fs.Var(positiveInt{&o.Signups}, "signups-per-address", "signups one client address may make per --signup-window")
-	fs.Var(positiveInt{&o.MaxUserConnections}, "max-user-connections", "WebSocket connections one user may hold on one gateway; one more is closed with 4029")
+	fs.Var(positiveInt{&o.MaxUserConnections}, "max-user-connections", "WebSocket connections one user may hold on all gateways together; one more is closed with 4029")
 	fs.Var(positiveFloat{&o.UserSendRate}, "user-send-rate", "requests a second one user may make across all their connections to one gateway")
 	fs.Var(positiveInt{&o.UserSendBurst}, "user-send-burst", "burst of --user-send-rate")
 }
