@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -64,6 +65,24 @@ type Config struct {
 	// Defaults 20 and 50.
 	SendRate  float64
 	SendBurst int
+	// UserSendRate and UserSendBurst bound one user's requests across all
+	// their connections to this gateway, answered rate_limited like the
+	// per-connection bound. Defaults 20 and 50 (userlimits.go).
+	UserSendRate  float64
+	UserSendBurst int
+	// MaxUserConnections bounds one user's WebSocket connections on all
+	// gateways together (those on others as presence announces them); a
+	// connection past it is closed with 4029 before hello.
+	// Default 20 (userlimits.go).
+	MaxUserConnections int
+	// Throttle bounds failed logins and signups (throttle.go).
+	Throttle ThrottleConfig
+	// TrustedProxyHeader names the header ("X-Forwarded-For") from which
+	// the throttles take the client's address, when the request comes
+	// from one of TrustedProxies; from anyone else it is ignored. Empty
+	// (the default): the socket's peer address (clientaddr.go).
+	TrustedProxyHeader string
+	TrustedProxies     []netip.Prefix
 	// Workers bounds the goroutines that serve readable connections and
 	// handshakes; Queue the tasks that may wait for one. When both are
 	// full, accepting new connections pauses. Defaults 64*GOMAXPROCS and 4096.
@@ -137,6 +156,7 @@ func (c *Config) setDefaults() {
 		c.SendRate = 20
 	}
 	defInt(&c.SendBurst, 50)
+	c.setLimitDefaults()
 	defInt(&c.Workers, 64*runtime.GOMAXPROCS(0))
 	defInt(&c.Queue, 4096)
 	defInt(&c.MaxHandshakes, 4096)

@@ -18,17 +18,19 @@ import (
 // goroutine and no buffer: the poller wakes a worker when bytes arrive, and
 // frames to send wait in a queue that is nil when empty.
 type Conn struct {
-	s        *Server
-	id       uint64
-	raw      net.Conn
-	desc     *netpoll.Desc
-	user     chat.ID
-	name     string
-	session  chat.ID // the session whose revocation closes this connection
-	expires  time.Time
-	limiter  *rate.Limiter
-	flushFn  func() // c.flush, made once: a method value allocates each time
-	resumeFn func() // c.resumeReading, made once
+	s       *Server
+	id      uint64
+	raw     net.Conn
+	desc    *netpoll.Desc
+	user    chat.ID
+	name    string
+	session chat.ID // the session whose revocation closes this connection
+	expires time.Time
+	limiter *rate.Limiter
+	// userLimit is shared with the user's other connections (set by hub.add).
+	userLimit *userLimit
+	flushFn   func() // c.flush, made once: a method value allocates each time
+	resumeFn  func() // c.resumeReading, made once
 
 	lastRead atomic.Int64 // unix nanos of the last bytes read
 	pingAt   atomic.Int64 // when an unanswered ping was sent, 0 if none

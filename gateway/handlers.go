@@ -107,8 +107,7 @@ func (s *Server) handleMessage(c *Conn, payload []byte, at time.Time) {
 		return
 	}
 	s.m.framesIn.WithLabelValues(req.Type).Inc()
-	if !c.limiter.AllowN(at, 1) {
-		s.m.rateLimited.Inc()
+	if !c.allowRequest(at) {
 		c.sendError(req.ID, codeRateLimited, "too many requests, slow down")
 		return
 	}

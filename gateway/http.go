@@ -169,15 +169,24 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "display_name must be at most 64 characters")
 		return
 	}
+	addr := s.clientAddr(r)
+	if reason, wait := s.throttle.beginSignup(addr, time.Now()); reason != "" {
+		writeThrottled(w, wait, "too many signups from this address")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	hash, err := s.auth.hash(ctx, req.Password)
 	if err != nil {
+		s.throttle.signupNotTried(addr, time.Now())
 		s.storeError(w, err)
 		return
 	}
 	u, err := s.store.Signup(ctx, chat.Account{User: chat.User{Username: name, DisplayName: display}, PasswordHash: hash, CreatedAt: time.Now().UTC()})
 	if err != nil {
+		if !errors.Is(err, chat.ErrUsernameTaken) {
+			s.throttle.signupNotTried(addr, time.Now())
+		}
 		s.storeError(w, err)
 		return
 	}
@@ -201,6 +210,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "wrong username or password")
 	}
 	name, ok := chat.FoldUsername(req.Username)
+	// Throttled before the store is asked (throttle.go): a refused try
+	// costs no password check.
+	key, addr := loginKey(name, ok, req.Username), s.clientAddr(r)
+	if reason, wait := s.throttle.beginLogin(key, addr, time.Now()); reason != "" {
+		writeThrottled(w, wait, "too many failed logins")
+		return
+	}
 	if !ok || !chat.ValidPassword(req.Password) {
 		fail() // no account has such a name or password: nothing to ask
 		return
@@ -213,9 +229,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		s.throttle.loginNotTried(key, addr, time.Now())
 		s.storeError(w, err)
 		return
 	}
+	s.throttle.loginSucceeded(key, addr, time.Now())
 	s.startSession(w, r, http.StatusOK, u, req.Device)
 }
 

@@ -33,6 +33,7 @@ type hub struct {
 	// never a room shard while holding mu.
 	mu       sync.Mutex
 	users    map[chat.ID][]*Conn
+	limits   map[chat.ID]*userLimit          // shared by each user's connections
 	memberOf map[chat.ID]map[string]struct{} // user -> local rooms they are a member of
 
 	// wake: connections with frames from onEvent whose writers are not
@@ -57,7 +58,7 @@ type room struct {
 }
 
 func newHub(s *Server) *hub {
-	h := &hub{s: s, seed: maphash.MakeSeed(), users: make(map[chat.ID][]*Conn),
+	h := &hub{s: s, seed: maphash.MakeSeed(), users: make(map[chat.ID][]*Conn), limits: make(map[chat.ID]*userLimit),
 		memberOf: make(map[chat.ID]map[string]struct{})}
 	for i := range h.conns {
 		h.conns[i].conns = make(map[uint64]*Conn)
@@ -72,22 +73,33 @@ func (h *hub) roomShard(conv string) *roomShard {
 	return &h.rooms[maphash.String(h.seed, conv)%hubShards]
 }
 
-// add registers a new connection: its user's events and presence follow it.
-func (h *hub) add(c *Conn) {
-	sh := h.connShard(c.id)
-	sh.mu.Lock()
-	sh.conns[c.id] = c
-	sh.mu.Unlock()
+// add registers a new connection: its user's events and presence follow
+// it, and it shares its user's request rate (userlimits.go). It refuses,
+// registering nothing, a connection that would take its user past
+// Config.MaxUserConnections across the cluster.
+func (h *hub) add(c *Conn) bool {
 	h.mu.Lock()
+	// Those on other gateways count as presence last heard of them.
+	if len(h.users[c.user])+h.s.presence.RemoteConnections(c.user) >= h.s.cfg.MaxUserConnections {
+		h.mu.Unlock()
+		return false
+	}
 	first := len(h.users[c.user]) == 0
 	h.users[c.user] = append(h.users[c.user], c)
 	if first {
+		h.limits[c.user] = newUserLimit(&h.s.cfg)
 		if err := h.s.feed.SubscribeUser(c.user); err != nil {
 			h.s.log.Warn("user subscription failed", zap.Error(err))
 		}
 	}
+	c.userLimit = h.limits[c.user]
 	h.mu.Unlock()
+	sh := h.connShard(c.id)
+	sh.mu.Lock()
+	sh.conns[c.id] = c
+	sh.mu.Unlock()
 	h.s.presence.Connect(c.user)
+	return true
 }
 
 // join puts c in a conversation whose members are known.
@@ -240,6 +252,7 @@ func (h *hub) remove(c *Conn, convs map[string]struct{}) {
 	}
 	if len(list) == 0 {
 		delete(h.users, c.user)
+		delete(h.limits, c.user)
 		h.s.feed.UnsubscribeUser(c.user)
 	} else {
 		h.users[c.user] = list

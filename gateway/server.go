@@ -55,6 +55,8 @@ type Server struct {
 	accepts        *workers.Pool // handshakes: apart, so a busy read path never stalls new connections or /metrics
 	writers        *workers.Pool // flushes of write queues
 	auth           *authenticator
+	throttle       *throttle              // failed logins and signups
+	throttled      *prometheus.CounterVec // refusals by throttles and per-user limits
 	hub            *hub
 	users          *userCache
 	m              *metrics
@@ -87,6 +89,9 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	if len(cfg.JWTSecret) < 16 {
 		return nil, fmt.Errorf("gateway: JWT secret must be at least 16 bytes")
 	}
+	if err := cfg.validateLimits(); err != nil {
+		return nil, err
+	}
 	if d.Log == nil {
 		d.Log = zap.NewNop()
 	}
@@ -95,6 +100,8 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, nc: d.NATS, store: d.Store, pub: d.Publisher, log: d.Log, m: newMetrics(d.Registry)}
 	s.onMessage = s.handleMessage
+	s.throttled = newThrottledCounter(d.Registry)
+	s.throttle = newThrottle(cfg.Throttle, s.throttled)
 	s.allowedOrigins = originSet(cfg.AllowedOrigins)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.auth = newAuthenticator(&s.cfg)
@@ -324,7 +331,11 @@ func (s *Server) open(raw net.Conn, id identity, pending []byte) {
 	c.lastRead.Store(time.Now().UnixNano())
 	s.m.connects.Inc()
 	s.m.connections.Inc()
-	s.hub.add(c)
+	if !s.hub.add(c) {
+		s.throttled.WithLabelValues(throttleUserConnections).Inc()
+		c.closeWith(statusTooManyConnections, reasonTooManyConnections, "too many connections")
+		return
+	}
 	if s.draining.Load() {
 		c.closeWith(statusDraining, reasonDrain, "server draining")
 		return

@@ -18,7 +18,8 @@ var knownMetrics = map[string]metricInfo{
 	"chat_gateway_connects_total": {kind: counter},
 	"chat_gateway_disconnects_total": {kind: counter, labels: map[string][]string{
 		"reason": {"client_close", "read_error", "ping_timeout", "slow_consumer", "too_large", "protocol_error", "drain", "shutdown",
-			"token_expired", // code
+			"token_expired",        // code
+			"too_many_connections", // code: closed with 4029 (Config.MaxUserConnections)
 		},
 	}},
 	"chat_gateway_upgrade_failures_total": {kind: counter, labels: map[string][]string{
@@ -39,10 +40,14 @@ var knownMetrics = map[string]metricInfo{
 			"ping", "control", "event", // code
 		},
 	}},
-	"chat_gateway_received_bytes_total":         {kind: counter},
-	"chat_gateway_sent_bytes_total":             {kind: counter},
-	"chat_gateway_slow_consumers_total":         {kind: counter},
-	"chat_gateway_rate_limited_total":           {kind: counter},
+	"chat_gateway_received_bytes_total": {kind: counter},
+	"chat_gateway_sent_bytes_total":     {kind: counter},
+	"chat_gateway_slow_consumers_total": {kind: counter},
+	"chat_gateway_rate_limited_total":   {kind: counter},
+	// code: refusals by the login and signup throttles and the per-user limits (gateway/throttle.go)
+	"chat_gateway_throttled_total": {kind: counter, labels: map[string][]string{
+		"reason": {"login_pair", "login_account", "login_address", "signup_address", "user_connections", "user_rate"},
+	}},
 	"chat_gateway_ack_latency_seconds":          {kind: histogram},
 	"chat_gateway_fanout_latency_seconds":       {kind: histogram},
 	"chat_gateway_nats_publish_latency_seconds": {kind: histogram},

@@ -55,8 +55,9 @@ func (c *PresenceConfig) setDefaults() {
 	}
 }
 
-// Presence keeps the cluster-wide online set. Each gateway announces its
-// own users' first connect and last disconnect, and heartbeats; every
+// Presence keeps the cluster-wide online set and each user's connection
+// count per gateway. Each gateway announces its own users' count at every
+// connect and disconnect and their last disconnect, and heartbeats; every
 // gateway keeps the union, and drops a gateway's users when its heartbeats
 // stop, so the users of a crashed gateway go offline on their own.
 type Presence struct {
@@ -64,11 +65,14 @@ type Presence struct {
 	cfg  PresenceConfig
 	self string // this process's instance: node IDs are reused, instances never
 
-	mu       sync.Mutex
-	local    map[chat.ID]int       // connections per local user
-	leaving  map[chat.ID]time.Time // local users whose last connection closed, when to announce it
-	online   map[chat.ID][]string  // user -> instances it is connected to
-	lastSeen map[string]time.Time  // instance -> last heartbeat or event
+	mu      sync.Mutex
+	local   map[chat.ID]int       // connections per local user
+	leaving map[chat.ID]time.Time // local users whose last connection closed, when to announce it
+	online  map[chat.ID][]string  // user -> instances it is connected to
+	// conns are other instances' connection counts of their users, as
+	// they last announced them (an instance of before counts: 1).
+	conns    map[chat.ID]map[string]int
+	lastSeen map[string]time.Time // instance -> last heartbeat or event
 
 	subs   []*nats.Subscription
 	stop   chan struct{}
@@ -80,6 +84,11 @@ type presenceEvent struct {
 	Instance string    `json:"instance"`
 	Online   bool      `json:"online,omitempty"`
 	Users    []chat.ID `json:"users,omitempty"` // in sync replies
+	// Conns is the instance's connection count of the user (of each of
+	// Users in a sync reply): announced at every change, so that every
+	// gateway can bound a user's connections across the cluster.
+	Conns  int   `json:"conns,omitempty"`
+	Counts []int `json:"counts,omitempty"`
 }
 
 // NewPresence joins the cluster's presence and collects who is online.
@@ -89,7 +98,8 @@ func NewPresence(ctx context.Context, nc *nats.Conn, cfg PresenceConfig) (*Prese
 		nc: nc, cfg: cfg, self: nuid.Next(),
 		local: make(map[chat.ID]int), leaving: make(map[chat.ID]time.Time),
 		online: make(map[chat.ID][]string), lastSeen: make(map[string]time.Time),
-		stop: make(chan struct{}),
+		conns: make(map[chat.ID]map[string]int),
+		stop:  make(chan struct{}),
 	}
 	for subj, h := range map[string]nats.MsgHandler{
 		chat.PresenceSubjectPrefix + "*": p.onEvent,
@@ -139,8 +149,13 @@ func (p *Presence) sync(ctx context.Context) error {
 			}
 			p.mu.Lock()
 			p.lastSeen[ev.Instance] = time.Now()
-			for _, u := range ev.Users {
+			for i, u := range ev.Users {
 				p.online[u] = addInstance(p.online[u], ev.Instance)
+				n := 1
+				if i < len(ev.Counts) {
+					n = ev.Counts[i]
+				}
+				p.setConnsLocked(u, ev.Instance, n)
 			}
 			p.mu.Unlock()
 		}
@@ -153,38 +168,75 @@ func (p *Presence) onSync(m *nats.Msg) {
 	}
 	p.mu.Lock()
 	users := make([]chat.ID, 0, len(p.local))
-	for u := range p.local {
+	counts := make([]int, 0, len(p.local))
+	for u, n := range p.local {
 		users = append(users, u)
+		counts = append(counts, n)
 	}
 	p.mu.Unlock()
-	b, _ := json.Marshal(presenceEvent{Instance: p.self, Users: users})
+	b, _ := json.Marshal(presenceEvent{Instance: p.self, Users: users, Counts: counts})
 	_ = m.Respond(b)
 }
 
-// Connect counts a new local connection of user.
+// Connect counts a new local connection of user and announces the count.
 func (p *Presence) Connect(user chat.ID) {
 	p.mu.Lock()
 	p.local[user]++
-	first := p.local[user] == 1
-	_, wasLeaving := p.leaving[user]
+	n := p.local[user]
 	delete(p.leaving, user)
 	p.mu.Unlock()
-	if first && !wasLeaving {
-		p.announce(user, true)
-	}
+	p.announceConns(user, n)
 }
 
 // Disconnect counts a closed local connection of user; the last one out
-// is announced after OfflineGrace unless the user reconnects.
+// is announced after OfflineGrace unless the user reconnects, others at
+// once (the count).
 func (p *Presence) Disconnect(user chat.ID) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.local[user] <= 1 {
 		delete(p.local, user)
 		p.leaving[user] = time.Now().Add(p.cfg.OfflineGrace)
+		p.mu.Unlock()
 		return
 	}
 	p.local[user]--
+	n := p.local[user]
+	p.mu.Unlock()
+	p.announceConns(user, n)
+}
+
+// RemoteConnections is how many connections user holds on the other
+// gateways, as they last announced them: a user connecting on two
+// gateways at the same moment may be counted late by both.
+func (p *Presence) RemoteConnections(user chat.ID) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for inst, c := range p.conns[user] {
+		if inst != p.self {
+			n += c
+		}
+	}
+	return n
+}
+
+// setConnsLocked records instance's count of user's connections (0: none).
+func (p *Presence) setConnsLocked(user chat.ID, instance string, n int) {
+	if n <= 0 {
+		if m := p.conns[user]; m != nil {
+			delete(m, instance)
+			if len(m) == 0 {
+				delete(p.conns, user)
+			}
+		}
+		return
+	}
+	m := p.conns[user]
+	if m == nil {
+		m = make(map[string]int, 1)
+		p.conns[user] = m
+	}
+	m[instance] = n
 }
 
 // Online reports whether user is connected anywhere in the cluster.
@@ -198,6 +250,16 @@ func (p *Presence) Online(user chat.ID) bool {
 
 func (p *Presence) announce(user chat.ID, online bool) {
 	b, _ := json.Marshal(presenceEvent{Instance: p.self, Online: online})
+	p.publish(user, b)
+}
+
+// announceConns says user is online here with n connections.
+func (p *Presence) announceConns(user chat.ID, n int) {
+	b, _ := json.Marshal(presenceEvent{Instance: p.self, Online: true, Conns: n})
+	p.publish(user, b)
+}
+
+func (p *Presence) publish(user chat.ID, b []byte) {
 	if err := p.nc.Publish(chat.PresenceSubject(user), b); err != nil {
 		p.cfg.Log.Warn("presence publish failed", zap.Error(err))
 	}
@@ -216,7 +278,9 @@ func (p *Presence) onEvent(m *nats.Msg) {
 	}
 	if ev.Online {
 		p.online[u] = addInstance(p.online[u], ev.Instance)
+		p.setConnsLocked(u, ev.Instance, max(ev.Conns, 1))
 	} else {
+		p.setConnsLocked(u, ev.Instance, 0)
 		p.online[u] = removeInstance(p.online[u], ev.Instance)
 		if len(p.online[u]) == 0 {
 			delete(p.online, u)
@@ -285,6 +349,7 @@ func (p *Presence) sweep(now time.Time) {
 		delete(p.lastSeen, inst)
 		for u, insts := range p.online {
 			if rest := removeInstance(insts, inst); len(rest) != len(insts) {
+				p.setConnsLocked(u, inst, 0)
 				if len(rest) == 0 {
 					delete(p.online, u)
 				} else {

@@ -51,6 +51,10 @@ type devOptions struct {
 	// HelloConversations is how many conversations hello lists
 	// (gateway.Config.HelloConversations); default 1000.
 	HelloConversations int
+	// Limits are the throttles and per-user limits (limits.go); zero
+	// values take the gateway's defaults, and chat dev exempts loopback
+	// from the throttles unless Limits.ThrottleExempt says otherwise.
+	Limits limitOptions
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -68,6 +72,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.SessionTTL, "session-ttl", 30*24*time.Hour, "how long a session lasts from login, however often it is refreshed")
 	editWindowFlag(fs, &o.EditWindow)
 	helloConversationsFlag(fs, &o.HelloConversations)
+	addLimitFlags(fs, &o.Limits, devThrottleExempt)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -117,6 +122,9 @@ type devServer struct {
 }
 
 func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer, err error) {
+	if err := o.Limits.apply(&gateway.Config{}, devThrottleExempt); err != nil {
+		return nil, err // before anything is made
+	}
 	if err := os.MkdirAll(o.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -183,11 +191,15 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 		return nil, err
 	}
 
+	cfg := gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready,
+		AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub, TokenTTL: o.AccessTTL, SessionTTL: o.SessionTTL,
+		EditWindow: o.EditWindow, HelloConversations: o.HelloConversations}
+	if err := o.Limits.apply(&cfg, devThrottleExempt); err != nil {
+		return nil, err
+	}
 	d.gw, err = gateway.Start(ctx, gateway.Options{
-		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready,
-			AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub, TokenTTL: o.AccessTTL, SessionTTL: o.SessionTTL,
-			EditWindow: o.EditWindow, HelloConversations: o.HelloConversations},
-		NATS: d.nc, Registry: reg, Log: log.Named("gateway"),
+		Config: cfg,
+		NATS:   d.nc, Registry: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {
 		return nil, err

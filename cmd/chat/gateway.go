@@ -36,7 +36,15 @@ func runGateway(ctx context.Context, args []string) error {
 	editWindowFlag(fs, &editWindow)
 	var helloConvs int
 	helloConversationsFlag(fs, &helloConvs)
+	var limits limitOptions
+	addLimitFlags(fs, &limits, "")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg := gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(),
+		AllowedOrigins: splitList(*origins), VAPIDPublicKey: *vapidPub, TokenTTL: *accessTTL, SessionTTL: *sessionTTL,
+		EditWindow: editWindow, HelloConversations: helloConvs}
+	if err := limits.apply(&cfg, ""); err != nil {
 		return err
 	}
 	if len(*secret) < 16 {
@@ -65,9 +73,7 @@ func runGateway(ctx context.Context, args []string) error {
 	}
 	defer metrics.Close()
 	gw, err := gateway.Start(startCtx, gateway.Options{
-		Config: gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(),
-			AllowedOrigins: splitList(*origins), VAPIDPublicKey: *vapidPub, TokenTTL: *accessTTL, SessionTTL: *sessionTTL,
-			EditWindow: editWindow, HelloConversations: helloConvs},
+		Config:         cfg,
 		NATS:           nc,
 		StreamReplicas: *replicas,
 		Registry:       reg, Log: log,

@@ -30,7 +30,7 @@ export function describeError(e) {
     case 'not_found':
       return 'Not found.';
     case 'rate_limited':
-      return 'Too many attempts. Wait a moment and try again.';
+      return rateLimitedText(e.message);
     case 'unavailable':
       return 'The server is busy. Try again in a moment.';
     case 'network':
@@ -40,4 +40,22 @@ export function describeError(e) {
     default:
       return (e && e.message) || 'Something went wrong.';
   }
+}
+
+/**
+ * A 429 (docs/PROTOCOL.md, Limits) says in its message how long to wait
+ * ("...; try again in 840 s", as its Retry-After header does): said here in
+ * minutes or seconds.
+ */
+function rateLimitedText(message) {
+  const m = /try again in (\d+) s/.exec(message || '');
+  if (!m) return 'Too many attempts. Wait a moment and try again.';
+  const secs = Number(m[1]);
+  let wait;
+  if (secs < 60) wait = secs === 1 ? '1 second' : `${secs} seconds`;
+  else {
+    const mins = Math.ceil(secs / 60);
+    wait = mins === 1 ? '1 minute' : `${mins} minutes`;
+  }
+  return `Too many attempts. Try again in ${wait}.`;
 }

@@ -10,6 +10,9 @@ import { ChatClient } from './lib/client.js';
 import { dayKey, dayLabel, hue, initials, listStamp, preview, timeOfDay, typingText } from './format.js';
 import { $, h, reconcile } from './dom.js';
 import { DELETED_TEXT, createMessageUI } from './messages.js';
+
+/** Close code of a connection past the user's bound (docs/PROTOCOL.md, Limits). */
+const CLOSE_TOO_MANY_CONNECTIONS = 4029;
 import { ListPager, conversationsPage, forgetConversation, leaveGroup } from './convlist.js';
 import { TOKEN_KEY, browserSession, clearTokens, deviceName, loadTokens, saveTokens, sessionsDialog, tokenDB } from './sessions.js';
 
@@ -23,6 +26,7 @@ const LOAD_MORE_CONVS_PX = 200;
 
 const els = {
   banner: $('#banner'),
+  bannerText: $('#banner-text'),
   bannerRetry: $('#banner-retry'),
   auth: $('#auth'),
   authForm: $('#auth-form'),
@@ -325,6 +329,11 @@ function onStatus(status, info) {
     // The client library already put unanswered sends back in the queue.
     // A quick reconnect (a draining gateway, a blip) should not flash the
     // banner; anything longer shows it until the next hello.
+    // 4029: the user holds as many connections as the server allows
+    // (docs/PROTOCOL.md, Limits); reconnecting waits on backoff.
+    els.bannerText.textContent = info && info.code === CLOSE_TOO_MANY_CONNECTIONS
+      ? 'Too many tabs or devices connected: close one. Reconnecting…'
+      : 'Offline, reconnecting…';
     if (!app.bannerTimer && els.banner.hidden) {
       const grace = info && info.code === CLOSE_DRAINING ? 2500 : 1000;
       app.bannerTimer = setTimeout(() => {

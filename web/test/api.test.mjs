@@ -76,4 +76,9 @@ test('describeError speaks to people', () => {
   assert.match(describeError(new ApiError(409, 'username_taken')), /taken/);
   assert.match(describeError(new ApiError(0, 'network')), /reach/);
   assert.match(describeError(new ApiError(400, 'invalid_request', 'password too short')), /password too short/);
+  // A 429 says how long to wait, readably (the server's message carries it).
+  assert.equal(describeError(new ApiError(429, 'rate_limited', 'too many failed logins; try again in 840 s')), 'Too many attempts. Try again in 14 minutes.');
+  assert.equal(describeError(new ApiError(429, 'rate_limited', 'too many signups from this address; try again in 1 s')), 'Too many attempts. Try again in 1 second.');
+  assert.equal(describeError(new ApiError(429, 'rate_limited', 'too many failed logins; try again in 61 s')), 'Too many attempts. Try again in 2 minutes.');
+  assert.match(describeError(new ApiError(429, 'rate_limited')), /Too many attempts/);
 });
