@@ -450,7 +450,9 @@ func testConversationsUnread(t *testing.T, b store.Backend) { unreadCase(t, b, p
 
 // testConversationsUnreadNumbered is ConversationsUnread with the numbers
 // the gateway stamps on messages (chat.Number).
-func testConversationsUnreadNumbered(t *testing.T, b store.Backend) { unreadCase(t, b, numbering{}.apply) }
+func testConversationsUnreadNumbered(t *testing.T, b store.Backend) {
+	unreadCase(t, b, numbering{}.apply)
+}
 
 func unreadCase(t *testing.T, b store.Backend, number func([]chat.Message) []chat.Message) {
 	ctx := t.Context()
