@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/store"
 	"github.com/gocql/gocql"
 )
 
@@ -48,6 +49,14 @@ type partition struct {
 // per call, however many of its messages the call holds. Batches are
 // written concurrently, bounded by MaxWritesInFlight across the backend.
 func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
+	return b.SaveMessagesReporting(ctx, msgs, nil)
+}
+
+var _ store.ReportingSaver = (*Backend)(nil)
+
+// SaveMessagesReporting is SaveMessages that calls stored (unless nil) with
+// each conversation once its messages are stored and its row moved.
+func (b *Backend) SaveMessagesReporting(ctx context.Context, msgs []chat.Message, stored func(conversation string)) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -161,11 +170,15 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 		// last_n moves with them (left alone by a message without one).
 		m := newest[j.p.conv]
 		n, base := number(m.Number)
-		return b.q(ctx, `UPDATE conversations USING TIMESTAMP ?
+		err := b.q(ctx, `UPDATE conversations USING TIMESTAMP ?
 			SET last_message_id = ?, last_sender_id = ?, last_body = ?, last_client_id = ?, last_sent_at = ?,
 			last_n = ?, last_n_base = ?
 			WHERE conversation_id = ?`,
 			int64(m.ID), int64(m.ID), int64(m.Sender), m.Body, m.ClientID, m.SentAt, n, base, m.Conversation).Exec()
+		if err == nil && stored != nil {
+			stored(m.Conversation)
+		}
+		return err
 	})
 	if err != nil {
 		return wrap("save messages", err)

@@ -412,8 +412,14 @@ func persistPublish(b *testing.B, js jetstream.JetStream, msgs []chat.Message) u
 		}
 		futures = futures[:0]
 	}
+	// Numbered as the gateway numbers them (chat.Number), in ID order.
+	nums := map[string]chat.Number{}
 	for _, m := range msgs {
-		nm := &nats.Msg{Subject: chat.MsgSubject(m.Conversation), Data: m.AppendJSON(nil)}
+		nm := &nats.Msg{Subject: chat.MsgSubject(m.Conversation), Data: m.AppendJSON(nil), Header: nats.Header{}}
+		num := nums[m.Conversation].Next(m.ID)
+		nums[m.Conversation] = num
+		nm.Header.Set(chat.HdrNum, strconv.FormatUint(num.N, 10))
+		nm.Header.Set(chat.HdrNumBase, num.Base.String())
 		f, err := js.PublishMsgAsync(nm, jetstream.WithMsgID(chat.MsgIDHeader(m.Conversation, m.Sender, m.ClientID)))
 		if err != nil {
 			b.Fatalf("publish: %v", err)
