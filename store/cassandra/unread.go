@@ -8,7 +8,7 @@ import (
 	"github.com/gocql/gocql"
 )
 
-// Unread counts by message numbers (issue 12, schema/migrations/0007): the
+// Unread counts by message numbers (issue 12, schema/migrations/0008): the
 // gateway numbers each conversation's messages 1, 2, 3, ... (chat.Number);
 // the store keeps the last message's number on the conversation row and
 // the number at each read mark, so that
