@@ -362,6 +362,12 @@ type saveStats struct {
 }
 
 func (c countingBackend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
+	return c.SaveMessagesReporting(ctx, msgs, nil)
+}
+
+// SaveMessagesReporting is what the Service calls (store.ReportingSaver):
+// counted like SaveMessages.
+func (c countingBackend) SaveMessagesReporting(ctx context.Context, msgs []chat.Message, stored func(string)) error {
 	// The requests the backend sends for msgs, as messages.go builds them:
 	// one unlogged batch per partition and 100 rows, then one update of
 	// each conversation's row (conversation_buckets inserts are cached and
@@ -378,7 +384,7 @@ func (c countingBackend) SaveMessages(ctx context.Context, msgs []chat.Message) 
 	}
 	c.st.stmts.Add(int64(stmts))
 	start := time.Now()
-	err := c.Backend.SaveMessages(ctx, msgs)
+	err := c.Backend.SaveMessagesReporting(ctx, msgs, stored)
 	c.st.nanos.Add(int64(time.Since(start)))
 	c.st.writes.Add(1)
 	return err
