@@ -8,7 +8,7 @@ import (
 	"github.com/gocql/gocql"
 )
 
-// Unread counts by message numbers (issue 12, schema/migrations/0008): the
+// Unread counts by message numbers (issue 12, schema/migrations/0009): the
 // gateway numbers each conversation's messages 1, 2, 3, ... (chat.Number);
 // the store keeps the last message's number on the conversation row and
 // the number at each read mark, so that
@@ -27,7 +27,10 @@ func (b *Backend) numberAt(ctx context.Context, conv string, mark chat.ID) (chat
 	if mark == 0 {
 		return chat.Number{}, nil
 	}
-	top := b.bucket(mark)
+	top, err := b.msgBucket(ctx, conv, mark, false)
+	if err != nil {
+		return chat.Number{}, err
+	}
 	at := func(bk int) (chat.Number, bool, error) {
 		// A row without a sender holds only changes: skip it.
 		iter := b.q(ctx, `SELECT sender_id, n, n_base FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id <= ?`,
@@ -59,9 +62,15 @@ func (b *Backend) numberAt(ctx context.Context, conv string, mark chat.ID) (chat
 // ownAfter counts user's numbered messages in (from, last], at most
 // maxUnreadScan, walking the non-empty buckets from last's down to from's.
 func (b *Backend) ownAfter(ctx context.Context, conv string, user, from, last chat.ID) (int, error) {
-	top, low := b.bucket(last), 0
+	top, err := b.msgBucket(ctx, conv, last, false)
+	if err != nil {
+		return 0, err
+	}
+	low := 0
 	if from > 0 {
-		low = b.bucket(from)
+		if low, err = b.msgBucket(ctx, conv, from, false); err != nil {
+			return 0, err
+		}
 	}
 	count := 0
 	countBucket := func(bk int) error {
