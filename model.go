@@ -73,6 +73,9 @@ type Message struct {
 	// when its ID is larger, so a change it already has is never counted
 	// twice.
 	Version ID `json:"version,omitempty"`
+	// Number is the message's place in its conversation (number.go),
+	// from the stream record's headers; not on the wire to clients.
+	Number Number `json:"-"`
 }
 
 // Reaction is one emoji's reactions to a message.

@@ -73,6 +73,13 @@ const (
 	HdrMsgID = "Chat-Msg-Id"
 	// HdrSender carries the sender of a stream record.
 	HdrSender = "Chat-Sender"
+	// HdrNum and HdrNumBase carry a stream record's Number: a message's
+	// own, and on an edit, deletion or reaction the conversation's at that
+	// point (the last message's), so that the newest record of a subject
+	// always tells the next message's number. Absent on records published
+	// before numbering.
+	HdrNum     = "Chat-Num"
+	HdrNumBase = "Chat-Num-Base"
 	// HdrUser carries who caused a conversation event.
 	HdrUser = "Chat-User"
 	// HdrNatsSeq and HdrNatsLastSeq are JetStream's: the republished

@@ -342,7 +342,8 @@ func (f *Feed) deliverRecord(conv string, seq uint64, h nats.Header, data []byte
 	sender, _ := chat.ParseID(h.Get(chat.HdrSender))
 	if f.cfg.Publisher != nil {
 		if id, err := chat.ParseID(h.Get(chat.HdrMsgID)); err == nil {
-			f.cfg.Publisher.Observe(conv, seq, id)
+			num, _ := chat.ParseNumber(h.Get(chat.HdrNum), h.Get(chat.HdrNumBase))
+			f.cfg.Publisher.Observe(conv, seq, id, num)
 		}
 	}
 	sh := f.shard(conv)

@@ -49,6 +49,7 @@ type convTail struct {
 	known   bool
 	lastSeq uint64
 	lastID  chat.ID
+	lastNum chat.Number // the newest record's number: the next message's is lastNum.Next
 	used    time.Time
 	// One publish to the conversation at a time from this gateway: busy
 	// while one is on the way; sends that arrive meanwhile wait in queue
@@ -111,9 +112,10 @@ func (p *Publisher) tail(conv string) *convTail {
 	return t
 }
 
-// Observe records a stored message seen on the fan-out subscription, so the
-// next publish to its conversation rarely conflicts.
-func (p *Publisher) Observe(conv string, seq uint64, id chat.ID) {
+// Observe records a stored record seen on the fan-out subscription (its
+// sequence, ID and number), so the next publish to its conversation rarely
+// conflicts.
+func (p *Publisher) Observe(conv string, seq uint64, id chat.ID, num chat.Number) {
 	p.mu.Lock()
 	t := p.convs[conv]
 	p.mu.Unlock()
@@ -122,7 +124,7 @@ func (p *Publisher) Observe(conv string, seq uint64, id chat.ID) {
 	}
 	t.mu.Lock()
 	if seq > t.lastSeq {
-		t.known, t.lastSeq, t.lastID = true, seq, id
+		t.known, t.lastSeq, t.lastID, t.lastNum = true, seq, id, num
 	}
 	t.mu.Unlock()
 }
@@ -324,23 +326,23 @@ var errBatchRefused = errors.New("router: atomic batch refused")
 
 // currentTail returns what is known of t's newest record, asking the
 // stream when nothing is.
-func (p *Publisher) currentTail(ctx context.Context, conv string, t *convTail) (uint64, chat.ID, error) {
+func (p *Publisher) currentTail(ctx context.Context, conv string, t *convTail) (uint64, chat.ID, chat.Number, error) {
 	t.mu.Lock()
-	known, lastSeq, lastID := t.known, t.lastSeq, t.lastID
+	known, lastSeq, lastID, lastNum := t.known, t.lastSeq, t.lastID, t.lastNum
 	t.mu.Unlock()
 	if known {
-		return lastSeq, lastID, nil
+		return lastSeq, lastID, lastNum, nil
 	}
-	lastSeq, lastID, err := p.loadTail(ctx, chat.MsgSubject(conv))
+	lastSeq, lastID, lastNum, err := p.loadTail(ctx, chat.MsgSubject(conv))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, chat.Number{}, err
 	}
 	t.mu.Lock()
 	if lastSeq >= t.lastSeq {
-		t.known, t.lastSeq, t.lastID = true, lastSeq, lastID
+		t.known, t.lastSeq, t.lastID, t.lastNum = true, lastSeq, lastID, lastNum
 	}
 	t.mu.Unlock()
-	return lastSeq, lastID, nil
+	return lastSeq, lastID, lastNum, nil
 }
 
 // conflicted forgets t's tail after another gateway got in first and
@@ -353,28 +355,38 @@ func (p *Publisher) conflicted(ctx context.Context, t *convTail, attempt int) er
 	return sleepCtx(ctx, time.Duration(rand.Int64N(int64(attempt+1)*int64(200*time.Microsecond))))
 }
 
-func (p *Publisher) stored(t *convTail, seq uint64, id chat.ID) {
+func (p *Publisher) stored(t *convTail, seq uint64, id chat.ID, num chat.Number) {
 	t.mu.Lock()
 	if seq > t.lastSeq {
-		t.known, t.lastSeq, t.lastID = true, seq, id
+		t.known, t.lastSeq, t.lastID, t.lastNum = true, seq, id, num
 	}
 	t.mu.Unlock()
 }
 
-// record builds the NATS message of one record.
-func (p *Publisher) record(subject string, r *pubReq, id chat.ID, at time.Time) *nats.Msg {
+// record builds the NATS message of one record that follows a record
+// numbered last, and returns the number it carries: a message's is the
+// next, other records carry last unchanged.
+func (p *Publisher) record(subject string, r *pubReq, id chat.ID, at time.Time, last chat.Number) (*nats.Msg, chat.Number) {
 	nm := &nats.Msg{Subject: subject, Data: r.encode(id, at), Header: nats.Header{}}
 	nm.Header.Set(chat.HdrKind, string(r.kind))
 	nm.Header.Set(chat.HdrMsgID, id.String())
 	nm.Header.Set(chat.HdrSender, r.sender.String())
-	return nm
+	num := last
+	if r.kind == chat.EventMessage {
+		num = last.Next(id)
+	}
+	if num.Numbered() {
+		nm.Header.Set(chat.HdrNum, strconv.FormatUint(num.N, 10))
+		nm.Header.Set(chat.HdrNumBase, num.Base.String())
+	}
+	return nm, num
 }
 
 // publishOne publishes one record on its own.
 func (p *Publisher) publishOne(ctx context.Context, conv string, t *convTail, r *pubReq) (id chat.ID, at time.Time, dupSeq uint64, err error) {
 	subject := chat.MsgSubject(conv)
 	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
-		lastSeq, lastID, err := p.currentTail(ctx, conv, t)
+		lastSeq, lastID, lastNum, err := p.currentTail(ctx, conv, t)
 		if err != nil {
 			return 0, time.Time{}, 0, err
 		}
@@ -382,7 +394,7 @@ func (p *Publisher) publishOne(ctx context.Context, conv string, t *convTail, r 
 			return 0, time.Time{}, 0, fmt.Errorf("router: publish: %w", err)
 		}
 		at = p.now().UTC().Truncate(time.Millisecond)
-		nm := p.record(subject, r, id, at)
+		nm, num := p.record(subject, r, id, at, lastNum)
 		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(lastSeq)}
 		if r.msgID != "" {
 			opts = append(opts, jetstream.WithMsgID(r.msgID))
@@ -400,7 +412,7 @@ func (p *Publisher) publishOne(ctx context.Context, conv string, t *convTail, r 
 		if ack.Duplicate {
 			return 0, time.Time{}, ack.Sequence, nil
 		}
-		p.stored(t, ack.Sequence, id)
+		p.stored(t, ack.Sequence, id, num)
 		return id, at, 0, nil
 	}
 	return 0, time.Time{}, 0, ErrConflict
@@ -413,13 +425,13 @@ func (p *Publisher) publishOne(ctx context.Context, conv string, t *convTail, r 
 func (p *Publisher) publishAtomic(ctx context.Context, conv string, t *convTail, batch []*pubReq, results []pubResult) error {
 	subject := chat.MsgSubject(conv)
 	for attempt := 0; attempt < maxPublishAttempts; attempt++ {
-		lastSeq, lastID, err := p.currentTail(ctx, conv, t)
+		lastSeq, lastID, lastNum, err := p.currentTail(ctx, conv, t)
 		if err != nil {
 			return err
 		}
 		batchID := nuid.Next()
 		var commit *nats.Msg
-		prev := lastID
+		prev, num := lastID, lastNum
 		for i, r := range batch {
 			id, err := p.ids.NextAfter(prev)
 			if err != nil {
@@ -428,7 +440,8 @@ func (p *Publisher) publishAtomic(ctx context.Context, conv string, t *convTail,
 			at := p.now().UTC().Truncate(time.Millisecond)
 			prev = id
 			results[i] = pubResult{id: id, at: at}
-			nm := p.record(subject, r, id, at)
+			var nm *nats.Msg
+			nm, num = p.record(subject, r, id, at, num)
 			nm.Header.Set(hdrBatchID, batchID)
 			nm.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
 			if r.msgID != "" {
@@ -459,7 +472,7 @@ func (p *Publisher) publishAtomic(ctx context.Context, conv string, t *convTail,
 			}
 			return fmt.Errorf("router: publish: %w", perr)
 		}
-		p.stored(t, ack.Sequence, prev)
+		p.stored(t, ack.Sequence, prev, num)
 		return nil
 	}
 	return ErrConflict
@@ -529,38 +542,42 @@ func (p *Publisher) Newest(ctx context.Context, conv string, atLeast chat.ID) (c
 			return id, nil
 		}
 	}
-	seq, id, err := p.loadTail(ctx, chat.MsgSubject(conv))
+	seq, id, num, err := p.loadTail(ctx, chat.MsgSubject(conv))
 	if err != nil {
 		return 0, err
 	}
 	if t != nil {
 		t.mu.Lock()
 		if seq > t.lastSeq {
-			t.known, t.lastSeq, t.lastID = true, seq, id
+			t.known, t.lastSeq, t.lastID, t.lastNum = true, seq, id, num
 		}
 		t.mu.Unlock()
 	}
 	return id, nil
 }
 
-// loadTail asks the stream for a conversation's newest message.
-func (p *Publisher) loadTail(ctx context.Context, subject string) (uint64, chat.ID, error) {
+// loadTail asks the stream for a conversation's newest record: its
+// sequence, ID and number. A record without a (well-formed) number, or none
+// at all (every record of the conversation aged out of the stream), makes
+// the next message start a new run of numbers.
+func (p *Publisher) loadTail(ctx context.Context, subject string) (uint64, chat.ID, chat.Number, error) {
 	raw, err := p.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, 0, nil
+		return 0, 0, chat.Number{}, nil
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("router: last message of %s: %w", subject, err)
+		return 0, 0, chat.Number{}, fmt.Errorf("router: last message of %s: %w", subject, err)
 	}
 	id, err := chat.ParseID(raw.Header.Get(chat.HdrMsgID))
 	if err != nil {
 		var m chat.Message
 		if jerr := json.Unmarshal(raw.Data, &m); jerr != nil {
-			return 0, 0, fmt.Errorf("router: last message of %s: %w", subject, jerr)
+			return 0, 0, chat.Number{}, fmt.Errorf("router: last message of %s: %w", subject, jerr)
 		}
 		id = m.ID
 	}
-	return raw.Sequence, id, nil
+	num, _ := chat.ParseNumber(raw.Header.Get(chat.HdrNum), raw.Header.Get(chat.HdrNumBase))
+	return raw.Sequence, id, num, nil
 }
 
 // original fetches the record a duplicate publish refers to into v.

@@ -213,6 +213,11 @@ func (s *Service) read(ctx context.Context, req storeclient.ReadRequest) (any, e
 	if _, err := s.memberConversation(ctx, req.Conversation, req.User); err != nil {
 		return nil, err
 	}
+	// The backend records the number of the newest stored message at the
+	// mark (unread counts); the marked message is stored first.
+	if err := s.awaitStored(ctx, req.Conversation); err != nil {
+		return nil, err
+	}
 	mark, moved, err := s.b.MarkRead(ctx, req.Conversation, req.User, req.MessageID)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/chatcluster/chat"
 	"github.com/nats-io/nats.go"
@@ -55,45 +56,107 @@ func (s *Service) consume(stop, work context.Context) error {
 	return newPipeline(s, cons).run(stop, work)
 }
 
-// write saves msgs (delivered as ms) and acks them.
+// write saves msgs (delivered as ms) and acks them: each conversation's
+// messages as soon as the backend reports them stored (ReportingSaver),
+// not after the slowest conversation of the batch, and never before.
 func (s *Service) write(work context.Context, msgs []chat.Message, ms []jetstream.Msg) {
-	err := s.save(work, msgs, ms)
+	w := newAcker(msgs, ms)
+	err := s.save(work, w)
+	pend := w.pending()
 	switch {
-	case errors.Is(err, chat.ErrInvalid) && len(msgs) > 1:
+	case err == nil:
+	case errors.Is(err, chat.ErrInvalid) && len(pend) > 1:
 		// The backend refused one of them; find it, so that one bad
 		// message does not block the stream.
-		for i := range msgs {
+		for _, i := range pend {
 			s.write(work, msgs[i:i+1], ms[i:i+1])
 		}
 		return
-	case errors.Is(err, chat.ErrInvalid):
-		s.terminate(ms[0], err)
+	case errors.Is(err, chat.ErrInvalid) && len(pend) == 1:
+		s.terminate(ms[pend[0]], err)
 		return
-	case err != nil:
+	case errors.Is(err, chat.ErrInvalid):
+		return // every message was stored after all
+	default:
 		s.saveOK.Store(false)
 		s.log.Error("store write failed; messages left for redelivery",
-			zap.Int("messages", len(msgs)), zap.Error(err))
-		for _, m := range ms {
-			_ = m.NakWithDelay(s.cfg.RedeliverDelay)
+			zap.Int("messages", len(pend)), zap.Error(err))
+		for _, i := range pend {
+			_ = ms[i].NakWithDelay(s.cfg.RedeliverDelay)
 		}
 		return
 	}
 	s.saveOK.Store(true)
 	s.m.written.Add(float64(len(msgs)))
 	s.m.batchSize.Observe(float64(len(msgs)))
-	var ackErr error
-	for _, m := range ms {
-		if err := m.Ack(); err != nil && ackErr == nil {
-			ackErr = err
-		}
-	}
-	if ackErr != nil {
+	w.ackAll(pend)
+	if err := w.ackErr(); err != nil {
 		// Written but not acked: JetStream redelivers, the write is idempotent.
-		s.log.Warn("ack failed", zap.Error(ackErr))
+		s.log.Warn("ack failed", zap.Error(err))
 	}
+	s.pokeFloor()
+}
+
+func (s *Service) pokeFloor() {
 	if s.floor.waiting() {
 		s.floor.poke()
 	}
+}
+
+// acker acks a batch's messages by conversation as the backend reports
+// them stored, from the backend's goroutines.
+type acker struct {
+	msgs   []chat.Message
+	ms     []jetstream.Msg
+	byConv map[string][]int
+
+	mu       sync.Mutex
+	acked    []bool
+	firstErr error
+}
+
+func newAcker(msgs []chat.Message, ms []jetstream.Msg) *acker {
+	w := &acker{msgs: msgs, ms: ms, byConv: map[string][]int{}, acked: make([]bool, len(msgs))}
+	for i, m := range msgs {
+		w.byConv[m.Conversation] = append(w.byConv[m.Conversation], i)
+	}
+	return w
+}
+
+// stored acks conv's messages.
+func (w *acker) stored(conv string) { w.ackAll(w.byConv[conv]) }
+
+func (w *acker) ackAll(idx []int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, i := range idx {
+		if w.acked[i] {
+			continue
+		}
+		w.acked[i] = true
+		if err := w.ms[i].Ack(); err != nil && w.firstErr == nil {
+			w.firstErr = err
+		}
+	}
+}
+
+// pending lists the messages not acked yet.
+func (w *acker) pending() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []int
+	for i, a := range w.acked {
+		if !a {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (w *acker) ackErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.firstErr
 }
 
 func (s *Service) terminate(m jetstream.Msg, reason error) {
@@ -112,11 +175,30 @@ func (s *Service) terminate(m jetstream.Msg, reason error) {
 // save writes msgs with bounded retries. While it retries, the messages'
 // ack deadlines are pushed back so that JetStream does not hand them to
 // another replica meanwhile.
-func (s *Service) save(work context.Context, msgs []chat.Message, ms []jetstream.Msg) error {
+//
+// Each attempt writes only the messages not acked yet: a conversation
+// reported stored by an attempt that then failed elsewhere is not written
+// again.
+func (s *Service) save(work context.Context, w *acker) error {
 	backoff := s.cfg.RetryBackoff
+	stored := func(conv string) {
+		w.stored(conv)
+		s.pokeFloor()
+	}
 	for attempt := 1; ; attempt++ {
+		pend := w.pending()
+		if len(pend) == 0 {
+			return nil
+		}
+		msgs := w.msgs
+		if len(pend) < len(w.msgs) {
+			msgs = make([]chat.Message, len(pend))
+			for k, i := range pend {
+				msgs[k] = w.msgs[i]
+			}
+		}
 		ctx, cancel := context.WithTimeout(work, s.cfg.SaveTimeout)
-		err := s.b.SaveMessages(ctx, msgs)
+		err := saveReporting(ctx, s.b, msgs, stored)
 		cancel()
 		if err == nil || errors.Is(err, chat.ErrInvalid) {
 			return err
@@ -130,8 +212,8 @@ func (s *Service) save(work context.Context, msgs []chat.Message, ms []jetstream
 			return err
 		}
 		backoff = min(2*backoff, maxBackoff)
-		for _, m := range ms {
-			_ = m.InProgress()
+		for _, i := range w.pending() {
+			_ = w.ms[i].InProgress()
 		}
 	}
 }

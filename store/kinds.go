@@ -114,5 +114,8 @@ func (s *Service) decodeStreamMessage(m jetstream.Msg) (chat.Message, error) {
 	case !chat.ValidConversationID(conv):
 		return chat.Message{}, fmt.Errorf("invalid conversation %q", conv)
 	}
+	// A malformed number costs the message only its number (it is then
+	// counted as one published before numbering), not its place in history.
+	msg.Number, _ = chat.ParseNumber(m.Headers().Get(chat.HdrNum), m.Headers().Get(chat.HdrNumBase))
 	return msg, nil
 }

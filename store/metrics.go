@@ -227,6 +227,13 @@ func (i instrumented) SaveMessages(ctx context.Context, msgs []chat.Message) err
 	return err
 }
 
+func (i instrumented) SaveMessagesReporting(ctx context.Context, msgs []chat.Message, stored func(string)) error {
+	start := time.Now()
+	err := saveReporting(ctx, i.b, msgs, stored)
+	i.m.observe(opSaveMessages, start, err)
+	return err
+}
+
 func (i instrumented) Messages(ctx context.Context, conversation string, p chat.Page) ([]chat.Message, bool, error) {
 	start := time.Now()
 	msgs, more, err := i.b.Messages(ctx, conversation, p)

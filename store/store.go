@@ -101,6 +101,36 @@ type Backend interface {
 	io.Closer
 }
 
+// ReportingSaver is a Backend that can tell, while SaveMessages runs, which
+// conversations' messages are stored, so that the store acks them at once
+// rather than after the slowest conversation of the batch.
+type ReportingSaver interface {
+	// SaveMessagesReporting is SaveMessages that calls stored(c), from
+	// any goroutine and before it returns, once every message of
+	// conversation c in msgs is stored and c's last message moved. A
+	// conversation not reported may or may not be stored.
+	SaveMessagesReporting(ctx context.Context, msgs []chat.Message, stored func(conversation string)) error
+}
+
+// saveReporting saves msgs through b, reporting conversations as
+// ReportingSaver does: as b reports them, or all at the end when b cannot.
+func saveReporting(ctx context.Context, b Backend, msgs []chat.Message, stored func(string)) error {
+	if rs, ok := b.(ReportingSaver); ok {
+		return rs.SaveMessagesReporting(ctx, msgs, stored)
+	}
+	if err := b.SaveMessages(ctx, msgs); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if !seen[m.Conversation] {
+			seen[m.Conversation] = true
+			stored(m.Conversation)
+		}
+	}
+	return nil
+}
+
 // PushBackend stores what push notifications need: users' devices and
 // per-conversation mutes.
 type PushBackend interface {

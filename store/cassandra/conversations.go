@@ -297,10 +297,9 @@ type listEntry struct {
 	lastRead int64
 	sum      chat.Summary
 	ok       bool // the conversation row exists
-	// The unread counters (unread.go): at the read mark (nil for a mark
-	// set before they existed) and now.
-	readPos, ownAtRead *int64
-	messages, sent     int64
+	// The numbers (unread.go) at the read mark (zero when not known) and
+	// of the last message.
+	readNum, lastNum chat.Number
 }
 
 // listChunk is how many conversation rows one query of the list reads (IN
@@ -308,7 +307,7 @@ type listEntry struct {
 const listChunk = 50
 
 const listColumns = `kind, title, created_by, created_at,
-	last_message_id, last_sender_id, last_body, last_client_id, last_sent_at`
+	last_message_id, last_sender_id, last_body, last_client_id, last_sent_at, last_n, last_n_base`
 
 // fillEntry completes e from its conversations row.
 func fillEntry(e *listEntry, row map[string]any) {
@@ -331,6 +330,7 @@ func fillEntry(e *listEntry, row map[string]any) {
 		m.Deleted = m.Body == ""
 		e.sum.LastMessage = m
 		e.sum.Activity = m.SentAt
+		e.lastNum = rowNumber(row["last_n"], row["last_n_base"])
 	}
 }
 
@@ -362,17 +362,17 @@ func (b *Backend) ConversationPage(ctx context.Context, user chat.ID, p chat.Lis
 	}
 	limit := p.Limit
 	var entries []*listEntry
-	iter := b.q(ctx, `SELECT conversation_id, joined_at, last_read_id, read_pos, own_at_read FROM user_conversations WHERE user_id = ?`, int64(user)).
+	iter := b.q(ctx, `SELECT conversation_id, joined_at, last_read_id, read_n, read_n_base FROM user_conversations WHERE user_id = ?`, int64(user)).
 		PageSize(1000).Iter()
 	var (
-		conv               string
-		joined             time.Time
-		lastRead           int64
-		readPos, ownAtRead *int64
+		conv            string
+		joined          time.Time
+		lastRead        int64
+		readN, readBase int64
 	)
-	for iter.Scan(&conv, &joined, &lastRead, &readPos, &ownAtRead) {
-		entries = append(entries, &listEntry{conv: conv, joined: joined.UTC(), lastRead: lastRead, readPos: readPos, ownAtRead: ownAtRead})
-		readPos, ownAtRead = nil, nil
+	for iter.Scan(&conv, &joined, &lastRead, &readN, &readBase) {
+		entries = append(entries, &listEntry{conv: conv, joined: joined.UTC(), lastRead: lastRead,
+			readNum: rowNumber(readN, readBase)})
 	}
 	if err := iter.Close(); err != nil {
 		return nil, false, wrap("conversations", err)
@@ -422,22 +422,13 @@ func (b *Backend) ConversationPage(ctx context.Context, user chat.ID, p chat.Lis
 	if err := b.pageMembers(ctx, top); err != nil {
 		return nil, false, wrap("conversations", err)
 	}
-	if err := b.pageCounters(ctx, user, top); err != nil {
-		return nil, false, wrap("conversations", err)
-	}
 	err = b.each(ctx, len(top), func(ctx context.Context, i int) error {
 		e := top[i]
 		if e.sum.LastMessage == nil || int64(e.sum.LastMessage.ID) <= e.lastRead {
 			return nil
 		}
-		if n, ok := e.unreadOf(); ok {
-			e.sum.Unread = n
-			return nil
-		}
-		// A read mark from before the counters: counted by a scan, as
-		// before, until the user's next read mark.
-		n, _, err := b.after(ctx, e.conv, user, chat.ID(e.lastRead), e.sum.LastMessage.ID)
-		e.sum.Unread = min(n, chat.UnreadCap)
+		n, err := b.unread(ctx, e, user)
+		e.sum.Unread = n
 		return err
 	})
 	if err != nil {
@@ -568,7 +559,9 @@ const maxUnreadScan = 20 * chat.UnreadCap
 // chat.UnreadCap) and user's own. It reads the last message's bucket first,
 // directly; only when the mark lies in an older bucket does it list the
 // non-empty buckets in between (conversation_buckets) and walk them, newest
-// first. A read mark pays this once (rebase); the list does not.
+// first. Rows without a sender (changes of a message not stored yet) are
+// not messages. The list pays this only for marks and messages without
+// numbers (unread.go).
 func (b *Backend) after(ctx context.Context, conv string, user, mark, last chat.ID) (others, own int, err error) {
 	top, err := b.msgBucket(ctx, conv, last, false)
 	if err != nil {
@@ -585,10 +578,13 @@ func (b *Backend) after(ctx context.Context, conv string, user, mark, last chat.
 	// Whatever path returns, the results are the counts so far.
 	defer func() { others, own = count, scanned-count }()
 	countBucket := func(bk int) error {
-		iter := b.q(ctx, `SELECT sender_id FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id > ?`,
-			conv, bk, int64(mark)).PageSize(chat.UnreadCap).Iter()
+		iter := b.q(ctx, `SELECT sender_id FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id > ? AND message_id <= ?`,
+			conv, bk, int64(mark), int64(last)).PageSize(chat.UnreadCap).Iter()
 		var sender int64
 		for !done() && iter.Scan(&sender) {
+			if sender == 0 {
+				continue
+			}
 			scanned++
 			if chat.ID(sender) != user {
 				count++
@@ -637,7 +633,7 @@ func (b *Backend) MarkRead(ctx context.Context, conversation string, user chat.I
 	if int64(msg) <= cur {
 		return chat.ID(cur), false, nil
 	}
-	readPos, ownAtRead, err := b.rebase(ctx, conversation, user, msg)
+	readN, readBase, err := b.markNumber(ctx, conversation, msg)
 	if err != nil {
 		return 0, false, wrap("mark read", err)
 	}
@@ -645,8 +641,8 @@ func (b *Backend) MarkRead(ctx context.Context, conversation string, user chat.I
 	err = b.each(ctx, 2, func(ctx context.Context, i int) error {
 		if i == 0 {
 			return b.q(ctx, `UPDATE user_conversations USING TIMESTAMP ?
-				SET last_read_id = ?, read_pos = ?, own_at_read = ? WHERE user_id = ? AND conversation_id = ?`,
-				ts, int64(msg), readPos, ownAtRead, int64(user), conversation).Exec()
+				SET last_read_id = ?, read_n = ?, read_n_base = ? WHERE user_id = ? AND conversation_id = ?`,
+				ts, int64(msg), readN, readBase, int64(user), conversation).Exec()
 		}
 		return b.q(ctx, `UPDATE conversation_members USING TIMESTAMP ? SET last_read_id = ? WHERE conversation_id = ? AND user_id = ?`,
 			ts, int64(msg), conversation, int64(user)).Exec()

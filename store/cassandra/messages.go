@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatcluster/chat"
+	"github.com/chatcluster/chat/store"
 	"github.com/gocql/gocql"
 )
 
@@ -40,12 +41,22 @@ type partition struct {
 // SaveMessages groups messages by partition (conversation, bucket); for each
 // it records the bucket in conversation_buckets (unless this process
 // already did) and then writes the messages in unlogged single-partition
-// batches. Once every message of a conversation is stored it moves the
+// batches, with their numbers and, for numbered ones, their sender's
+// own_messages rows (unread.go). Nothing is read: every write is
+// idempotent, so a redelivered message changes nothing. Once every message of a conversation is stored it moves the
 // conversation's last message (the last_* columns of its row, written USING
 // TIMESTAMP <id>, so they only move forward): one update per conversation
 // per call, however many of its messages the call holds. Batches are
 // written concurrently, bounded by MaxWritesInFlight across the backend.
 func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
+	return b.SaveMessagesReporting(ctx, msgs, nil)
+}
+
+var _ store.ReportingSaver = (*Backend)(nil)
+
+// SaveMessagesReporting is SaveMessages that calls stored (unless nil) with
+// each conversation once its messages are stored and its row moved.
+func (b *Backend) SaveMessagesReporting(ctx context.Context, msgs []chat.Message, stored func(conversation string)) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -125,24 +136,27 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 			}
 			b.buckets.add(k)
 		}
-		fresh, err := b.unstored(ctx, k, j.msgs)
-		if err != nil {
-			return err
-		}
+		// A numbered message's row in own_messages has the same partition
+		// key as its messages row: one mutation, no extra request.
 		batch := b.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx).WithTimestamp(ts)
 		for _, m := range j.msgs {
+			n, base := number(m.Number)
 			batch.Entries = append(batch.Entries, gocql.BatchEntry{
-				Stmt: `INSERT INTO messages (conversation_id, bucket, message_id, sender_id, body, client_id, sent_at, reply_to)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				Stmt: `INSERT INTO messages (conversation_id, bucket, message_id, sender_id, body, client_id, sent_at, reply_to, n, n_base)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				Args: []any{m.Conversation, k.bucket, int64(m.ID), int64(m.Sender), m.Body, unsetIfEmpty(m.ClientID), sentAt(m),
-					unsetIfZero(m.ReplyTo)},
+					unsetIfZero(m.ReplyTo), n, base},
 				Idempotent: true,
 			})
+			if m.Number.Numbered() {
+				batch.Entries = append(batch.Entries, gocql.BatchEntry{
+					Stmt:       `INSERT INTO own_messages (conversation_id, bucket, sender_id, message_id) VALUES (?, ?, ?, ?)`,
+					Args:       []any{m.Conversation, k.bucket, int64(m.Sender), int64(m.ID)},
+					Idempotent: true,
+				})
+			}
 		}
 		if err := b.s.ExecuteBatch(batch); err != nil {
-			return err
-		}
-		if err := b.count(ctx, j.p.conv, fresh); err != nil {
 			return err
 		}
 		if left[j.p.conv].Add(-1) > 0 {
@@ -153,16 +167,32 @@ func (b *Backend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
 		// history too. Every column is written (an empty string is a
 		// value, not a null), so no column of an older last message
 		// survives.
+		// last_n moves with them (left alone by a message without one).
 		m := newest[j.p.conv]
-		return b.q(ctx, `UPDATE conversations USING TIMESTAMP ?
-			SET last_message_id = ?, last_sender_id = ?, last_body = ?, last_client_id = ?, last_sent_at = ?
+		n, base := number(m.Number)
+		err := b.q(ctx, `UPDATE conversations USING TIMESTAMP ?
+			SET last_message_id = ?, last_sender_id = ?, last_body = ?, last_client_id = ?, last_sent_at = ?,
+			last_n = ?, last_n_base = ?
 			WHERE conversation_id = ?`,
-			int64(m.ID), int64(m.ID), int64(m.Sender), m.Body, m.ClientID, m.SentAt, m.Conversation).Exec()
+			int64(m.ID), int64(m.ID), int64(m.Sender), m.Body, m.ClientID, m.SentAt, n, base, m.Conversation).Exec()
+		if err == nil && stored != nil {
+			stored(m.Conversation)
+		}
+		return err
 	})
 	if err != nil {
 		return wrap("save messages", err)
 	}
 	return nil
+}
+
+// number is the n and n_base columns of a message's number: unset (not
+// written) for a message without one.
+func number(n chat.Number) (any, any) {
+	if !n.Numbered() || n.N > math.MaxInt64 || n.Base > math.MaxInt64 {
+		return gocql.UnsetValue, gocql.UnsetValue
+	}
+	return int64(n.N), int64(n.Base)
 }
 
 func sentAt(m chat.Message) any {

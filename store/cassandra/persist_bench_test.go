@@ -362,6 +362,12 @@ type saveStats struct {
 }
 
 func (c countingBackend) SaveMessages(ctx context.Context, msgs []chat.Message) error {
+	return c.SaveMessagesReporting(ctx, msgs, nil)
+}
+
+// SaveMessagesReporting is what the Service calls (store.ReportingSaver):
+// counted like SaveMessages.
+func (c countingBackend) SaveMessagesReporting(ctx context.Context, msgs []chat.Message, stored func(string)) error {
 	// The requests the backend sends for msgs, as messages.go builds them:
 	// one unlogged batch per partition and 100 rows, then one update of
 	// each conversation's row (conversation_buckets inserts are cached and
@@ -378,7 +384,7 @@ func (c countingBackend) SaveMessages(ctx context.Context, msgs []chat.Message) 
 	}
 	c.st.stmts.Add(int64(stmts))
 	start := time.Now()
-	err := c.Backend.SaveMessages(ctx, msgs)
+	err := c.Backend.SaveMessagesReporting(ctx, msgs, stored)
 	c.st.nanos.Add(int64(time.Since(start)))
 	c.st.writes.Add(1)
 	return err
@@ -412,8 +418,14 @@ func persistPublish(b *testing.B, js jetstream.JetStream, msgs []chat.Message) u
 		}
 		futures = futures[:0]
 	}
+	// Numbered as the gateway numbers them (chat.Number), in ID order.
+	nums := map[string]chat.Number{}
 	for _, m := range msgs {
-		nm := &nats.Msg{Subject: chat.MsgSubject(m.Conversation), Data: m.AppendJSON(nil)}
+		nm := &nats.Msg{Subject: chat.MsgSubject(m.Conversation), Data: m.AppendJSON(nil), Header: nats.Header{}}
+		num := nums[m.Conversation].Next(m.ID)
+		nums[m.Conversation] = num
+		nm.Header.Set(chat.HdrNum, strconv.FormatUint(num.N, 10))
+		nm.Header.Set(chat.HdrNumBase, num.Base.String())
 		f, err := js.PublishMsgAsync(nm, jetstream.WithMsgID(chat.MsgIDHeader(m.Conversation, m.Sender, m.ClientID)))
 		if err != nil {
 			b.Fatalf("publish: %v", err)

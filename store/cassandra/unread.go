@@ -8,148 +8,162 @@ import (
 	"github.com/gocql/gocql"
 )
 
-// Unread counts in O(1) (issue 11, schema/migrations/0005): counters of
-// stored messages per conversation and of own messages per user and
-// conversation, and both as they were at the user's read mark.
+// Unread counts by message numbers (issue 12, schema/migrations/0009): the
+// gateway numbers each conversation's messages 1, 2, 3, ... (chat.Number);
+// the store keeps the last message's number on the conversation row and
+// the number at each read mark, so that
 //
-//	unread = messages - read_pos - (sent - own_at_read)
+//	unread = last_n - read_n - (the reader's own messages after the mark)
+//
+// The writes are plain idempotent columns and rows: nothing on the write
+// path reads, and a redelivered message writes what it wrote before. The
+// own messages are a slice of own_messages, usually empty (a reader who
+// writes has mostly read), bounded by maxUnreadScan.
 
-// unstored returns the messages of one partition's batch whose IDs are not
-// stored yet: only those move the counters (a redelivered message must not
-// count twice). One read of the partition per batch.
-func (b *Backend) unstored(ctx context.Context, k bucketKey, msgs []chat.Message) ([]chat.Message, error) {
-	ids := make([]int64, len(msgs))
-	for i, m := range msgs {
-		ids[i] = int64(m.ID)
+// numberAt returns the number of the newest stored message at or before
+// mark (the zero Number when it has none, or when there is no such
+// message). It reads mark's bucket first, then older non-empty buckets.
+func (b *Backend) numberAt(ctx context.Context, conv string, mark chat.ID) (chat.Number, error) {
+	if mark == 0 {
+		return chat.Number{}, nil
 	}
-	iter := b.q(ctx, `SELECT message_id FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id IN ?`,
-		k.conv, k.bucket, ids).Iter()
-	have := map[int64]bool{}
-	var id int64
-	for iter.Scan(&id) {
-		have[id] = true
-	}
-	if err := iter.Close(); err != nil {
-		return nil, err
-	}
-	out := make([]chat.Message, 0, len(msgs))
-	for _, m := range msgs {
-		if !have[int64(m.ID)] {
-			out = append(out, m)
-		}
-	}
-	return out, nil
-}
-
-// count adds newly stored messages of conv to the counters. Counter
-// updates are not idempotent, so the driver must not retry them.
-func (b *Backend) count(ctx context.Context, conv string, fresh []chat.Message) error {
-	if len(fresh) == 0 {
-		return nil
-	}
-	sent := map[chat.ID]int64{}
-	for _, m := range fresh {
-		sent[m.Sender]++
-	}
-	if err := b.q(ctx, `UPDATE conversation_counts SET messages = messages + ? WHERE conversation_id = ?`,
-		int64(len(fresh)), conv).Idempotent(false).Exec(); err != nil {
-		return err
-	}
-	for u, n := range sent {
-		if err := b.q(ctx, `UPDATE user_conversation_counts SET sent = sent + ? WHERE user_id = ? AND conversation_id = ?`,
-			n, int64(u), conv).Idempotent(false).Exec(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// counters reads conv's message count and user's own count in it.
-func (b *Backend) counters(ctx context.Context, conv string, user chat.ID) (messages, sent int64, err error) {
-	err = b.q(ctx, `SELECT messages FROM conversation_counts WHERE conversation_id = ?`, conv).Scan(&messages)
-	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
-		return 0, 0, err
-	}
-	err = b.q(ctx, `SELECT sent FROM user_conversation_counts WHERE user_id = ? AND conversation_id = ?`, int64(user), conv).Scan(&sent)
-	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
-		return 0, 0, err
-	}
-	return messages, sent, nil
-}
-
-// rebase computes read_pos and own_at_read for a new mark: the counters
-// now, less the messages after the mark (counted newest first, at most
-// chat.UnreadCap of others': beyond, the count is capped anyway).
-func (b *Backend) rebase(ctx context.Context, conv string, user, mark chat.ID) (readPos, ownAtRead int64, err error) {
-	messages, sent, err := b.counters(ctx, conv, user)
+	top, err := b.msgBucket(ctx, conv, mark, false)
 	if err != nil {
-		return 0, 0, err
+		return chat.Number{}, err
 	}
-	var last int64
-	err = b.q(ctx, `SELECT last_message_id FROM conversations WHERE conversation_id = ?`, conv).Scan(&last)
-	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
-		return 0, 0, err
-	}
-	others, own := 0, 0
-	if chat.ID(last) > mark {
-		if others, own, err = b.after(ctx, conv, user, mark, chat.ID(last)); err != nil {
-			return 0, 0, err
-		}
-	}
-	return max(0, messages-int64(others+own)), max(0, sent-int64(own)), nil
-}
-
-// pageCounters reads the counters of a page of user's list: conversation
-// counts (IN on 50 partitions at a time) and the user's own counts (one
-// slice of the user's partition per 50).
-func (b *Backend) pageCounters(ctx context.Context, user chat.ID, page []*listEntry) error {
-	byConv := make(map[string]*listEntry, len(page))
-	for _, e := range page {
-		byConv[e.conv] = e
-	}
-	chunks := (len(page) + listChunk - 1) / listChunk
-	return b.each(ctx, 2*chunks, func(ctx context.Context, i int) error {
-		part := page[(i/2)*listChunk : min((i/2+1)*listChunk, len(page))]
-		ids := make([]string, len(part))
-		for k, e := range part {
-			ids[k] = e.conv
-		}
-		var iter *gocql.Iter
-		if i%2 == 0 {
-			iter = b.q(ctx, `SELECT conversation_id, messages FROM conversation_counts WHERE conversation_id IN ?`, ids).Iter()
-		} else {
-			iter = b.q(ctx, `SELECT conversation_id, sent FROM user_conversation_counts WHERE user_id = ? AND conversation_id IN ?`, int64(user), ids).Iter()
-		}
-		var (
-			conv string
-			n    int64
-		)
-		for iter.Scan(&conv, &n) {
-			if e := byConv[conv]; e != nil {
-				if i%2 == 0 {
-					e.messages = n
-				} else {
-					e.sent = n
-				}
+	at := func(bk int) (chat.Number, bool, error) {
+		// A row without a sender holds only changes: skip it.
+		iter := b.q(ctx, `SELECT sender_id, n, n_base FROM messages WHERE conversation_id = ? AND bucket = ? AND message_id <= ?`,
+			conv, bk, int64(mark)).PageSize(100).Iter()
+		var sender, n, base int64
+		for iter.Scan(&sender, &n, &base) {
+			if sender != 0 {
+				_ = iter.Close()
+				return rowNumber(n, base), true, nil
 			}
 		}
-		return iter.Close()
-	})
+		return chat.Number{}, false, iter.Close()
+	}
+	num, found, err := at(top)
+	if err != nil || found {
+		return num, err
+	}
+	iter := b.q(ctx, `SELECT bucket FROM conversation_buckets WHERE conversation_id = ? AND bucket < ?`, conv, top).PageSize(10).Iter()
+	var bk int
+	for iter.Scan(&bk) {
+		if num, found, err = at(bk); err != nil || found {
+			_ = iter.Close()
+			return num, err
+		}
+	}
+	return chat.Number{}, iter.Close()
 }
 
-// unreadOf is e's unread count from its counters; ok is false for a read
-// mark set before the counters existed (counted by a scan until the next).
-func (e *listEntry) unreadOf() (int, bool) {
-	if e.readPos == nil && e.lastRead != 0 {
-		return 0, false
+// ownAfter counts user's numbered messages in (from, last], at most
+// maxUnreadScan, walking the non-empty buckets from last's down to from's.
+func (b *Backend) ownAfter(ctx context.Context, conv string, user, from, last chat.ID) (int, error) {
+	top, err := b.msgBucket(ctx, conv, last, false)
+	if err != nil {
+		return 0, err
 	}
-	var readPos, ownAtRead int64
-	if e.readPos != nil {
-		readPos = *e.readPos
+	low := 0
+	if from > 0 {
+		if low, err = b.msgBucket(ctx, conv, from, false); err != nil {
+			return 0, err
+		}
 	}
-	if e.ownAtRead != nil {
-		ownAtRead = *e.ownAtRead
+	count := 0
+	countBucket := func(bk int) error {
+		iter := b.q(ctx, `SELECT message_id FROM own_messages WHERE conversation_id = ? AND bucket = ? AND sender_id = ? AND message_id > ? AND message_id <= ?`,
+			conv, bk, int64(user), int64(from), int64(last)).PageSize(chat.UnreadCap).Iter()
+		var id int64
+		for count < maxUnreadScan && iter.Scan(&id) {
+			count++
+		}
+		return iter.Close()
 	}
-	n := e.messages - readPos - (e.sent - ownAtRead)
-	return int(max(0, min(n, chat.UnreadCap))), true
+	if err := countBucket(top); err != nil || low >= top {
+		return count, err
+	}
+	iter := b.q(ctx, `SELECT bucket FROM conversation_buckets WHERE conversation_id = ? AND bucket >= ? AND bucket < ?`,
+		conv, low, top).PageSize(1000).Iter()
+	var buckets []int
+	var bk int
+	for iter.Scan(&bk) {
+		buckets = append(buckets, bk)
+	}
+	if err := iter.Close(); err != nil {
+		return 0, err
+	}
+	for _, bk := range buckets {
+		if err := countBucket(bk); err != nil || count >= maxUnreadScan {
+			return count, err
+		}
+	}
+	return count, nil
+}
+
+// unread counts e's unread messages (capped at chat.UnreadCap) for user,
+// whose last message is past the mark.
+//
+//   - The mark in the last message's run: last_n - read_n - own after the
+//     mark.
+//   - The mark before the run began (including no mark, and a mark whose
+//     number the store did not know): the run's messages from others,
+//     last_n - own in the run, plus the others' messages between the mark
+//     and the run, counted by reading them (none, usually: a run starts
+//     where the conversation's stream began or resumed after it lay quiet).
+//   - No number on the last message (published before numbering): the
+//     messages after the mark, read and counted.
+func (b *Backend) unread(ctx context.Context, e *listEntry, user chat.ID) (int, error) {
+	mark, last := chat.ID(e.lastRead), e.sum.LastMessage.ID
+	run := e.lastNum
+	switch {
+	case !run.Numbered():
+		n, _, err := b.after(ctx, e.conv, user, mark, last)
+		return min(n, chat.UnreadCap), err
+	case e.readNum.Numbered() && e.readNum.Base == run.Base && mark >= run.Base:
+		own, err := b.ownAfter(ctx, e.conv, user, mark, last)
+		return capUnread(int64(run.N) - int64(e.readNum.N) - int64(own)), err
+	case mark < run.Base:
+		before := 0
+		if mark < run.Base-1 {
+			var err error
+			if before, _, err = b.after(ctx, e.conv, user, mark, run.Base-1); err != nil {
+				return 0, err
+			}
+		}
+		own, err := b.ownAfter(ctx, e.conv, user, run.Base-1, last)
+		return capUnread(int64(before) + int64(run.N) - int64(own)), err
+	default:
+		// A mark inside the run whose number is not known (set before
+		// numbering, or on a message not stored yet): counted by reading.
+		n, _, err := b.after(ctx, e.conv, user, mark, last)
+		return min(n, chat.UnreadCap), err
+	}
+}
+
+func capUnread(n int64) int { return int(max(0, min(n, chat.UnreadCap))) }
+
+// markNumber is the read_n and read_n_base to write with a new mark: the
+// number at the mark, or nulls when it is not known.
+func (b *Backend) markNumber(ctx context.Context, conv string, mark chat.ID) (n, base any, err error) {
+	num, err := b.numberAt(ctx, conv, mark)
+	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
+		return nil, nil, err
+	}
+	if !num.Numbered() {
+		return nil, nil, nil
+	}
+	return int64(num.N), int64(num.Base), nil
+}
+
+// rowNumber is the Number of an n and n_base pair of columns (bigint,
+// null as 0): the zero Number unless both are set.
+func rowNumber(n, base any) chat.Number {
+	num := chat.Number{N: uint64(max(toInt64(n), 0)), Base: chat.ID(max(toInt64(base), 0))}
+	if !num.Numbered() {
+		return chat.Number{}
+	}
+	return num
 }

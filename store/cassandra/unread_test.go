@@ -7,11 +7,12 @@ import (
 	"github.com/chatcluster/chat"
 )
 
-// TestUnreadFromCounters: the list's unread count is arithmetic on the
-// counters, not a scan of messages: deleting messages behind the backend's
-// back does not change it; a read mark from before the counters (no
-// read_pos) is counted by a scan until the next read mark.
-func TestUnreadFromCounters(t *testing.T) {
+// TestUnreadFromNumbers: the list's unread count is arithmetic on message
+// numbers, not a scan of messages: deleting messages behind the backend's
+// back does not change it; a read mark from before numbering (no read_n)
+// is counted by a scan until the next read mark, and so are messages
+// without numbers.
+func TestUnreadFromNumbers(t *testing.T) {
 	b := openEmpty(t)
 	ctx := t.Context()
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -27,7 +28,8 @@ func TestUnreadFromCounters(t *testing.T) {
 		if i%3 == 0 {
 			sender = me
 		}
-		msgs = append(msgs, chat.Message{ID: chat.FirstID(at), Conversation: c.ID, Sender: sender, Body: "x", SentAt: at, ClientID: "c"})
+		msgs = append(msgs, chat.Message{ID: chat.FirstID(at), Conversation: c.ID, Sender: sender, Body: "x", SentAt: at, ClientID: "c",
+			Number: chat.Number{N: uint64(i + 1), Base: chat.FirstID(base.Add(time.Minute))}})
 	}
 	if err := b.SaveMessages(ctx, msgs); err != nil {
 		t.Fatal(err)
@@ -67,13 +69,32 @@ func TestUnreadFromCounters(t *testing.T) {
 	if n := unread(); n != 10 {
 		t.Errorf("unread %d after deleting messages behind its back, want 10: it was counted by a scan", n)
 	}
-	// A mark from before the counters: scanned (bob's 16, 17, 19, 20, 22, 23, 25 are left).
+	// A mark from before numbering: scanned (bob's 16, 17, 19, 20, 22, 23, 25 are left).
 	// (The mark's cells carry the mark as their write timestamp.)
-	if err := env.admin.Query(`DELETE read_pos, own_at_read FROM user_conversations USING TIMESTAMP ? WHERE user_id = ? AND conversation_id = ?`,
+	if err := env.admin.Query(`DELETE read_n, read_n_base FROM user_conversations USING TIMESTAMP ? WHERE user_id = ? AND conversation_id = ?`,
 		int64(msgs[14].ID)+1, int64(me), c.ID).Exec(); err != nil {
 		t.Fatal(err)
 	}
 	if n := unread(); n != 7 {
-		t.Errorf("a mark without counters: unread %d, want 7 by a scan", n)
+		t.Errorf("a mark without a number: unread %d, want 7 by a scan", n)
+	}
+	// The next mark has its number again: arithmetic (bob's 16, 17, 19,
+	// 20, 22, 23, 25, 26, 28, 29 are after it, 26, 28 and 29 deleted but
+	// counted).
+	if _, _, err := b.MarkRead(ctx, c.ID, me, msgs[15].ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := unread(); n != 10 {
+		t.Errorf("unread after a new mark %d, want 10 from the numbers", n)
+	}
+	// A last message without a number (published before numbering): the
+	// messages after the mark are read and counted (the three deleted ones
+	// gone).
+	if err := env.admin.Query(`DELETE last_n, last_n_base FROM conversations USING TIMESTAMP ? WHERE conversation_id = ?`,
+		int64(msgs[29].ID)+1, c.ID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if n := unread(); n != 7 {
+		t.Errorf("a last message without a number: unread %d, want 7 by a scan", n)
 	}
 }

@@ -446,7 +446,15 @@ func testConversationsLastMessage(t *testing.T, b store.Backend) {
 	}
 }
 
-func testConversationsUnread(t *testing.T, b store.Backend) {
+func testConversationsUnread(t *testing.T, b store.Backend) { unreadCase(t, b, plain) }
+
+// testConversationsUnreadNumbered is ConversationsUnread with the numbers
+// the gateway stamps on messages (chat.Number).
+func testConversationsUnreadNumbered(t *testing.T, b store.Backend) {
+	unreadCase(t, b, numbering{}.apply)
+}
+
+func unreadCase(t *testing.T, b store.Backend, number func([]chat.Message) []chat.Message) {
 	ctx := t.Context()
 	me, bob, eve := userID(1), userID(2), userID(3)
 	c := mkConv(t, b, group(groupID(1), me, at(0), me, bob, eve))
@@ -463,6 +471,7 @@ func testConversationsUnread(t *testing.T, b store.Backend) {
 		}
 		all = append(all, msg(c.ID, idAt(at(time.Duration(i)*time.Minute), 0), sender))
 	}
+	all = number(all)
 	save(t, b, all...)
 	unread := func(u chat.ID, conv string) (int, chat.ID) {
 		t.Helper()
@@ -500,7 +509,7 @@ func testConversationsUnread(t *testing.T, b store.Backend) {
 		}
 	}
 	// New messages after the mark count again, own ones still not.
-	save(t, b, msg(c.ID, idAt(at(20*time.Minute), 0), me), msg(c.ID, idAt(at(21*time.Minute), 0), bob))
+	save(t, b, number([]chat.Message{msg(c.ID, idAt(at(20*time.Minute), 0), me), msg(c.ID, idAt(at(21*time.Minute), 0), bob)})...)
 	if n, _ := unread(me, c.ID); n != 1 {
 		t.Errorf("after new messages: unread %d, want 1", n)
 	}
@@ -510,7 +519,13 @@ func testConversationsUnread(t *testing.T, b store.Backend) {
 	}
 }
 
-func testConversationsUnreadCap(t *testing.T, b store.Backend) {
+func testConversationsUnreadCap(t *testing.T, b store.Backend) { unreadCapCase(t, b, plain) }
+
+func testConversationsUnreadCapNumbered(t *testing.T, b store.Backend) {
+	unreadCapCase(t, b, numbering{}.apply)
+}
+
+func unreadCapCase(t *testing.T, b store.Backend, number func([]chat.Message) []chat.Message) {
 	ctx := t.Context()
 	me, bob := userID(1), userID(2)
 	c := mkConv(t, b, group(groupID(1), me, at(0), me, bob))
@@ -523,6 +538,7 @@ func testConversationsUnreadCap(t *testing.T, b store.Backend) {
 			msgs = append(msgs, msg(c.ID, idAt(at(time.Duration(i)*7*time.Minute), 1), me))
 		}
 	}
+	msgs = number(msgs)
 	saveBatches(t, b, msgs, 250)
 	if e := summaryOf(t, list(t, b, me, 10), c.ID); e.Unread != chat.UnreadCap {
 		t.Errorf("never read with %d unread: unread %d, want the cap %d", chat.UnreadCap+5, e.Unread, chat.UnreadCap)
