@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/chatcluster/chat"
-	"github.com/chatcluster/chat/store/password"
 	"github.com/chatcluster/chat/store"
+	"github.com/chatcluster/chat/store/password"
 	"github.com/chatcluster/chat/store/storeclient"
 )
 
