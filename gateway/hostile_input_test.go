@@ -1,0 +1,620 @@
+//go:build unix
+
+package gateway_test
+
+// The hostile-input suite (issue 14, part 5): what an attacker sends, as an
+// attacker sends it. Each case holds the server to three things:
+//
+//   - a clear error: the JSON error envelope, an error frame with its code,
+//     or a documented close code, never a hang or a crash;
+//   - nothing changes: the state an attack aimed at is read back after it;
+//   - nobody else pays: a well-behaved client (the bystander) completes a
+//     round trip (a new upgrade with its hello, a ping, a send with its ack
+//     and delivery, an HTTP call) while the attack runs, within a generous
+//     deadline (no timing threshold: a stalled server fails by not
+//     answering), and the process's heap after GC grows by a bounded amount.
+//
+// Limits other helpers add (per-user connections and send rates, groups per
+// hour, display-name and title rules) extend the tables and cases here: the
+// places are marked "extend:".
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatcluster/chat/gateway"
+	"github.com/chatcluster/chat/store/storeclient"
+)
+
+// hostileWait bounds how long anything in this suite may take to happen:
+// far above a loaded CI machine's worst, far below "never".
+const hostileWait = 30 * time.Second
+
+// newHostileEnv is newBigEnv with the test's changes to the gateway's
+// configuration.
+func newHostileEnv(t *testing.T, mod func(*gateway.Config)) *bigEnv {
+	t.Helper()
+	addr, gw, nc := gateway.NewHarnessNATS(t, func(c *gateway.Config) {
+		c.JWTSecret = []byte(testSecret)
+		c.Drain = time.Second
+		if mod != nil {
+			mod(c)
+		}
+	})
+	tr := &http.Transport{MaxIdleConnsPerHost: 16}
+	t.Cleanup(tr.CloseIdleConnections)
+	e := &env{gw: gw, base: "http://" + addr, wsBase: "ws://" + addr + "/ws", client: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
+	return &bigEnv{env: e, st: storeclient.NewClient(nc, storeclient.ClientConfig{Timeout: 30 * time.Second})}
+}
+
+// bystander is a well-behaved pair of users with a direct conversation and
+// an open connection each.
+type bystander struct {
+	e      *bigEnv
+	a, b   account
+	ca, cb *wsClient
+	conv   string
+	sent   []string // IDs of the messages it sent, in order
+}
+
+func newBystander(t *testing.T, e *bigEnv) *bystander {
+	t.Helper()
+	us := e.fastUsers(t, "calm", 2)
+	by := &bystander{e: e, a: us[0], b: us[1]}
+	by.conv = e.direct(t, by.a, by.b.User.Username).ID
+	by.ca, _ = e.dial(t, "bystander a", by.a.Token)
+	by.cb, _ = e.dial(t, "bystander b", by.b.Token)
+	return by
+}
+
+// roundTrip is what an ordinary user does; each step must be answered
+// within frameWait (the clients' own bound), however busy the server is.
+func (by *bystander) roundTrip(t *testing.T) {
+	t.Helper()
+	fresh, _ := by.e.dial(t, "bystander fresh", by.a.Token) // an upgrade and its hello
+	fresh.close()
+	id := nextID("calm-ping")
+	if f := by.ca.request(t, id, map[string]any{"type": "ping", "id": id}); f.Type != "pong" {
+		t.Fatalf("bystander ping answered %s", f.Raw)
+	}
+	m := by.ca.send(t, by.conv, nextID("calm"), "still here")
+	by.sent = append(by.sent, m.ID)
+	by.cb.take(t, "the bystander's message", func(f frame) bool {
+		return f.Type == "message" && bytes.Contains(f.Raw, []byte(`"id":"`+m.ID+`"`))
+	})
+	var me apiUser
+	by.e.call(t, "GET", "/api/v1/me", by.a.Token, nil, http.StatusOK, &me)
+}
+
+// checkUntouched reads the bystanders' conversation back: exactly its own
+// messages, nothing an attacker slipped in.
+func (by *bystander) checkUntouched(t *testing.T) {
+	t.Helper()
+	p := by.e.history(t, by.a, by.conv, "limit=200")
+	if len(p.Messages) != len(by.sent) {
+		t.Fatalf("the bystanders' conversation holds %d messages, want their %d", len(p.Messages), len(by.sent))
+	}
+	for i, m := range p.Messages { // newest first
+		if want := by.sent[len(by.sent)-1-i]; m.ID != want || m.Sender != by.a.User.ID {
+			t.Errorf("message %d: %s from %s, want %s from the bystander", i, m.ID, m.Sender, want)
+		}
+	}
+}
+
+// during runs the attacks, each in a goroutine of its own looping until
+// told to stop (each completes at least one full pass), runs check
+// meanwhile, then stops and waits for them and reports their errors.
+func during(t *testing.T, check func(), attacks ...func(stop <-chan struct{}) error) {
+	t.Helper()
+	stop := make(chan struct{})
+	errs := make([]error, len(attacks))
+	var wg sync.WaitGroup
+	for i, a := range attacks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = a(stop)
+		}()
+	}
+	check()
+	close(stop)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("attack %d: %v", i, err)
+		}
+	}
+}
+
+// loop runs one pass of an attack, then more until stop.
+func loop(stop <-chan struct{}, pass func() error) error {
+	for {
+		if err := pass(); err != nil {
+			return err
+		}
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+	}
+}
+
+// heapNow is the live heap after a full collection.
+func heapNow() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// checkHeap fails when the heap grew by more than bound since before.
+func checkHeap(t *testing.T, what string, before uint64, bound uint64) {
+	t.Helper()
+	after := heapNow()
+	if after > before && after-before > bound {
+		t.Errorf("%s: the heap grew by %d MiB (from %d to %d MiB), bound %d MiB",
+			what, (after-before)>>20, before>>20, after>>20, bound>>20)
+	}
+}
+
+// rawPost sends body as is (a goroutine may call it: it returns errors).
+func rawPost(e *bigEnv, path, token string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequest("POST", e.base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, b, err
+}
+
+// errorCode is the code of a JSON error envelope ("" when it is not one).
+func errorCode(b []byte) string {
+	var env struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &env) != nil || env.Error.Message == "" {
+		return ""
+	}
+	return env.Error.Code
+}
+
+func nested(n int, open, close string) []byte {
+	return []byte(strings.Repeat(open, n) + strings.Repeat(close, n))
+}
+
+// 1. Oversized and deeply nested JSON, over HTTP and as frames, and
+// invalid UTF-8: a clear error each, nothing stored, others unaffected.
+func TestHostileJSON(t *testing.T) {
+	e := newHostileEnv(t, nil)
+	by := newBystander(t, e)
+	victim := e.fastUsers(t, "victim", 1)[0]
+	before := heapNow()
+
+	type bodyCase struct {
+		what, path string
+		token      bool
+		body       []byte
+		status     int
+	}
+	// The usernames these try to create must not exist afterwards.
+	bodies := []bodyCase{
+		{"100k nested arrays", "/api/v1/signup", false, nested(100_000, "[", "]"), http.StatusRequestEntityTooLarge},
+		{"100k unclosed arrays", "/api/v1/signup", false, []byte(strings.Repeat("[", 100_000)), http.StatusRequestEntityTooLarge},
+		{"a megabyte of JSON", "/api/v1/signup", false, []byte(`{"username":"hostile-mb","password":"` + strings.Repeat("p", 1<<20) + `"}`), http.StatusRequestEntityTooLarge},
+		{"30k nested arrays under the size limit", "/api/v1/signup", false, nested(30_000, "[", "]"), http.StatusBadRequest},
+		{"nested objects in a field", "/api/v1/signup", false, append(append([]byte(`{"username":`), nested(10_001, `{"a":`, "}")...), '}'), http.StatusBadRequest},
+		{"nested login", "/api/v1/login", false, nested(30_000, "[", "]"), http.StatusBadRequest},
+		{"invalid UTF-8 in a username", "/api/v1/signup", false, []byte("{\"username\":\"hostile-\xff\",\"password\":\"" + testPassword + "\"}"), http.StatusBadRequest},
+		{"invalid UTF-8 in a display name", "/api/v1/signup", false, []byte("{\"username\":\"hostile-utf8\",\"password\":\"" + testPassword + "\",\"display_name\":\"a\xc0\xafb\"}"), http.StatusBadRequest},
+		{"a surrogate encoded in UTF-8", "/api/v1/signup", false, []byte("{\"username\":\"hostile-sur\",\"password\":\"" + testPassword + "\",\"display_name\":\"\xed\xa0\x80\"}"), http.StatusBadRequest},
+		{"nested title", "/api/v1/conversations", true, append(append([]byte(`{"title":`), nested(20_000, "[", "]")...), '}'), http.StatusBadRequest},
+		{"invalid UTF-8 in a title", "/api/v1/conversations", true, []byte("{\"title\":\"\xff\xfe\",\"members\":[]}"), http.StatusBadRequest},
+		{"a title of 65 KiB", "/api/v1/conversations", true, []byte(`{"title":"` + strings.Repeat("t", 65<<10) + `","members":[]}`), http.StatusRequestEntityTooLarge},
+	}
+	httpAttack := func(stop <-chan struct{}) error {
+		return loop(stop, func() error {
+			for _, c := range bodies {
+				token := ""
+				if c.token {
+					token = victim.Token
+				}
+				status, b, err := rawPost(e, c.path, token, c.body)
+				if err != nil {
+					return fmt.Errorf("%s: %w", c.what, err)
+				}
+				if status != c.status || errorCode(b) != "invalid_request" {
+					return fmt.Errorf("%s: %d %.200s, want %d invalid_request", c.what, status, b, c.status)
+				}
+			}
+			return nil
+		})
+	}
+
+	// Frames: each is answered with an error frame and the connection
+	// stays open (a ping after it is answered).
+	frames := []struct {
+		what    string
+		payload []byte
+		code    string
+	}{
+		{"32k nested arrays, 65,536 bytes", nested(32_768, "[", "]"), "bad_request"},
+		{"nested id", append(append([]byte(`{"type":"ping","id":`), nested(20_000, "[", "]")...), '}'), "bad_request"},
+		{"nested objects", nested(10_001, `{"a":`, "}"), "bad_request"},
+		{"a send nested in its conversation", append(append([]byte(`{"type":"send","id":"n","client_id":"c","body":"b","conversation":`), nested(20_000, "[", "]")...), '}'), "bad_request"},
+		{"a string of 65,000 quotes", []byte(`"` + strings.Repeat(`\"`, 32_000) + `"`), "bad_request"},
+	}
+	attacker := e.fastUsers(t, "attacker", 1)[0]
+	wsAttack := func(stop <-chan struct{}) error {
+		r, err := dialRawErr(e, attacker.Token)
+		if err != nil {
+			return err
+		}
+		defer r.conn.Close()
+		return loop(stop, func() error {
+			for _, f := range frames {
+				if err := r.writeFrameErr(true, 1, f.payload); err != nil {
+					return fmt.Errorf("%s: %w", f.what, err)
+				}
+				got, err := r.nextText()
+				if err != nil {
+					return fmt.Errorf("%s: %w", f.what, err)
+				}
+				if msgType(got) != "error" || !bytes.Contains(got, []byte(`"code":"`+f.code+`"`)) {
+					return fmt.Errorf("%s: answered %.200s, want error %s", f.what, got, f.code)
+				}
+			}
+			if err := r.writeFrameErr(true, 1, []byte(`{"type":"ping","id":"alive"}`)); err != nil {
+				return err
+			}
+			got, err := r.nextText()
+			if err != nil || msgType(got) != "pong" {
+				return fmt.Errorf("ping after the bad frames: %.200s %v", got, err)
+			}
+			return nil
+		})
+	}
+	during(t, func() {
+		for range 3 {
+			by.roundTrip(t)
+		}
+	}, httpAttack, httpAttack, wsAttack)
+
+	// Frames that close the connection, each with its code.
+	for _, c := range []struct {
+		what    string
+		payload []byte
+		code    int
+	}{
+		{"65,537 bytes of nested arrays", append(nested(32_768, "[", "]"), ' '), 1009},
+		{"invalid UTF-8", []byte("{\"type\":\"ping\",\"id\":\"\xc0\xaf\"}"), 1007},
+		{"a UTF-8 surrogate", []byte("{\"type\":\"ping\",\"id\":\"\xed\xa0\x80\"}"), 1007},
+	} {
+		r := e.dialRaw(t, attacker.Token)
+		r.writeFrame(t, true, 1, c.payload)
+		if code := r.awaitClose(t); code != c.code {
+			t.Errorf("%s: close code %d, want %d", c.what, code, c.code)
+		}
+	}
+
+	// Nothing changed: no account was made, the victim is in no
+	// conversation, the bystanders' conversation is theirs alone.
+	for _, name := range []string{"hostile-mb", "hostile-utf8", "hostile-sur"} {
+		var users struct {
+			Users []apiUser `json:"users"`
+		}
+		e.call(t, "GET", "/api/v1/users?prefix="+name, victim.Token, nil, http.StatusOK, &users)
+		if len(users.Users) != 0 {
+			t.Errorf("an attack created the account %+v", users.Users)
+		}
+	}
+	if cs := e.conversations(t, victim); len(cs) != 0 {
+		t.Errorf("an attack created conversations for the victim: %+v", cs)
+	}
+	by.checkUntouched(t)
+	checkHeap(t, "nested and oversized JSON", before, 32<<20)
+}
+
+// dialRawErr is env.dialRaw for goroutines: it returns errors.
+func dialRawErr(e *bigEnv, token string) (*rawWS, error) {
+	u, _ := url.Parse(e.base)
+	conn, err := net.DialTimeout("tcp", u.Host, frameWait)
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(frameWait))
+	fmt.Fprintf(conn, "GET /ws?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+		url.QueryEscape(token), u.Host)
+	r := &rawWS{conn: conn, br: bufio.NewReader(conn)}
+	resp, err := http.ReadResponse(r.br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		conn.Close()
+		return nil, fmt.Errorf("upgrade: HTTP %d", resp.StatusCode)
+	}
+	if got, err := r.nextText(); err != nil || msgType(got) != "hello" {
+		conn.Close()
+		return nil, fmt.Errorf("first frame %.100s (%v), want hello", got, err)
+	}
+	return r, nil
+}
+
+// writeFrameErr is writeFrame for goroutines.
+func (r *rawWS) writeFrameErr(fin bool, op byte, payload []byte) error {
+	var hdr []byte
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	switch n := len(payload); {
+	case n < 126:
+		hdr = []byte{b0, 0x80 | byte(n)}
+	case n < 1<<16:
+		hdr = []byte{b0, 0x80 | 126, 0, 0}
+		binary.BigEndian.PutUint16(hdr[2:], uint16(n))
+	default:
+		hdr = make([]byte, 10)
+		hdr[0], hdr[1] = b0, 0x80|127
+		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
+	}
+	// A zero mask: the payload travels as it is (RFC 6455 allows any key;
+	// the server must unmask either way).
+	buf := append(append(hdr, 0, 0, 0, 0), payload...)
+	_ = r.conn.SetWriteDeadline(time.Now().Add(frameWait))
+	_, err := r.conn.Write(buf)
+	return err
+}
+
+// nextText returns the next text frame; a close frame is an error naming
+// its code.
+func (r *rawWS) nextText() ([]byte, error) {
+	for {
+		op, p, err := r.readFrame()
+		if err != nil {
+			return nil, err
+		}
+		switch op {
+		case 1:
+			return p, nil
+		case 8:
+			return nil, &closedError{code: closeCode(p)}
+		}
+	}
+}
+
+type closedError struct{ code int }
+
+func (e *closedError) Error() string { return fmt.Sprintf("closed with %d", e.code) }
+
+func closeCode(p []byte) int {
+	if len(p) < 2 {
+		return -1
+	}
+	return int(binary.BigEndian.Uint16(p))
+}
+
+// errCode is the close code in err, or 0.
+func errCode(err error) int {
+	var ce *closedError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return 0
+}
+
+// msgType is a frame's "type".
+func msgType(b []byte) string {
+	var f struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(b, &f)
+	return f.Type
+}
+
+// 1. Every field at its limit (accepted) and one past it (a clear error,
+// nothing stored), with Unicode edge cases: limits count code points, not
+// bytes, so the at-limit values use multi-byte characters.
+func TestHostileFieldLimits(t *testing.T) {
+	e := newHostileEnv(t, nil)
+	by := newBystander(t, e)
+	u := e.fastUsers(t, "limits", 2)
+	a, other := u[0], u[1]
+	rep := strings.Repeat
+	signup := func(username, password, display string) (int, []byte) {
+		return e.do(t, "POST", "/api/v1/signup", "", map[string]string{"username": username, "password": password, "display_name": display})
+	}
+
+	t.Run("signup", func(t *testing.T) {
+		ok := []struct{ what, username, password, display string }{
+			{"username of 3", "abc", testPassword, ""},
+			{"username of 32", rep("u", 32), testPassword, ""},
+			{"password of 8 code points", "pw-min", rep("é", 8), ""},
+			{"password of 256 code points", "pw-max", rep("😀", 256), ""},
+			{"display name of 64 code points", "dn-max", testPassword, rep("é", 64)},
+			{"display name of 64 emoji", "dn-emoji", testPassword, rep("👩‍", 32)},
+			{"right-to-left display name", "dn-rtl", testPassword, "مرحبا بالعالم"},
+		}
+		for _, c := range ok {
+			if status, b := signup(c.username, c.password, c.display); status != http.StatusCreated {
+				t.Errorf("%s: %d %s, want 201", c.what, status, b)
+			}
+		}
+		bad := []struct{ what, username, password, display string }{
+			{"username of 2", "ab", testPassword, ""},
+			{"username of 33", rep("v", 33), testPassword, ""},
+			{"password of 7 code points", "pw-short", rep("é", 7), ""},
+			{"password of 257 code points", "pw-long", rep("😀", 257), ""},
+			{"display name of 65 code points", "dn-long", testPassword, rep("é", 65)},
+			// Usernames: one spelling per name, ASCII only.
+			{"fullwidth letters", "ｆｕｌｌｗｉｄｔｈ", testPassword, ""},
+			{"Kelvin sign", "\u212Aelvin", testPassword, ""},
+			{"Cyrillic a (a confusable)", "\u0430lice-cyr", testPassword, ""},
+			{"zero-width joiner", "zw\u200Dj-name", testPassword, ""},
+			{"zero-width space", "zw\u200Bs-name", testPassword, ""},
+			{"right-to-left override", "rlo\u202Ename", testPassword, ""},
+			{"NUL", "nul\x00name", testPassword, ""},
+			{"combining accent", "e\u0301-name", testPassword, ""},
+			{"ligature", "\uFB01le-name", testPassword, ""},
+			{"space", "two words", testPassword, ""},
+			{"slash", "a/b-name", testPassword, ""},
+			{"a username of 1000 bytes", rep("\u212A", 333), testPassword, ""},
+			// extend: display-name rules (control, zero-width, bidi
+			// override characters; another user's name) when they land.
+		}
+		for _, c := range bad {
+			status, b := signup(c.username, c.password, c.display)
+			if status != http.StatusBadRequest || errorCode(b) != "invalid_request" {
+				t.Errorf("%s: %d %s, want 400 invalid_request", c.what, status, b)
+			}
+		}
+		// Nothing refused was stored, and a look-alike never logs in as
+		// the name it imitates.
+		for _, name := range []string{"ab", rep("v", 33), "pw-short", "pw-long", "dn-long"} {
+			e.fail(t, "POST", "/api/v1/login", "", map[string]string{"username": name, "password": testPassword}, http.StatusUnauthorized, "unauthorized")
+		}
+		for _, lookalike := range []string{"ＡＢＣ", "\u212Abc", "\u0430bc", "ab\u200Dc"} {
+			e.fail(t, "POST", "/api/v1/login", "", map[string]string{"username": lookalike, "password": testPassword}, http.StatusUnauthorized, "unauthorized")
+		}
+		var users struct {
+			Users []apiUser `json:"users"`
+		}
+		e.call(t, "GET", "/api/v1/users?prefix=pw-", a.Token, nil, http.StatusOK, &users)
+		if len(users.Users) != 2 {
+			t.Errorf("users pw-*: %+v, want pw-max and pw-min only", users.Users)
+		}
+	})
+
+	t.Run("search prefix", func(t *testing.T) {
+		e.call(t, "GET", "/api/v1/users?prefix="+rep("p", 32), a.Token, nil, http.StatusOK, nil)
+		e.fail(t, "GET", "/api/v1/users?prefix="+rep("p", 33), a.Token, nil, http.StatusBadRequest, "invalid_request")
+		// A look-alike finds nobody: it is refused, not folded into "k".
+		e.fastUsers(t, "kelvin", 1)
+		for _, p := range []string{"\u212Aelvin", "ｋelvin", "KELVIN"} {
+			status, b := e.do(t, "GET", "/api/v1/users?prefix="+url.QueryEscape(p), a.Token, nil)
+			if p == "KELVIN" {
+				if status != http.StatusOK || !bytes.Contains(b, []byte(`"kelvin`)) {
+					t.Errorf("prefix %q: %d %s, want the kelvin user (ASCII folds)", p, status, b)
+				}
+				continue
+			}
+			if status != http.StatusBadRequest || errorCode(b) != "invalid_request" {
+				t.Errorf("prefix %q: %d %s, want 400 invalid_request", p, status, b)
+			}
+		}
+	})
+
+	t.Run("group title and members", func(t *testing.T) {
+		before := len(e.conversations(t, a))
+		e.group(t, a, rep("é", 128))
+		e.group(t, a, rep("😀", 128))
+		e.group(t, a, "שלום \u05D0")
+		for _, c := range []struct {
+			what string
+			body any
+		}{
+			{"title of 129 code points", map[string]any{"title": rep("é", 129), "members": []string{}}},
+			{"empty title", map[string]any{"title": "", "members": []string{}}},
+			{"white space title", map[string]any{"title": " \t\n ", "members": []string{}}},
+			{"a title that is not a string", map[string]any{"title": []int{1}, "members": []string{}}},
+			{"1000 members besides the creator", map[string]any{"title": "big", "members": fakeNames(1000)}},
+			// extend: title rules (control, zero-width, bidi override).
+		} {
+			e.fail(t, "POST", "/api/v1/conversations", a.Token, c.body, http.StatusBadRequest, "invalid_request")
+		}
+		g := e.group(t, a, "grows")
+		e.fail(t, "POST", "/api/v1/conversations/"+g.ID+"/members", a.Token, map[string]any{"usernames": fakeNames(1001)}, http.StatusBadRequest, "invalid_request")
+		if got := len(e.conversations(t, a)); got != before+4 {
+			t.Errorf("%d conversations after, want %d: a refused one was made", got, before+4)
+		}
+		var m struct {
+			MemberCount int `json:"member_count"`
+		}
+		e.call(t, "GET", "/api/v1/conversations/"+g.ID+"/members", a.Token, nil, http.StatusOK, &m)
+		if m.MemberCount != 1 {
+			t.Errorf("a refused add changed the group: %d members", m.MemberCount)
+		}
+	})
+
+	t.Run("frames", func(t *testing.T) {
+		conv := e.direct(t, a, other.User.Username).ID
+		c, _ := e.dial(t, "limits", a.Token)
+		sent := c.send(t, conv, rep("c", 64), rep("é", 4096)) // both at their limit
+		c.send(t, conv, "emoji-body", rep("😀", 4096))
+		send := func(clientID, body string) map[string]any {
+			return map[string]any{"type": "send", "conversation": conv, "client_id": clientID, "body": body}
+		}
+		for _, r := range []struct {
+			what string
+			req  map[string]any
+			code string
+		}{
+			{"body of 4097 code points", send("b1", rep("é", 4097)), "invalid_message"},
+			{"white space body", send("b2", " \u00A0\u2003\n"), "invalid_message"},
+			{"empty body", send("b3", ""), "invalid_message"},
+			{"client_id of 65", send(rep("c", 65), "x"), "invalid_message"},
+			{"client_id with a control character", send("c\x01", "x"), "invalid_message"},
+			{"client_id not ASCII", send("é", "x"), "invalid_message"},
+			{"body not a string", map[string]any{"type": "send", "conversation": conv, "client_id": "b4", "body": 5}, "invalid_message"},
+			{"emoji of 33 bytes", map[string]any{"type": "react", "conversation": conv, "message_id": sent.ID, "emoji": rep("😀", 8) + "!"}, "invalid_message"},
+			{"emoji of 11 code points", map[string]any{"type": "react", "conversation": conv, "message_id": sent.ID, "emoji": rep("é", 11)}, "invalid_message"},
+			{"emoji of ASCII", map[string]any{"type": "react", "conversation": conv, "message_id": sent.ID, "emoji": "ok"}, "invalid_message"},
+			{"emoji with white space", map[string]any{"type": "react", "conversation": conv, "message_id": sent.ID, "emoji": "😀 "}, "invalid_message"},
+			{"history limit 0", map[string]any{"type": "history", "conversation": conv, "limit": 0}, "bad_request"},
+			{"a message ID past 64 bits", map[string]any{"type": "history", "conversation": conv, "before": "18446744073709551616"}, "bad_request"},
+		} {
+			id := nextID("lim")
+			r.req["id"] = id
+			c.errorFor(t, id, r.req, r.code)
+		}
+		// At the limit: an emoji of 32 bytes (8 four-byte code points).
+		id := nextID("react")
+		if f := c.request(t, id, map[string]any{"type": "react", "id": id, "conversation": conv, "message_id": sent.ID, "emoji": rep("😀", 8)}); f.Type != "ack" {
+			t.Errorf("emoji of 32 bytes: %s, want ack", f.Raw)
+		}
+		// Nothing refused was stored: the two sends, newest first.
+		p := c.history(t, conv, map[string]any{"limit": 10})
+		if len(p.Messages) != 2 || p.Messages[1].ID != sent.ID {
+			t.Errorf("history after the refused sends: %+v", p.Messages)
+		}
+	})
+	by.roundTrip(t)
+	by.checkUntouched(t)
+}
+
+// fakeNames are n valid usernames nobody has.
+func fakeNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("nobody-%d", i)
+	}
+	return out
+}
