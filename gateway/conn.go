@@ -51,6 +51,9 @@ type Conn struct {
 	// (unix nanos, 0 if none): keepalive closes a client that never
 	// finishes one within ReadTimeout.
 	partialSince atomic.Int64
+	// charged is what the buffers above are charged to the gateway's
+	// reassembly budget (reassembly.go); heldClosed after teardown.
+	charged atomic.Int64
 
 	mu          sync.Mutex
 	queue       [][]byte
@@ -105,6 +108,10 @@ func (c *Conn) onReadable(d *netpoll.Desc, ev netpoll.Event) {
 		}
 		in := *c.in
 		if cap(in)-len(in) < inChunk/2 {
+			if !c.charge(reassemblyCost(len(in)+inChunk, cap(c.frag))) {
+				c.closeWith(errReassemblyFull.code, errReassemblyFull.reason, errReassemblyFull.text)
+				return
+			}
 			in = growInput(in, len(in)+inChunk)
 		}
 		n, err := readNonblock(c.raw, in[len(in):cap(in)], first)
@@ -218,6 +225,11 @@ func (c *Conn) handleInput(fr *frameReader) bool {
 		}
 		// The frame being read needs room for all of it.
 		if span, _ := frameSpan(in, c.s.cfg.MaxMessage); span > cap(in) {
+			if !c.charge(reassemblyCost(span, cap(c.frag))) {
+				*c.in = in
+				c.closeWith(errReassemblyFull.code, errReassemblyFull.reason, errReassemblyFull.text)
+				return false
+			}
 			in = growInput(in, span)
 		}
 	} else {
@@ -266,6 +278,7 @@ func (c *Conn) releaseInput() {
 		inPool.Put(c.in)
 	}
 	c.in = nil
+	c.chargeHeld()
 }
 
 type heldConv struct {
@@ -581,6 +594,7 @@ func (c *Conn) teardown(reason string) {
 		_ = c.s.poller.Remove(desc)
 	}
 	_ = c.raw.Close()
+	c.releaseHeld()
 	c.s.hub.remove(c, convs)
 	c.s.m.disconnects.WithLabelValues(reason).Inc()
 	c.s.m.connections.Dec()

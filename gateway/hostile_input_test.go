@@ -618,3 +618,260 @@ func fakeNames(n int) []string {
 	}
 	return out
 }
+
+// 2. Slow bytes: clients that send a request one byte at a time, on the
+// WebSocket handshake and on the HTTP API, never finishing it. The server
+// closes each once HandshakeTimeout passes (scaled down here from 10 s);
+// meanwhile everyone else's upgrades and requests go on.
+func TestHostileSlowBytes(t *testing.T) {
+	e := newHostileEnv(t, func(c *gateway.Config) { c.HandshakeTimeout = time.Second })
+	by := newBystander(t, e)
+	u, _ := url.Parse(e.base)
+	before := heapNow()
+	const n = 100 // of each kind
+	// Requests that never end: a header line that grows forever.
+	starts := []string{
+		"GET /ws?token=" + by.a.Token + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nX-Slow: ",
+		"GET /api/v1/me HTTP/1.1\r\nHost: " + u.Host + "\r\nAuthorization: Bearer " + by.a.Token + "\r\nX-Slow: ",
+		"POST /api/v1/login HTTP/1.1\r\nHost: " + u.Host + "\r\nX-Slow: ",
+	}
+	type slow struct {
+		conn net.Conn
+		req  string
+		sent int
+	}
+	var conns []*slow
+	for i := range n * len(starts) {
+		c, err := net.DialTimeout("tcp", u.Host, frameWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		conns = append(conns, &slow{conn: c, req: starts[i%len(starts)]})
+	}
+	// One goroutine writes the next byte to each every 20 ms (a minute,
+	// scaled down) until the server closes it.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for _, s := range conns {
+				b := byte('a')
+				if s.sent < len(s.req) {
+					b = s.req[s.sent]
+				}
+				_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+				if _, err := s.conn.Write([]byte{b}); err == nil {
+					s.sent++
+				}
+			}
+		}
+	}()
+	by.roundTrip(t) // while every slow client is mid-request
+	// Each is closed by the server, with no answer but an error status.
+	for i, s := range conns {
+		_ = s.conn.SetReadDeadline(time.Now().Add(hostileWait))
+		got, err := io.ReadAll(s.conn)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("slow client %d (%.20q): still open after %v", i, s.req, hostileWait)
+		}
+		if bytes.HasPrefix(got, []byte("HTTP/1.1 1")) || bytes.HasPrefix(got, []byte("HTTP/1.1 2")) {
+			t.Errorf("slow client %d: answered %.60q", i, got)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	by.roundTrip(t)
+	checkHeap(t, "slow clients", before, 16<<20)
+}
+
+// 3. A thousand connections each hold an unfinished fragmented message.
+// The gateway's reassembly budget (Config.MaxReassembly, 8 MiB here) bounds
+// what they hold together: past it a connection's next fragment is refused
+// with 1013; the heap stays bounded; small messages of others go on; once
+// the holders leave, the budget is free again.
+func TestHostileFragmentedMessages(t *testing.T) {
+	const budget = 8 << 20
+	e := newHostileEnv(t, func(c *gateway.Config) {
+		c.MaxReassembly = budget
+		c.ReadTimeout = time.Minute // a stalled frame is not the point here
+	})
+	by := newBystander(t, e)
+	// 50 users of 20 connections each: under any per-user connection cap
+	// of 20 or more (extend: the cap's own test holds a user to it).
+	users := e.fastUsers(t, "frag", 50)
+	const conns = 1000
+	fragment := []byte(`{"type":"ping","id":"` + strings.Repeat("f", 60_000))
+	before := heapNow()
+	// Eight clients at a time open the connections and send the fragments.
+	var (
+		mu            sync.Mutex
+		holders       []*rawWS
+		held, refused int
+		resets        int // refused with the close frame lost to a reset
+		wg            sync.WaitGroup
+		errs          = make([]error, 8)
+	)
+	for w := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < conns; i += len(errs) {
+				r, err := dialRawErr(e, users[i%len(users)].Token)
+				if err != nil {
+					errs[w] = fmt.Errorf("connection %d: %w", i, err)
+					return
+				}
+				// A ping after the fragment: answered once the fragment is
+				// taken. A refused one is closed while it is being sent: the
+				// write may fail, and the close frame be lost to the reset.
+				werr := r.writeFrameErr(false, 1, fragment)
+				if werr == nil {
+					werr = r.writeFrameErr(true, 9, []byte("p"))
+				}
+				code, err := r.pongOrClose()
+				if werr != nil && code == 0 {
+					code, err = 1013, nil
+					mu.Lock()
+					resets++
+					mu.Unlock()
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("connection %d: %w", i, err)
+					return
+				}
+				mu.Lock()
+				switch code {
+				case 0:
+					held++
+					holders = append(holders, r)
+				case 1013:
+					refused++
+					r.conn.Close()
+				default:
+					errs[w] = fmt.Errorf("connection %d: closed with %d, want a pong or 1013", i, code)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, h := range holders {
+			h.conn.Close()
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkHeap(t, "1,000 unfinished fragmented messages", before, budget+24<<20)
+	t.Logf("%d connections hold a fragment, %d were refused (%d of them reset)", held, refused, resets)
+	if held == 0 || refused == resets {
+		t.Fatalf("%d held and %d refused: the budget bounds nothing", held, refused)
+	}
+	if held*len(fragment) > budget {
+		t.Errorf("%d connections hold %d bytes, over the budget of %d", held, held*len(fragment), budget)
+	}
+	by.roundTrip(t) // small messages are never refused
+	// The holders leave; the budget is free again: a fragmented message
+	// is reassembled and answered.
+	for _, h := range holders {
+		h.conn.Close()
+	}
+	eventually(t, "a fragmented message once the holders left", func() error {
+		r, err := dialRawErr(e, users[1].Token)
+		if err != nil {
+			return err
+		}
+		defer r.conn.Close()
+		if err := r.writeFrameErr(false, 1, fragment); err != nil {
+			return err
+		}
+		if err := r.writeFrameErr(true, 0, []byte(`"}`)); err != nil {
+			return err
+		}
+		got, err := r.nextText()
+		if err != nil {
+			return err
+		}
+		if msgType(got) != "pong" || len(got) < 60_000 {
+			return fmt.Errorf("answered %.100s", got)
+		}
+		return nil
+	})
+}
+
+// pongOrClose reads until a pong (0) or a close frame (its code).
+func (r *rawWS) pongOrClose() (int, error) {
+	for {
+		op, p, err := r.readFrame()
+		if err != nil {
+			return 0, fmt.Errorf("waiting for a pong or a close: %w", err)
+		}
+		switch op {
+		case 10:
+			return 0, nil
+		case 8:
+			return closeCode(p), nil
+		}
+	}
+}
+
+// A frame still arriving is charged to the budget as the buffer it needs
+// grows: with a budget smaller than a frame, half of one is refused (1013)
+// without waiting for the rest; a fragmented message that fits is not.
+func TestHostileFrameStillArriving(t *testing.T) {
+	e := newHostileEnv(t, func(c *gateway.Config) {
+		c.MaxReassembly = 16 << 10
+		c.ReadTimeout = time.Minute
+	})
+	a := e.fastUsers(t, "arriving", 1)[0]
+	small := e.dialRaw(t, a.Token)
+	msg := pingOfSize("fits", 12_000)
+	small.writeFrame(t, false, 1, msg[:6000])
+	small.writeFrame(t, true, 0, msg[6000:])
+	small.awaitText(t, `"fits"`)
+
+	r := e.dialRaw(t, a.Token)
+	frame := maskedFrame(true, 1, pingOfSize("big", 60_000))
+	_ = r.conn.SetWriteDeadline(time.Now().Add(frameWait))
+	if _, err := r.conn.Write(frame[:len(frame)/2]); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.awaitClose(t); code != 1013 {
+		t.Errorf("half a 60 KB frame past a 16 KiB budget: close %d, want 1013", code)
+	}
+	// The refused connection gave back what it held.
+	small.writeFrame(t, false, 1, msg[:6000])
+	small.writeFrame(t, true, 0, msg[6000:])
+	small.awaitText(t, `"fits"`)
+}
+
+// maskedFrame is one client frame with a zero mask.
+func maskedFrame(fin bool, op byte, payload []byte) []byte {
+	var buf bytes.Buffer
+	r := &rawWS{conn: &bufConn{w: &buf}}
+	_ = r.writeFrameErr(fin, op, payload)
+	return buf.Bytes()
+}
+
+// bufConn is a net.Conn that writes into a buffer (for maskedFrame).
+type bufConn struct {
+	net.Conn
+	w *bytes.Buffer
+}
+
+func (c *bufConn) Write(p []byte) (int, error)      { return c.w.Write(p) }
+func (c *bufConn) SetWriteDeadline(time.Time) error { return nil }

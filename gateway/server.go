@@ -67,6 +67,7 @@ type Server struct {
 	// the conformance suite's echo harness, an echo.
 	onMessage func(c *Conn, msg []byte, at time.Time)
 
+	reasm      reassembly // the bytes held for unfinished messages (reassembly.go)
 	nextID     atomic.Uint64
 	draining   atomic.Bool
 	handshakes chan struct{} // a token per connection not yet upgraded or handed to net/http
