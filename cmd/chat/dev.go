@@ -51,6 +51,10 @@ type devOptions struct {
 	// HelloConversations is how many conversations hello lists
 	// (gateway.Config.HelloConversations); default 1000.
 	HelloConversations int
+	// MaxReassembly bounds the bytes held for unfinished client messages
+	// (gateway.Config.MaxReassembly); default 64 MiB (0 here: the gateway's
+	// default).
+	MaxReassembly int
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -68,6 +72,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.SessionTTL, "session-ttl", 30*24*time.Hour, "how long a session lasts from login, however often it is refreshed")
 	editWindowFlag(fs, &o.EditWindow)
 	helloConversationsFlag(fs, &o.HelloConversations)
+	maxReassemblyFlag(fs, &o.MaxReassembly)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -186,7 +191,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 	d.gw, err = gateway.Start(ctx, gateway.Options{
 		Config: gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready,
 			AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub, TokenTTL: o.AccessTTL, SessionTTL: o.SessionTTL,
-			EditWindow: o.EditWindow, HelloConversations: o.HelloConversations},
+			EditWindow: o.EditWindow, HelloConversations: o.HelloConversations, MaxReassembly: o.MaxReassembly},
 		NATS: d.nc, Registry: reg, Log: log.Named("gateway"),
 	})
 	if err != nil {

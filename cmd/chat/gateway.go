@@ -36,6 +36,8 @@ func runGateway(ctx context.Context, args []string) error {
 	editWindowFlag(fs, &editWindow)
 	var helloConvs int
 	helloConversationsFlag(fs, &helloConvs)
+	var maxReassembly int
+	maxReassemblyFlag(fs, &maxReassembly)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -67,7 +69,7 @@ func runGateway(ctx context.Context, args []string) error {
 	gw, err := gateway.Start(startCtx, gateway.Options{
 		Config: gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(),
 			AllowedOrigins: splitList(*origins), VAPIDPublicKey: *vapidPub, TokenTTL: *accessTTL, SessionTTL: *sessionTTL,
-			EditWindow: editWindow, HelloConversations: helloConvs},
+			EditWindow: editWindow, HelloConversations: helloConvs, MaxReassembly: maxReassembly},
 		NATS:           nc,
 		StreamReplicas: *replicas,
 		Registry:       reg, Log: log,
