@@ -875,3 +875,198 @@ type bufConn struct {
 
 func (c *bufConn) Write(p []byte) (int, error)      { return c.w.Write(p) }
 func (c *bufConn) SetWriteDeadline(time.Time) error { return nil }
+
+// 4. One user creates 500 groups as fast as eight clients can, each with
+// four members and a title of 128 four-byte characters, so that their list
+// outgrows a page's 512 KiB (a thousand would take half a minute of the
+// store's synced writes). Each creation is answered: 201, or a clear refusal
+// once a cap applies (extend: the groups-per-hour cap's own test holds the
+// count). Meanwhile others are unaffected; afterwards the user's hello and
+// lists stay bounded in bytes and the user can still connect.
+func TestHostileManyConversations(t *testing.T) {
+	e := newHostileEnv(t, nil)
+	by := newBystander(t, e)
+	spammer := e.fastUsers(t, "spammer", 1)[0]
+	members, _ := json.Marshal(usernames(e.fastUsers(t, "member", 4)))
+	before := heapNow()
+	const total, clients = 500, 8
+	title := strings.Repeat("😀", 128)
+	body := []byte(`{"title":"` + title + `","members":` + string(members) + `}`)
+	var (
+		mu              sync.Mutex
+		created, capped int
+		next            int
+	)
+	create := func(stop <-chan struct{}) error {
+		for {
+			mu.Lock()
+			if next == total {
+				mu.Unlock()
+				return nil
+			}
+			next++
+			mu.Unlock()
+			status, b, err := rawPost(e, "/api/v1/conversations", spammer.Token, body)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			switch {
+			case status == http.StatusCreated:
+				created++
+			case (status == http.StatusTooManyRequests || status == http.StatusBadRequest) && errorCode(b) != "":
+				capped++
+			default:
+				mu.Unlock()
+				return fmt.Errorf("group %d: %d %.200s", next, status, b)
+			}
+			mu.Unlock()
+		}
+	}
+	attacks := make([]func(<-chan struct{}) error, clients)
+	for i := range attacks {
+		attacks[i] = create
+	}
+	during(t, func() { by.roundTrip(t) }, attacks...)
+	t.Logf("%d groups created, %d refused", created, capped)
+	if created+capped != total {
+		t.Fatalf("%d of %d creations answered", created+capped, total)
+	}
+
+	// hello: at most 1,000 conversations and 512 KiB of them.
+	hello := e.dialNoHello(t, "spammer raw", e.wsBase+"?token="+url.QueryEscape(spammer.Token), nil).take(t, "hello", ofType("hello"))
+	var h struct {
+		Conversations []json.RawMessage `json:"conversations"`
+		NextBefore    *string           `json:"next_before"`
+	}
+	hello.decode(t, &h)
+	const pageBytes = 512 << 10
+	if len(hello.Raw) > pageBytes+4<<10 {
+		t.Errorf("hello is %d bytes, over the 512 KiB bound", len(hello.Raw))
+	}
+	if len(h.Conversations) > created || len(h.Conversations) > 1000 {
+		t.Errorf("hello lists %d conversations of %d", len(h.Conversations), created)
+	}
+	// The list, page by page: each page bounded, every group once.
+	seen, pagesSeen := 0, 0
+	cursor := ""
+	for range total + 1 {
+		path := "/api/v1/conversations"
+		if cursor != "" {
+			path += "?before=" + url.QueryEscape(cursor)
+		}
+		status, b := e.do(t, "GET", path, spammer.Token, nil)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: %d %.200s", path, status, b)
+		}
+		if len(b) > pageBytes+4<<10 {
+			t.Errorf("a page of the list is %d bytes, over the 512 KiB bound", len(b))
+		}
+		var p struct {
+			Conversations []json.RawMessage `json:"conversations"`
+			NextBefore    *string           `json:"next_before"`
+		}
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatal(err)
+		}
+		seen += len(p.Conversations)
+		pagesSeen++
+		if p.NextBefore == nil {
+			break
+		}
+		cursor = *p.NextBefore
+	}
+	if pagesSeen < 2 && created == total {
+		t.Errorf("the list of %d conversations came in one page: the byte bound was not reached", created)
+	}
+	if seen != created {
+		t.Errorf("the list walks through %d conversations, want the %d created", seen, created)
+	}
+	by.roundTrip(t)
+	by.checkUntouched(t)
+	checkHeap(t, "500 conversations", before, 32<<20)
+}
+
+// 5. Ten connections ask history as fast as they can, past the rate
+// limit: every request gets its answer, a page or rate_limited, in order;
+// the limit holds per connection; others are unaffected.
+func TestHostileHistoryAtRateLimit(t *testing.T) {
+	// The rate scaled down (from 20 a second, bursts of 50): under the
+	// race detector a history page takes about the 50 ms the default
+	// rate allows per request, and the point is requests past the limit.
+	e := newHostileEnv(t, func(c *gateway.Config) { c.SendRate, c.SendBurst = 5, 20 })
+	by := newBystander(t, e)
+	users := e.fastUsers(t, "reader", 10)
+	g := e.group(t, users[0], "read me", usernames(users[1:])...)
+	e.sendMany(t, users[0], g.ID, "history", 5)
+	before := heapNow()
+	const perConn = 60 // the burst is 20
+	var (
+		mu            sync.Mutex
+		pages, limits int
+	)
+	attacks := make([]func(<-chan struct{}) error, len(users))
+	for i, u := range users {
+		attacks[i] = func(<-chan struct{}) error {
+			r, err := dialRawErr(e, u.Token)
+			if err != nil {
+				return err
+			}
+			defer r.conn.Close()
+			ids := make([]string, perConn)
+			var batch []byte
+			for k := range ids {
+				ids[k] = fmt.Sprintf("h%d-%d", i, k)
+				batch = append(batch, maskedFrame(true, 1, []byte(`{"type":"history","id":"`+ids[k]+`","conversation":"`+g.ID+`","limit":5}`))...)
+			}
+			_ = r.conn.SetWriteDeadline(time.Now().Add(hostileWait))
+			if _, err := r.conn.Write(batch); err != nil {
+				return err
+			}
+			got := map[string]int{}
+			for k := 0; k < perConn; {
+				f, err := r.nextText()
+				if err != nil {
+					return fmt.Errorf("after %d answers: %w", k, err)
+				}
+				var a struct {
+					Type     string            `json:"type"`
+					ID       string            `json:"id"`
+					Code     string            `json:"code"`
+					Messages []json.RawMessage `json:"messages"`
+				}
+				if err := json.Unmarshal(f, &a); err != nil {
+					return err
+				}
+				if a.ID == "" {
+					continue // a delivery, not an answer
+				}
+				if a.ID != ids[k] {
+					return fmt.Errorf("answer %d is for %s, want %s: answers come in order", k, a.ID, ids[k])
+				}
+				switch {
+				case a.Type == "history" && len(a.Messages) == 5:
+					got["page"]++
+				case a.Type == "error" && a.Code == "rate_limited":
+					got["limited"]++
+				default:
+					return fmt.Errorf("request %s answered %.200s", a.ID, f)
+				}
+				k++
+			}
+			if got["limited"] == 0 {
+				return fmt.Errorf("%d requests at once were never rate limited", perConn)
+			}
+			mu.Lock()
+			pages += got["page"]
+			limits += got["limited"]
+			mu.Unlock()
+			return nil
+		}
+	}
+	during(t, func() { by.roundTrip(t) }, attacks...)
+	t.Logf("%d pages, %d rate_limited", pages, limits)
+	by.roundTrip(t)
+	by.checkUntouched(t)
+	checkHeap(t, "history at the rate limit", before, 32<<20)
+}
