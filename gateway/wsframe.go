@@ -109,6 +109,9 @@ func (c *Conn) keepFragment(payload []byte) error {
 		copy(nf, c.frag)
 		c.frag = nf
 	}
+	if c.frag == nil {
+		c.frag = []byte{} // not nil: a message of empty fragments is a message (Autobahn 6.1.2)
+	}
 	c.frag = append(c.frag, payload...)
 	return nil
 }
