@@ -42,8 +42,10 @@ type Config struct {
 	// (slowloris). Default 10s.
 	HandshakeTimeout time.Duration
 	// ReadTimeout bounds reading the rest of a frame once its first bytes
-	// arrived (checked by the keepalive sweep, to the second; no worker
-	// waits for it). Default 10s.
+	// arrived, and the rest of a fragmented message once its first
+	// fragment did (checked by the keepalive sweep, to the second; no
+	// worker waits for it); then the connection is closed with 1008.
+	// Default 10s.
 	ReadTimeout time.Duration
 	// WriteTimeout is how long a client may take no bytes while frames
 	// wait for it before it is closed as a slow consumer. Default 10s.

@@ -47,9 +47,10 @@ type Conn struct {
 	// them (checkPartial).
 	partialOff  int
 	partialUTF8 utf8State
-	// partialSince is when the incomplete frame in c.in began to arrive
-	// (unix nanos, 0 if none): keepalive closes a client that never
-	// finishes one within ReadTimeout.
+	// partialSince is when the incomplete frame in c.in, or the
+	// fragmented message being reassembled, began to arrive (unix nanos, 0
+	// if none): keepalive closes a client that never finishes one within
+	// ReadTimeout.
 	partialSince atomic.Int64
 	// charged is what the buffers above are charged to the gateway's
 	// reassembly budget (reassembly.go); heldClosed after teardown.
@@ -214,7 +215,10 @@ func (c *Conn) handleInput(fr *frameReader) bool {
 	rest := copy(in, in[off:])
 	in = in[:rest]
 	if rest > 0 && !paused {
-		if c.partialSince.Load() == 0 || off > 0 {
+		// A new frame starts the clock, unless it continues a fragmented
+		// message: the whole message has ReadTimeout, or a client could
+		// hold its fragments (and the reassembly budget) for ever.
+		if c.partialSince.Load() == 0 || off > 0 && !c.fragging {
 			c.partialSince.Store(time.Now().UnixNano())
 		}
 		if err := c.checkPartial(in); err != nil {
@@ -231,6 +235,10 @@ func (c *Conn) handleInput(fr *frameReader) bool {
 				return false
 			}
 			in = growInput(in, span)
+		}
+	} else if c.fragging && !paused {
+		if c.partialSince.Load() == 0 {
+			c.partialSince.Store(time.Now().UnixNano()) // a fragmented message began
 		}
 	} else {
 		c.partialSince.Store(0) // nothing half-sent, or paused by us

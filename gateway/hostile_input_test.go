@@ -621,10 +621,10 @@ func fakeNames(n int) []string {
 
 // 2. Slow bytes: clients that send a request one byte at a time, on the
 // WebSocket handshake and on the HTTP API, never finishing it. The server
-// closes each once HandshakeTimeout passes (scaled down here from 10 s);
+// closes each once HandshakeTimeout passes (2 s here, scaled down from 10);
 // meanwhile everyone else's upgrades and requests go on.
 func TestHostileSlowBytes(t *testing.T) {
-	e := newHostileEnv(t, func(c *gateway.Config) { c.HandshakeTimeout = time.Second })
+	e := newHostileEnv(t, func(c *gateway.Config) { c.HandshakeTimeout = 2 * time.Second })
 	by := newBystander(t, e)
 	u, _ := url.Parse(e.base)
 	before := heapNow()
@@ -994,7 +994,9 @@ func TestHostileHistoryAtRateLimit(t *testing.T) {
 	// The rate scaled down (from 20 a second, bursts of 50): under the
 	// race detector a history page takes about the 50 ms the default
 	// rate allows per request, and the point is requests past the limit.
-	e := newHostileEnv(t, func(c *gateway.Config) { c.SendRate, c.SendBurst = 5, 20 })
+	// At one a second, 60 requests at once pass it unless answering the
+	// first 20 takes 40 s.
+	e := newHostileEnv(t, func(c *gateway.Config) { c.SendRate, c.SendBurst = 1, 20 })
 	by := newBystander(t, e)
 	users := e.fastUsers(t, "reader", 10)
 	g := e.group(t, users[0], "read me", usernames(users[1:])...)
@@ -1069,4 +1071,18 @@ func TestHostileHistoryAtRateLimit(t *testing.T) {
 	by.roundTrip(t)
 	by.checkUntouched(t)
 	checkHeap(t, "history at the rate limit", before, 32<<20)
+}
+
+// An unfinished fragmented message has ReadTimeout, as a frame does (1 s
+// here): a client cannot hold its fragments, and the reassembly budget,
+// for ever by staying alive.
+func TestHostileFragmentHeldTooLong(t *testing.T) {
+	e := newHostileEnv(t, func(c *gateway.Config) { c.ReadTimeout = time.Second })
+	a := e.fastUsers(t, "lingerer", 1)[0]
+	r := e.dialRaw(t, a.Token)
+	r.writeFrame(t, false, 1, []byte(`{"type":"ping","id":"`))
+	r.writeFrame(t, true, 9, []byte("alive")) // control frames do not extend it
+	if code := r.awaitClose(t); code != 1008 {
+		t.Errorf("a fragmented message held past ReadTimeout: close %d, want 1008", code)
+	}
 }

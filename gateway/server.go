@@ -444,9 +444,10 @@ func (s *Server) keepalive() {
 				c.closeWith(statusTokenExpired, reasonTokenExpired, "token expired")
 			}
 			for _, c := range stalled {
-				// Half a frame for ReadTimeout: what a read deadline per
-				// frame did, without a worker waiting for it.
-				c.closeWith(ws.StatusPolicyViolation, reasonReadError, "frame not finished in time")
+				// Half a frame, or a fragmented message, for ReadTimeout:
+				// what a read deadline per frame did, without a worker
+				// waiting for it.
+				c.closeWith(ws.StatusPolicyViolation, reasonReadError, "message not finished in time")
 			}
 		}
 	}
