@@ -43,8 +43,10 @@ type Config struct {
 	// (slowloris). Default 10s.
 	HandshakeTimeout time.Duration
 	// ReadTimeout bounds reading the rest of a frame once its first bytes
-	// arrived (checked by the keepalive sweep, to the second; no worker
-	// waits for it). Default 10s.
+	// arrived, and the rest of a fragmented message once its first
+	// fragment did (checked by the keepalive sweep, to the second; no
+	// worker waits for it); then the connection is closed with 1008.
+	// Default 10s.
 	ReadTimeout time.Duration
 	// WriteTimeout is how long a client may take no bytes while frames
 	// wait for it before it is closed as a slow consumer. Default 10s.
@@ -56,6 +58,12 @@ type Config struct {
 	// MaxMessage is the largest client message after reassembly; larger
 	// ones close the connection with 1009. Default 65536.
 	MaxMessage int
+	// MaxReassembly bounds the bytes all connections together hold for
+	// messages that have not fully arrived (the fragments of unfinished
+	// fragmented messages and frames still arriving beyond 4 KiB); a
+	// connection whose message would pass it is closed with 1013.
+	// Default DefaultMaxReassembly (64 MiB).
+	MaxReassembly int
 	// WriteQueue is how many frames may wait for one connection, and
 	// WriteQueueBytes how many bytes; beyond either the client is too slow
 	// and is closed with 1013. Defaults 512 and 4 MiB.
@@ -150,6 +158,7 @@ func (c *Config) setDefaults() {
 	def(&c.PingInterval, 30*time.Second)
 	def(&c.PongTimeout, 30*time.Second)
 	defInt(&c.MaxMessage, 65536)
+	defInt(&c.MaxReassembly, DefaultMaxReassembly)
 	defInt(&c.WriteQueue, 512)
 	defInt(&c.WriteQueueBytes, 4<<20)
 	if c.SendRate <= 0 {

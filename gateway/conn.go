@@ -49,10 +49,14 @@ type Conn struct {
 	// them (checkPartial).
 	partialOff  int
 	partialUTF8 utf8State
-	// partialSince is when the incomplete frame in c.in began to arrive
-	// (unix nanos, 0 if none): keepalive closes a client that never
-	// finishes one within ReadTimeout.
+	// partialSince is when the incomplete frame in c.in, or the
+	// fragmented message being reassembled, began to arrive (unix nanos, 0
+	// if none): keepalive closes a client that never finishes one within
+	// ReadTimeout.
 	partialSince atomic.Int64
+	// charged is what the buffers above are charged to the gateway's
+	// reassembly budget (reassembly.go); heldClosed after teardown.
+	charged atomic.Int64
 
 	mu          sync.Mutex
 	queue       [][]byte
@@ -107,6 +111,10 @@ func (c *Conn) onReadable(d *netpoll.Desc, ev netpoll.Event) {
 		}
 		in := *c.in
 		if cap(in)-len(in) < inChunk/2 {
+			if !c.charge(reassemblyCost(len(in)+inChunk, cap(c.frag))) {
+				c.closeWith(errReassemblyFull.code, errReassemblyFull.reason, errReassemblyFull.text)
+				return
+			}
 			in = growInput(in, len(in)+inChunk)
 		}
 		n, err := readNonblock(c.raw, in[len(in):cap(in)], first)
@@ -209,7 +217,10 @@ func (c *Conn) handleInput(fr *frameReader) bool {
 	rest := copy(in, in[off:])
 	in = in[:rest]
 	if rest > 0 && !paused {
-		if c.partialSince.Load() == 0 || off > 0 {
+		// A new frame starts the clock, unless it continues a fragmented
+		// message: the whole message has ReadTimeout, or a client could
+		// hold its fragments (and the reassembly budget) for ever.
+		if c.partialSince.Load() == 0 || off > 0 && !c.fragging {
 			c.partialSince.Store(time.Now().UnixNano())
 		}
 		if err := c.checkPartial(in); err != nil {
@@ -220,7 +231,16 @@ func (c *Conn) handleInput(fr *frameReader) bool {
 		}
 		// The frame being read needs room for all of it.
 		if span, _ := frameSpan(in, c.s.cfg.MaxMessage); span > cap(in) {
+			if !c.charge(reassemblyCost(span, cap(c.frag))) {
+				*c.in = in
+				c.closeWith(errReassemblyFull.code, errReassemblyFull.reason, errReassemblyFull.text)
+				return false
+			}
 			in = growInput(in, span)
+		}
+	} else if c.fragging && !paused {
+		if c.partialSince.Load() == 0 {
+			c.partialSince.Store(time.Now().UnixNano()) // a fragmented message began
 		}
 	} else {
 		c.partialSince.Store(0) // nothing half-sent, or paused by us
@@ -268,6 +288,7 @@ func (c *Conn) releaseInput() {
 		inPool.Put(c.in)
 	}
 	c.in = nil
+	c.chargeHeld()
 }
 
 type heldConv struct {
@@ -583,6 +604,7 @@ func (c *Conn) teardown(reason string) {
 		_ = c.s.poller.Remove(desc)
 	}
 	_ = c.raw.Close()
+	c.releaseHeld()
 	c.s.hub.remove(c, convs)
 	c.s.m.disconnects.WithLabelValues(reason).Inc()
 	c.s.m.connections.Dec()

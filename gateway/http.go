@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -108,24 +109,32 @@ const maxBody = 64 << 10
 
 // decode reads a small JSON body into v: one JSON value and nothing after
 // it (but white space); 413 over maxBody.
+//
+// The body is read whole first (it is at most 64 KiB) and must be UTF-8:
+// encoding/json would otherwise turn invalid bytes into U+FFFD silently,
+// storing a name or title other than the one sent.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	dec := json.NewDecoder(r.Body)
-	err := dec.Decode(v)
-	if err == nil {
-		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
-			err = errTrailing
-			var tooBig *http.MaxBytesError
-			if errors.As(terr, &tooBig) {
-				err = terr
-			}
-		}
-	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "invalid_request", "body over 65536 bytes")
 		return false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "invalid_request", "body could not be read")
+		return false
+	case !utf8.Valid(body):
+		writeError(w, http.StatusBadRequest, "invalid_request", "body is not valid UTF-8")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	err = dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+			err = errTrailing
+		}
+	}
+	switch {
 	case errors.Is(err, errTrailing):
 		writeError(w, http.StatusBadRequest, "invalid_request", "body must be one JSON object, with nothing after it")
 		return false
@@ -260,7 +269,15 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request, id identity) {
 }
 
 func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request, id identity) {
-	prefix := strings.ToLower(r.URL.Query().Get("prefix"))
+	// ASCII letters only are folded: strings.ToLower would turn a Kelvin
+	// sign into "k", finding names other than the one typed, which sign
+	// up and log in refuse (chat.FoldUsername).
+	prefix := strings.Map(func(r rune) rune {
+		if r >= 'A' && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, r.URL.Query().Get("prefix"))
 	if prefix == "" || len(prefix) > 32 || !prefixRE.MatchString(prefix) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "prefix must be 1-32 characters of a-z, 0-9, _ . -")
 		return

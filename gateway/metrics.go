@@ -6,16 +6,17 @@ import (
 
 // Close and failure reasons: a fixed set, so metric labels stay bounded.
 const (
-	reasonClientClose   = "client_close"
-	reasonReadError     = "read_error"
-	reasonPingTimeout   = "ping_timeout"
-	reasonSlowConsumer  = "slow_consumer"
-	reasonTooLarge      = "too_large"
-	reasonProtocolError = "protocol_error"
-	reasonDrain         = "drain"
-	reasonShutdown      = "shutdown"
-	reasonTokenExpired  = "token_expired"
-	reasonRevoked       = "session_revoked"
+	reasonClientClose    = "client_close"
+	reasonReadError      = "read_error"
+	reasonPingTimeout    = "ping_timeout"
+	reasonSlowConsumer   = "slow_consumer"
+	reasonTooLarge       = "too_large"
+	reasonProtocolError  = "protocol_error"
+	reasonDrain          = "drain"
+	reasonShutdown       = "shutdown"
+	reasonTokenExpired   = "token_expired"
+	reasonRevoked        = "session_revoked"
+	reasonReassemblyFull = "reassembly_full"
 
 	failUnauthorized     = "unauthorized"
 	failBadRequest       = "bad_request"

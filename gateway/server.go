@@ -69,6 +69,7 @@ type Server struct {
 	// the conformance suite's echo harness, an echo.
 	onMessage func(c *Conn, msg []byte, at time.Time)
 
+	reasm      reassembly // the bytes held for unfinished messages (reassembly.go)
 	nextID     atomic.Uint64
 	draining   atomic.Bool
 	handshakes chan struct{} // a token per connection not yet upgraded or handed to net/http
@@ -454,9 +455,10 @@ func (s *Server) keepalive() {
 				c.closeWith(statusTokenExpired, reasonTokenExpired, "token expired")
 			}
 			for _, c := range stalled {
-				// Half a frame for ReadTimeout: what a read deadline per
-				// frame did, without a worker waiting for it.
-				c.closeWith(ws.StatusPolicyViolation, reasonReadError, "frame not finished in time")
+				// Half a frame, or a fragmented message, for ReadTimeout:
+				// what a read deadline per frame did, without a worker
+				// waiting for it.
+				c.closeWith(ws.StatusPolicyViolation, reasonReadError, "message not finished in time")
 			}
 		}
 	}

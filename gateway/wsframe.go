@@ -73,20 +73,47 @@ func (c *Conn) readFrame(br *bufio.Reader) ([]byte, time.Time, error) {
 		return nil, now, errCloseReceived
 	}
 	if !h.Fin {
-		if h.OpCode == ws.OpText {
-			c.fragging, c.frag = true, payload
-		} else {
-			c.frag = append(c.frag, payload...)
+		if err := c.keepFragment(payload); err != nil {
+			return nil, time.Time{}, err
 		}
+		c.fragging = true
 		return nil, now, nil
 	}
 	if h.OpCode == ws.OpContinuation {
 		payload, c.frag, c.fragging = append(c.frag, payload...), nil, false
+		c.chargeHeld()
 	}
 	if c.utf8.need != 0 {
 		return nil, time.Time{}, &errClose{ws.StatusInvalidFramePayloadData, reasonProtocolError, "text ends inside a UTF-8 sequence"}
 	}
 	return payload, now, nil
+}
+
+// keepFragment adds a fragment's payload to the message being reassembled.
+// Growth is charged to the reassembly budget first (reassembly.go); the
+// buffer doubles, up to MaxMessage, so that many small fragments cost
+// neither many copies nor much more than they hold.
+func (c *Conn) keepFragment(payload []byte) error {
+	need := len(c.frag) + len(payload)
+	if need > cap(c.frag) {
+		newCap := min(max(2*cap(c.frag), need, 512), c.s.cfg.MaxMessage)
+		newCap = max(newCap, need)
+		inCap := 0
+		if c.in != nil {
+			inCap = cap(*c.in)
+		}
+		if !c.charge(reassemblyCost(inCap, newCap)) {
+			return errReassemblyFull
+		}
+		nf := make([]byte, len(c.frag), newCap)
+		copy(nf, c.frag)
+		c.frag = nf
+	}
+	if c.frag == nil {
+		c.frag = []byte{} // not nil: a message of empty fragments is a message (Autobahn 6.1.2)
+	}
+	c.frag = append(c.frag, payload...)
+	return nil
 }
 
 var errBadUTF8 = &errClose{ws.StatusInvalidFramePayloadData, reasonProtocolError, "text is not valid UTF-8"}

@@ -55,6 +55,10 @@ type devOptions struct {
 	// values take the gateway's defaults, and chat dev exempts loopback
 	// from the throttles unless Limits.ThrottleExempt says otherwise.
 	Limits limitOptions
+	// MaxReassembly bounds the bytes held for unfinished client messages
+	// (gateway.Config.MaxReassembly); default 64 MiB (0 here: the gateway's
+	// default).
+	MaxReassembly int
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -73,6 +77,7 @@ func runDev(ctx context.Context, args []string) error {
 	editWindowFlag(fs, &o.EditWindow)
 	helloConversationsFlag(fs, &o.HelloConversations)
 	addLimitFlags(fs, &o.Limits, devThrottleExempt)
+	maxReassemblyFlag(fs, &o.MaxReassembly)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -193,7 +198,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 
 	cfg := gateway.Config{JWTSecret: secret, Drain: o.Drain, Web: web.Handler(), ReadyCheck: d.store.Ready,
 		AllowedOrigins: splitList(o.Origins), VAPIDPublicKey: vapidPub, TokenTTL: o.AccessTTL, SessionTTL: o.SessionTTL,
-		EditWindow: o.EditWindow, HelloConversations: o.HelloConversations}
+		EditWindow: o.EditWindow, HelloConversations: o.HelloConversations, MaxReassembly: o.MaxReassembly}
 	if err := o.Limits.apply(&cfg, devThrottleExempt); err != nil {
 		return nil, err
 	}

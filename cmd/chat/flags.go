@@ -134,3 +134,36 @@ func helloConversationsFlag(fs *flag.FlagSet, n *int) {
 	*n = gateway.DefaultHelloConversations
 	fs.Var(boundedInt{n: n, lo: 1, hi: gateway.DefaultHelloConversations, err: errHelloConversations}, "hello-conversations", helloConversationsUsage)
 }
+
+// errNotPositiveBytes refuses a size flag of zero or less, for the same
+// reason as errNotPositive.
+var errNotPositiveBytes = errors.New("must be a positive number of bytes")
+
+// positiveBytes is a byte-count flag that refuses zero and negative values.
+type positiveBytes struct{ n *int }
+
+func (p positiveBytes) String() string {
+	if p.n == nil {
+		return ""
+	}
+	return strconv.Itoa(*p.n)
+}
+
+func (p positiveBytes) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return err
+	}
+	if n <= 0 {
+		return errNotPositiveBytes
+	}
+	*p.n = n
+	return nil
+}
+
+// maxReassemblyFlag registers --max-reassembly (CHAT_MAX_REASSEMBLY) on fs,
+// default gateway.DefaultMaxReassembly.
+func maxReassemblyFlag(fs *flag.FlagSet, n *int) {
+	*n = gateway.DefaultMaxReassembly
+	fs.Var(positiveBytes{n}, "max-reassembly", "bytes all WebSocket connections together may hold for messages not fully arrived; past it a connection is closed with 1013 (default 67108864, 64 MiB)")
+}

@@ -38,12 +38,14 @@ func runGateway(ctx context.Context, args []string) error {
 	helloConversationsFlag(fs, &helloConvs)
 	var limits limitOptions
 	addLimitFlags(fs, &limits, "")
+	var maxReassembly int
+	maxReassemblyFlag(fs, &maxReassembly)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg := gateway.Config{JWTSecret: []byte(*secret), Drain: *drain, Web: web.Handler(),
 		AllowedOrigins: splitList(*origins), VAPIDPublicKey: *vapidPub, TokenTTL: *accessTTL, SessionTTL: *sessionTTL,
-		EditWindow: editWindow, HelloConversations: helloConvs}
+		EditWindow: editWindow, HelloConversations: helloConvs, MaxReassembly: maxReassembly}
 	if err := limits.apply(&cfg, ""); err != nil {
 		return err
 	}
