@@ -99,7 +99,8 @@ var dataTables = []string{"users", "users_by_username", "users_by_initial", "use
 	"conversations", "conversation_members", "user_conversations",
 	"conversation_buckets", "messages", "message_reactions", "message_changes", "change_buckets",
 	"devices", "user_devices", "conversation_mutes",
-	"sessions", "user_sessions", "conversation_counts", "user_conversation_counts", "own_messages"}
+	"sessions", "user_sessions", "conversation_counts", "user_conversation_counts", "own_messages",
+	"user_activity", "user_big_groups", "user_activity_ready"}
 
 // openEmpty returns a backend on the shared keyspace with every data table
 // truncated.

@@ -1,7 +1,6 @@
 package cassandra
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -89,7 +88,7 @@ func (b *Backend) claimGhost(ctx context.Context, c chat.Conversation) (chat.Con
 // just created: nobody else can have written them, so plain inserts do.
 func (b *Backend) writeNewMembers(ctx context.Context, conv string, members []chat.ID, joined time.Time) error {
 	chunks := (len(members) + memberBatch - 1) / memberBatch
-	return b.each(ctx, chunks+len(members), func(ctx context.Context, i int) error {
+	err := b.each(ctx, chunks+len(members), func(ctx context.Context, i int) error {
 		if i < chunks {
 			batch := b.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
 			for _, m := range members[i*memberBatch : min((i+1)*memberBatch, len(members))] {
@@ -105,6 +104,14 @@ func (b *Backend) writeNewMembers(ctx context.Context, conv string, members []ch
 		return b.q(ctx, `INSERT INTO user_conversations (user_id, conversation_id, joined_at) VALUES (?, ?, ?)`,
 			int64(m), conv, joined).Exec()
 	})
+	if err != nil {
+		return err
+	}
+	at := make([]time.Time, len(members))
+	for i := range at {
+		at[i] = joined
+	}
+	return b.noteJoins(ctx, conv, members, at)
 }
 
 // claimBatch bounds the rows of one conditional batch (one partition, one
@@ -181,6 +188,9 @@ func (b *Backend) claimMembers(ctx context.Context, conv string, users []chat.ID
 		return b.q(ctx, `INSERT INTO user_conversations (user_id, conversation_id, joined_at) VALUES (?, ?, ?)`,
 			int64(users[i]), conv, joined[i]).Exec()
 	})
+	if err == nil {
+		err = b.noteJoins(ctx, conv, users, joined)
+	}
 	return added, err
 }
 
@@ -224,6 +234,13 @@ func (b *Backend) AddMembers(ctx context.Context, conversation string, users []c
 	}
 	if len(cand) == 0 {
 		return c, nil, nil
+	}
+	// Growing past chat.MaxInlineMembers: the members so far move to
+	// user_big_groups (the joiners get there through claimMembers).
+	if len(c.Members) <= chat.MaxInlineMembers && len(c.Members)+len(cand) > chat.MaxInlineMembers {
+		if err := b.noteBig(ctx, conversation, c.Members); err != nil {
+			return chat.Conversation{}, nil, wrap("add members", err)
+		}
 	}
 	added, err := b.claimMembers(ctx, conversation, cand, at.UTC())
 	if err != nil {
@@ -334,13 +351,7 @@ func fillEntry(e *listEntry, row map[string]any) {
 	}
 }
 
-// Conversations reads the user's partition of user_conversations (join times
-// and read marks), then those conversations' rows, which hold their members
-// and last message (IN on 50 partition keys at a time, concurrently), orders
-// them by activity, and counts unread messages for the first limit only, and
-// only where the last message is past the read mark. Cost: one slice, one
-// query per 50 conversations of the user, and one or two bounded slices per
-// listed conversation with unread messages.
+// Conversations is the first page of the user's list (ConversationPage).
 func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([]chat.Summary, error) {
 	if limit < 1 || !validID(user) {
 		return nil, nil
@@ -349,10 +360,12 @@ func (b *Backend) Conversations(ctx context.Context, user chat.ID, limit int) ([
 	return list, err
 }
 
-// ConversationPage is one page of the list, after p's cursor. The
-// conversations' rows are read without their member sets; only the page's
-// entries then read their members (IN on 50 keys at a time), and keep them
-// when there are at most chat.MaxInlineMembers.
+// ConversationPage is one page of the list, after p's cursor: its entries
+// come from the user's activity rows (activityPage, activity.go), which
+// costs O(page) reads plus the user's big groups, not a read of every
+// conversation of the user. Only the page's entries then read their members
+// (IN on 50 keys at a time), and keep them when there are at most
+// chat.MaxInlineMembers, and their unread counts.
 func (b *Backend) ConversationPage(ctx context.Context, user chat.ID, p chat.ListPage) ([]chat.Summary, bool, error) {
 	if p.Limit < 1 {
 		return nil, false, fmt.Errorf("%w: limit %d", chat.ErrInvalid, p.Limit)
@@ -360,65 +373,10 @@ func (b *Backend) ConversationPage(ctx context.Context, user chat.ID, p chat.Lis
 	if !validID(user) {
 		return nil, false, nil
 	}
-	limit := p.Limit
-	var entries []*listEntry
-	iter := b.q(ctx, `SELECT conversation_id, joined_at, last_read_id, read_n, read_n_base FROM user_conversations WHERE user_id = ?`, int64(user)).
-		PageSize(1000).Iter()
-	var (
-		conv            string
-		joined          time.Time
-		lastRead        int64
-		readN, readBase int64
-	)
-	for iter.Scan(&conv, &joined, &lastRead, &readN, &readBase) {
-		entries = append(entries, &listEntry{conv: conv, joined: joined.UTC(), lastRead: lastRead,
-			readNum: rowNumber(readN, readBase)})
-	}
-	if err := iter.Close(); err != nil {
-		return nil, false, wrap("conversations", err)
-	}
-	byConv := make(map[string]*listEntry, len(entries))
-	for _, e := range entries {
-		byConv[e.conv] = e
-	}
-	chunks := (len(entries) + listChunk - 1) / listChunk
-	err := b.each(ctx, chunks, func(ctx context.Context, i int) error {
-		part := entries[i*listChunk : min((i+1)*listChunk, len(entries))]
-		ids := make([]string, len(part))
-		for k, e := range part {
-			ids[k] = e.conv
-		}
-		iter := b.q(ctx, `SELECT conversation_id, `+listColumns+` FROM conversations WHERE conversation_id IN ?`, ids).Iter()
-		for {
-			row := map[string]any{}
-			if !iter.MapScan(row) {
-				break
-			}
-			e := byConv[toString(row["conversation_id"])]
-			if e == nil {
-				continue
-			}
-			fillEntry(e, row)
-		}
-		return iter.Close()
-	})
+	top, more, err := b.activityPage(ctx, user, p)
 	if err != nil {
 		return nil, false, wrap("conversations", err)
 	}
-	top := make([]*listEntry, 0, len(entries))
-	for _, e := range entries {
-		if e.ok && p.After(e.sum.Activity, e.conv) {
-			top = append(top, e)
-		}
-	}
-	slices.SortFunc(top, func(a, b *listEntry) int {
-		if c := b.sum.Activity.Compare(a.sum.Activity); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.conv, b.conv)
-	})
-	more := len(top) > limit
-	top = top[:min(len(top), limit)]
 	if err := b.pageMembers(ctx, top); err != nil {
 		return nil, false, wrap("conversations", err)
 	}
@@ -496,9 +454,13 @@ func (b *Backend) RemoveMember(ctx context.Context, conversation string, user ch
 	if err != nil {
 		return chat.Conversation{}, false, wrap("remove member", err)
 	}
-	err = b.each(ctx, 2, func(ctx context.Context, i int) error {
+	err = b.each(ctx, 3, func(ctx context.Context, i int) error {
 		if i == 0 {
 			return b.q(ctx, `DELETE FROM user_conversations WHERE user_id = ? AND conversation_id = ?`, int64(user), conversation).Exec()
+		}
+		if i == 2 {
+			// Its user_activity rows are stale now; readers delete them.
+			return b.q(ctx, `DELETE FROM user_big_groups WHERE user_id = ? AND conversation_id = ?`, int64(user), conversation).Exec()
 		}
 		return b.q(ctx, `UPDATE conversations SET members = members - ? WHERE conversation_id = ?`,
 			[]int64{int64(user)}, conversation).Exec()

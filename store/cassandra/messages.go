@@ -183,7 +183,7 @@ func (b *Backend) SaveMessagesReporting(ctx context.Context, msgs []chat.Message
 	if err != nil {
 		return wrap("save messages", err)
 	}
-	return nil
+	return b.noteActivity(ctx, msgs)
 }
 
 // number is the n and n_base columns of a message's number: unset (not
