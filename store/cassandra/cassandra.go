@@ -65,6 +65,8 @@ type Backend struct {
 	// wave, set by tests, sees how many buckets each round of a history
 	// page reads at once.
 	wave func(buckets int)
+	// observer, set by tests, sees every query made through q.
+	observer gocql.QueryObserver
 
 	closeOnce sync.Once
 }
@@ -189,6 +191,9 @@ func (b *Backend) q(ctx context.Context, stmt string, args ...any) *gocql.Query 
 	q := b.s.Query(stmt, args...).WithContext(ctx).Idempotent(true)
 	if b.spec != nil && isRead(stmt) {
 		q = q.SetSpeculativeExecutionPolicy(b.spec)
+	}
+	if b.observer != nil {
+		q = q.Observer(b.observer)
 	}
 	return q
 }

@@ -98,6 +98,7 @@ var tests = []test{
 	{"SaveMessagesNumberedReplays", testSaveMessagesNumberedReplays},
 	{"ConversationPageWalk", testConversationPageWalk},
 	{"ConversationPageInlineMembers", testConversationPageInlineMembers},
+	{"ConversationListManyOrder", testConversationListManyOrder},
 	{"MembersPaging", testMembersPaging},
 	{"RemoveMember", testRemoveMember},
 
