@@ -244,7 +244,7 @@ func listOrder(a, b *listEntry) int {
 // activityPage finds the entries of one page of user's list after p's
 // cursor (at most p.Limit) and whether more follow. It reads the user's
 // big groups (all of them), then user_activity rows from the cursor's slot
-// down, in reads of at least p.Limit+1 rows, resolving each new
+// down, in reads of about 1.25 p.Limit rows, resolving each new
 // conversation (resolve); it stops once p.Limit+1 entries are known to be
 // final, that is, above the slot of the last row read (every row of a
 // higher slot has been seen). Stale rows met on the way are deleted, and
@@ -287,12 +287,18 @@ func (b *Backend) activityPage(ctx context.Context, user chat.ID, p chat.ListPag
 
 	type row = activityRow
 	var stale, heal []row
-	scanSize := max(p.Limit+1, listScanMin)
+	// limit+1 rows would do with one conversation per second and none
+	// stale; a quarter more saves a second read for a few ties or stale
+	// rows.
+	scanSize := max(p.Limit+p.Limit/4+2, listScanMin)
 	q := b.q(ctx, `SELECT slot, conversation_id FROM user_activity WHERE user_id = ?`, int64(user))
 	if p.Conversation != "" {
 		q = b.q(ctx, `SELECT slot, conversation_id FROM user_activity WHERE user_id = ? AND slot <= ?`, int64(user), slotOf(p.Activity))
 	}
-	iter = q.PageSize(scanSize).Iter()
+	// A page one row longer than a batch, and no prefetch: the next page
+	// is fetched only when a batch needs it, never ahead of a read that
+	// stops.
+	iter = q.PageSize(scanSize + 1).Prefetch(0).Iter()
 	var (
 		r        row
 		floor    time.Time // the slot of the last row read
