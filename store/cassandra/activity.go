@@ -11,7 +11,7 @@ import (
 	"github.com/gocql/gocql"
 )
 
-// The conversation list by activity (migration 0009): user_activity holds
+// The conversation list by activity (migration 0010): user_activity holds
 // a row per small conversation of a user at the second of its activity
 // (the newest message's time, else the join time); big groups (more than
 // chat.MaxInlineMembers) are listed in user_big_groups and read whole. A

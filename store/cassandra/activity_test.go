@@ -134,7 +134,7 @@ func summaryIDsOf(s []chat.Summary) []string {
 }
 
 // TestConversationListBeforeMigration: a user whose conversations have no
-// activity rows (made before migration 0009) still gets their whole list,
+// activity rows (made before migration 0010) still gets their whole list,
 // in order, big groups included; the first read writes the rows and the
 // mark, so the next reads are bounded.
 func TestConversationListBeforeMigration(t *testing.T) {
@@ -152,7 +152,7 @@ func TestConversationListBeforeMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = slices.Insert(want, 30-16, bigID) // after the message at 15 s
-	// Forget what 0009 wrote, as for a user from before it.
+	// Forget what 0010 wrote, as for a user from before it.
 	for _, stmt := range []string{"TRUNCATE user_activity", "TRUNCATE user_big_groups", "TRUNCATE user_activity_ready"} {
 		if err := env.admin.Query(stmt).Exec(); err != nil {
 			t.Fatal(err)
