@@ -16,9 +16,11 @@ import (
 )
 
 // reads counts the queries and rows a backend reads (SELECTs), through
-// gocql's query observer.
+// gocql's query observer; those that count unread messages (unread.go,
+// a bounded read or two per listed entry) apart.
 type reads struct {
 	queries, rows atomic.Int64
+	unread        atomic.Int64
 	mu            sync.Mutex
 	stmts         []string
 }
@@ -26,6 +28,12 @@ type reads struct {
 func (r *reads) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
 	if !strings.HasPrefix(strings.TrimSpace(q.Statement), "SELECT") {
 		return
+	}
+	for _, t := range []string{"FROM messages ", "FROM own_messages ", "FROM conversation_buckets "} {
+		if strings.Contains(q.Statement, t) {
+			r.unread.Add(1)
+			return
+		}
 	}
 	r.queries.Add(1)
 	r.rows.Add(int64(q.Rows))
