@@ -153,7 +153,7 @@ func (s *Server) conversationOf(ctx context.Context, c *Conn, req *request) (str
 		return "", false
 	}
 	if !ok {
-		c.sendError(req.ID, codeNotFound, "no such conversation")
+		c.sendError(req.ID, codeNotFound, msgNoConversation)
 		return "", false
 	}
 	return conv, true

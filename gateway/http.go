@@ -87,6 +87,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// msgNoConversation is the one wording of every 404 of a conversation, on
+// HTTP and the WebSocket alike: a conversation that does not exist and one
+// the caller is not in read the same, so a stranger cannot tell whether two
+// users talk (direct conversation IDs are built from public user IDs).
+const msgNoConversation = "no such conversation"
+
+// noConversation answers 404 for a conversation the caller cannot see.
+func noConversation(w http.ResponseWriter) {
+	writeError(w, http.StatusNotFound, "not_found", msgNoConversation)
+}
+
+// convError is storeError for a call on one conversation: not found there
+// is the conversation, in msgNoConversation's words.
+func (s *Server) convError(w http.ResponseWriter, err error) {
+	if errors.Is(err, chat.ErrNotFound) {
+		noConversation(w)
+		return
+	}
+	s.storeError(w, err)
+}
+
 // storeError answers a failed store call with the fitting status.
 func (s *Server) storeError(w http.ResponseWriter, err error) {
 	switch {
@@ -460,7 +481,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request, id identity) 
 // existence is not disclosed to others).
 func (s *Server) memberHTTP(w http.ResponseWriter, r *http.Request, id identity, conv string) bool {
 	if !chat.ValidConversationID(conv) {
-		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+		noConversation(w)
 		return false
 	}
 	_, member, err := s.membership(r.Context(), conv, id.User)
@@ -469,7 +490,7 @@ func (s *Server) memberHTTP(w http.ResponseWriter, r *http.Request, id identity,
 		return false
 	}
 	if !member {
-		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+		noConversation(w)
 		return false
 	}
 	return true
