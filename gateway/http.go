@@ -187,6 +187,10 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "username must be 3-32 characters of a-z, 0-9, _ . -")
 		return
 	}
+	if chat.ReservedUsername(name) {
+		writeError(w, http.StatusConflict, "username_taken", "that username is reserved")
+		return
+	}
 	if !chat.ValidPassword(req.Password) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "password must be 8-256 characters")
 		return

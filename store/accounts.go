@@ -18,6 +18,8 @@ func (s *Service) signup(ctx context.Context, req storeclient.SignupRequest) (an
 	switch {
 	case !chat.ValidUsername(a.Username):
 		return nil, fmt.Errorf("%w: username %q", chat.ErrInvalid, a.Username)
+	case chat.ReservedUsername(a.Username):
+		return nil, fmt.Errorf("%w: username %q is reserved", chat.ErrUsernameTaken, a.Username)
 	case a.PasswordHash == "":
 		return nil, fmt.Errorf("%w: empty password hash", chat.ErrInvalid)
 	case utf8.RuneCountInString(a.DisplayName) > chat.MaxDisplayName || !utf8.ValidString(a.DisplayName):
