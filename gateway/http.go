@@ -195,12 +195,15 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "password must be 8-256 characters")
 		return
 	}
-	display := strings.TrimSpace(req.DisplayName)
-	if display == "" {
-		display = name
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	display, msg, err := s.displayName(ctx, req.DisplayName, name)
+	if err != nil {
+		s.storeError(w, err)
+		return
 	}
-	if n := utf8.RuneCountInString(display); n > chat.MaxDisplayName || !utf8.ValidString(display) {
-		writeError(w, http.StatusBadRequest, "invalid_request", "display_name must be at most 64 characters")
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", msg)
 		return
 	}
 	addr := s.clientAddr(r)
@@ -208,8 +211,6 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		writeThrottled(w, wait, "too many signups from this address")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
 	hash, err := s.auth.hash(ctx, req.Password)
 	if err != nil {
 		s.throttle.signupNotTried(addr, time.Now())
@@ -225,6 +226,29 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.startSession(w, r, http.StatusCreated, u, req.Device)
+}
+
+// displayName checks a new display name of the user named username: ""
+// means the username. It answers the name to store, or why it is refused
+// (msg), or a store error.
+func (s *Server) displayName(ctx context.Context, display, username string) (string, string, error) {
+	if strings.TrimSpace(display) == "" {
+		return username, "", nil
+	}
+	clean, ok := chat.CleanDisplayName(display)
+	if !ok {
+		return "", "display_name must be 1-64 characters, without control, zero-width or bidi-override characters", nil
+	}
+	if skel := chat.DisplayNameSkeleton(clean); skel != "" && skel != username {
+		_, err := s.store.Account(ctx, skel)
+		switch {
+		case err == nil:
+			return "", "display_name may not be another user's username", nil
+		case !errors.Is(err, chat.ErrNotFound):
+			return "", "", err
+		}
+	}
+	return clean, "", nil
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {

@@ -123,6 +123,8 @@ func TestAPI(t *testing.T) {
 		{User: chat.User{Username: "no"}, PasswordHash: "x"},
 		{User: chat.User{Username: "with space"}, PasswordHash: "x"},
 		{User: chat.User{Username: "nohash"}},
+		{User: chat.User{Username: "ctrlname", DisplayName: "a\x00b"}, PasswordHash: "x"},
+		{User: chat.User{Username: "bidiname", DisplayName: "a\u202eb"}, PasswordHash: "x"},
 	} {
 		if _, err := c.Signup(ctx, bad); !errors.Is(err, chat.ErrInvalid) {
 			t.Errorf("signup %+v: %v, want chat.ErrInvalid", bad, err)
