@@ -198,6 +198,13 @@ func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time
 	if !ok {
 		return
 	}
+	if blocked, err := s.blockedDirect(ctx, conv); err != nil {
+		c.sendError(req.ID, codeUnavailable, "message not stored, retry with the same client_id")
+		return
+	} else if blocked {
+		c.sendError(req.ID, codeForbidden, "you cannot message this user")
+		return
+	}
 	out := chat.Message{Conversation: conv, Sender: c.user, Body: body, ClientID: clientID}
 	if req.ReplyTo != nil {
 		orig, ok := s.target(ctx, c, req, conv, req.ReplyTo, "reply_to")

@@ -34,6 +34,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/conversations/{id}/members", s.authed(s.listMembers))
 	mux.HandleFunc("DELETE /api/v1/conversations/{id}/members/me", s.authed(s.leaveGroup))
 	mux.HandleFunc("GET /api/v1/conversations/{id}/messages", s.authed(s.messages))
+	s.consentRoutes(mux)
 	s.pushRoutes(mux)
 	s.sessionRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -108,6 +109,12 @@ func (s *Server) convError(w http.ResponseWriter, err error) {
 	s.storeError(w, err)
 }
 
+// secondsToNextHour: the hourly limits start over at the next clock hour.
+func secondsToNextHour() int {
+	t := time.Now()
+	return int(t.Truncate(time.Hour).Add(time.Hour).Sub(t)/time.Second) + 1
+}
+
 // storeError answers a failed store call with the fitting status.
 func (s *Server) storeError(w http.ResponseWriter, err error) {
 	switch {
@@ -117,6 +124,11 @@ func (s *Server) storeError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, "username_taken", "that username is taken")
 	case errors.Is(err, chat.ErrInvalid), errors.Is(err, chat.ErrTooMany):
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	case errors.Is(err, chat.ErrNotAllowed):
+		writeError(w, http.StatusForbidden, "forbidden", err.Error())
+	case errors.Is(err, chat.ErrLimited):
+		w.Header().Set("Retry-After", strconv.Itoa(secondsToNextHour()))
+		writeError(w, http.StatusTooManyRequests, "rate_limited", err.Error())
 	case errors.Is(err, ErrBusy), errors.Is(err, chat.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "try again shortly")
 	default:
