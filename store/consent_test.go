@@ -167,3 +167,29 @@ func TestConsentStore(t *testing.T) {
 		t.Errorf("after unblock: %v %v", either, err)
 	}
 }
+
+// Names stored before the display-name and reserved-username rules are
+// served as they are: nobody is locked out (issue 14 part 5).
+func TestOldNamesStillServed(t *testing.T) {
+	e := newEnv(t)
+	b := openBolt(t)
+	old := chat.Account{User: chat.User{ID: 4242, Username: "app.js", DisplayName: "evil\u202Eabc\x00"}, PasswordHash: "hash"}
+	if _, err := b.CreateAccount(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	s := startService(t, e, b, store.ServiceConfig{})
+	waitReady(t, s.svc)
+	c := storeclient.NewClient(e.nc, storeclient.ClientConfig{})
+	a, err := c.Account(t.Context(), "app.js")
+	if err != nil || a.ID != old.ID || a.DisplayName != old.DisplayName {
+		t.Fatalf("account: %+v %v", a, err)
+	}
+	us, err := c.Users(t.Context(), []chat.ID{old.ID})
+	if err != nil || len(us) != 1 || us[0].DisplayName != old.DisplayName {
+		t.Fatalf("users: %+v %v", us, err)
+	}
+	other := signup(t, c, "newcomer")
+	if _, _, err := c.Direct(t.Context(), other.ID, old.ID); err != nil {
+		t.Fatalf("a direct conversation with an old account: %v", err)
+	}
+}
