@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 )
@@ -53,6 +54,23 @@ func TestConsentAndBlocks(t *testing.T) {
 	// contacts: only someone with a direct conversation with b.
 	e.call(t, "PUT", "/api/v1/me/settings", b.Token, map[string]string{"add_policy": "contacts"}, http.StatusOK, nil)
 	e.fail(t, "POST", "/api/v1/conversations/"+g.ID+"/members", a.Token, map[string]string{"username": b.User.Username}, http.StatusForbidden, "forbidden")
+	// A direct conversation a stranger opens is not enough: b must have
+	// started it or read in it.
+	cb := e.direct(t, c, b.User.Username)
+	e.fail(t, "POST", "/api/v1/conversations/"+g.ID+"/members", c.Token, map[string]string{"username": b.User.Username}, http.StatusForbidden, "forbidden")
+	cws, _ := e.dial(t, "c", c.Token)
+	m := cws.send(t, cb.ID, "c-hi", "hello b")
+	cws.close()
+	bws0, _ := e.dial(t, "b0", b.Token)
+	bws0.write(t, map[string]any{"type": "read", "conversation": cb.ID, "message_id": m.ID})
+	eventually(t, "b's read mark lets c add b", func() error {
+		if st, _ := e.do(t, "POST", "/api/v1/conversations/"+g.ID+"/members", c.Token, map[string]string{"username": b.User.Username}); st != http.StatusOK {
+			return fmt.Errorf("status %d", st)
+		}
+		return nil
+	})
+	bws0.close()
+	e.call(t, "DELETE", "/api/v1/conversations/"+g.ID+"/members/me", b.Token, nil, http.StatusNoContent, nil)
 	d := e.direct(t, b, a.User.Username)
 	e.call(t, "POST", "/api/v1/conversations/"+g.ID+"/members", a.Token, map[string]string{"username": b.User.Username}, http.StatusOK, nil)
 	e.call(t, "DELETE", "/api/v1/conversations/"+g.ID+"/members/me", b.Token, nil, http.StatusNoContent, nil)

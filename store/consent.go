@@ -279,11 +279,13 @@ func (s *Service) mayAdd(ctx context.Context, by chat.ID, users []chat.ID) error
 			case storeclient.AddNobody:
 				return fmt.Errorf("%w: user %s does not accept being added to groups", chat.ErrNotAllowed, u)
 			case storeclient.AddContacts:
-				_, err := s.b.Conversation(gctx, chat.DirectID(u, by))
-				if errors.Is(err, chat.ErrNotFound) {
+				ok, err := s.isContact(gctx, u, by)
+				if err != nil {
+					return err
+				}
+				if !ok {
 					return fmt.Errorf("%w: user %s accepts being added by their contacts only", chat.ErrNotAllowed, u)
 				}
-				return err
 			}
 			return nil
 		})
@@ -345,4 +347,31 @@ func (s *Service) leaveGroups(ctx context.Context, users []chat.ID) {
 	for _, u := range users {
 		_ = addInt(ctx, prefs, fmt.Sprintf("groups.%d", u), -1, s.cfg.MaxGroupsPerUser, "groups of the user")
 	}
+}
+
+// isContact reports whether other is one of user's contacts: their direct
+// conversation exists and user took part in it (started it, or has read
+// in it). Anyone can open a direct conversation with anyone, so its mere
+// existence would let a stranger pass.
+func (s *Service) isContact(ctx context.Context, user, other chat.ID) (bool, error) {
+	c, err := s.b.Conversation(ctx, chat.DirectID(user, other))
+	if errors.Is(err, chat.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if c.CreatedBy == user {
+		return true, nil
+	}
+	states, err := s.b.MemberStates(ctx, c.ID)
+	if err != nil {
+		return false, err
+	}
+	for _, st := range states {
+		if st.User == user && st.LastRead != 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }

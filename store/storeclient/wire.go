@@ -568,7 +568,7 @@ type AddPolicy string
 
 const (
 	AddAnyone   AddPolicy = "anyone"   // any user (the default)
-	AddContacts AddPolicy = "contacts" // users one has a direct conversation with
+	AddContacts AddPolicy = "contacts" // users of a direct conversation one started or read in
 	AddNobody   AddPolicy = "nobody"   // no one: only oneself, by creating a group
 )
 
