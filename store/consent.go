@@ -317,6 +317,22 @@ func (s *Service) countGroup(ctx context.Context, by chat.ID, created bool, n in
 	return err
 }
 
+// uncountGroup gives back what countGroup charged, for a request that
+// then failed: a refused request uses up nothing.
+func (s *Service) uncountGroup(ctx context.Context, by chat.ID, created bool, n int) {
+	_, counts, err := s.buckets(ctx)
+	if err != nil {
+		return
+	}
+	t := now()
+	if created {
+		_ = addInt(ctx, counts, hourKey("created", by, t), -1, s.cfg.GroupsPerHour, "groups created this hour")
+	}
+	if n > 0 {
+		_ = addInt(ctx, counts, hourKey("added", by, t), -n, s.cfg.MembersPerHour, "members added this hour")
+	}
+}
+
 // joinGroups counts a group more for each of users: ErrTooMany (for the
 // one who adds) when one of them is in MaxGroupsPerUser groups already; the
 // users counted before the one refused are counted back.

@@ -84,6 +84,7 @@ func (s *Service) group(ctx context.Context, req storeclient.GroupRequest) (any,
 		return nil, err
 	}
 	if err := s.joinGroups(ctx, members); err != nil {
+		s.uncountGroup(context.WithoutCancel(ctx), req.Creator, true, len(members)-1)
 		return nil, err
 	}
 	c, _, err := s.b.CreateConversation(ctx, chat.Conversation{
@@ -92,6 +93,7 @@ func (s *Service) group(ctx context.Context, req storeclient.GroupRequest) (any,
 	})
 	if err != nil {
 		s.leaveGroups(context.WithoutCancel(ctx), members)
+		s.uncountGroup(context.WithoutCancel(ctx), req.Creator, true, len(members)-1)
 		return nil, err
 	}
 	s.notify(c)
@@ -164,11 +166,13 @@ func (s *Service) addMembers(ctx context.Context, req storeclient.AddMembersRequ
 		return nil, err
 	}
 	if err := s.joinGroups(ctx, users); err != nil {
+		s.uncountGroup(context.WithoutCancel(ctx), req.By, false, len(users))
 		return nil, err
 	}
 	c, added, err := s.b.AddMembers(ctx, c.ID, users, now())
 	if err != nil {
 		s.leaveGroups(context.WithoutCancel(ctx), users)
+		s.uncountGroup(context.WithoutCancel(ctx), req.By, false, len(users))
 		return nil, err
 	}
 	if len(added) < len(users) { // some were added meanwhile by another request
