@@ -250,7 +250,7 @@ func (s *Service) blockedList(ctx context.Context, req storeclient.BlocksRequest
 }
 
 // consentParallel bounds the lookups of one request's checks.
-const consentParallel = 16
+const consentParallel = 32
 
 // mayAdd checks that by may add every one of users to a group: none of
 // them blocks by, and each one's policy allows by (anyone; contacts: a
@@ -334,22 +334,38 @@ func (s *Service) uncountGroup(ctx context.Context, by chat.ID, created bool, n 
 }
 
 // joinGroups counts a group more for each of users: ErrTooMany (for the
-// one who adds) when one of them is in MaxGroupsPerUser groups already; the
-// users counted before the one refused are counted back.
+// one who adds) when one of them is in MaxGroupsPerUser groups already;
+// then the users counted are counted back. The counters are updated in
+// parallel (a group starts with up to 1,000 members).
 func (s *Service) joinGroups(ctx context.Context, users []chat.ID) error {
 	prefs, _, err := s.buckets(ctx)
 	if err != nil {
 		return err
 	}
+	// Not cancelled when one fails: an update cut short could land
+	// without being counted back.
+	counted := make([]bool, len(users))
+	var g errgroup.Group
+	g.SetLimit(consentParallel)
 	for i, u := range users {
-		err := addInt(ctx, prefs, fmt.Sprintf("groups.%d", u), 1, s.cfg.MaxGroupsPerUser, "groups of the user")
-		if errors.Is(err, chat.ErrLimited) {
-			err = fmt.Errorf("%w: user %s is in %d groups, the most a user may be in", chat.ErrTooMany, u, s.cfg.MaxGroupsPerUser)
-		}
-		if err != nil {
-			s.leaveGroups(ctx, users[:i])
+		g.Go(func() error {
+			err := addInt(ctx, prefs, fmt.Sprintf("groups.%d", u), 1, s.cfg.MaxGroupsPerUser, "groups of the user")
+			if errors.Is(err, chat.ErrLimited) {
+				return fmt.Errorf("%w: user %s is in %d groups, the most a user may be in", chat.ErrTooMany, u, s.cfg.MaxGroupsPerUser)
+			}
+			counted[i] = err == nil
 			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		var back []chat.ID
+		for i, ok := range counted {
+			if ok {
+				back = append(back, users[i])
+			}
 		}
+		s.leaveGroups(context.WithoutCancel(ctx), back)
+		return err
 	}
 	return nil
 }
@@ -360,11 +376,16 @@ func (s *Service) leaveGroups(ctx context.Context, users []chat.ID) {
 	if err != nil {
 		return
 	}
+	var g errgroup.Group
+	g.SetLimit(consentParallel)
 	for _, u := range users {
-		_ = addInt(ctx, prefs, fmt.Sprintf("groups.%d", u), -1, s.cfg.MaxGroupsPerUser, "groups of the user")
+		g.Go(func() error {
+			_ = addInt(ctx, prefs, fmt.Sprintf("groups.%d", u), -1, s.cfg.MaxGroupsPerUser, "groups of the user")
+			return nil
+		})
 	}
+	_ = g.Wait()
 }
-
 // isContact reports whether other is one of user's contacts: their direct
 // conversation exists and user took part in it (started it, or has read
 // in it). Anyone can open a direct conversation with anyone, so its mere
