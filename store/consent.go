@@ -386,6 +386,7 @@ func (s *Service) leaveGroups(ctx context.Context, users []chat.ID) {
 	}
 	_ = g.Wait()
 }
+
 // isContact reports whether other is one of user's contacts: their direct
 // conversation exists and user took part in it (started it, or has read
 // in it). Anyone can open a direct conversation with anyone, so its mere
