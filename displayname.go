@@ -32,9 +32,45 @@ func CleanDisplayName(s string) (string, bool) {
 		}
 		return r
 	}, s)
-	out, err := precis.Nickname.String(s)
+	// A zero-width joiner right after an emoji builds an emoji sequence
+	// ("👩‍💻", families, flags): the profile refuses every ZWJ, so those
+	// are taken out for it and put back after the same emoji.
+	var joins []int // the emoji count before each allowed ZWJ
+	var plain strings.Builder
+	emojis, prevEmoji := 0, false
+	for _, r := range s {
+		if r == '\u200D' && prevEmoji {
+			joins = append(joins, emojis)
+			prevEmoji = false
+			continue
+		}
+		plain.WriteRune(r)
+		prevEmoji = isEmoji(r)
+		if prevEmoji {
+			emojis++
+		}
+	}
+	out, err := precis.Nickname.String(plain.String())
 	if err != nil {
 		return "", false
+	}
+	if len(joins) > 0 {
+		var b strings.Builder
+		n := 0
+		for _, r := range out {
+			b.WriteRune(r)
+			if isEmoji(r) {
+				n++
+				for len(joins) > 0 && joins[0] == n {
+					b.WriteRune('\u200D')
+					joins = joins[1:]
+				}
+			}
+		}
+		if len(joins) > 0 {
+			return "", false // the profile changed the emoji: refuse rather than guess
+		}
+		out = b.String()
 	}
 	if n := utf8.RuneCountInString(out); n < 1 || n > MaxDisplayName {
 		return "", false
@@ -89,4 +125,10 @@ var confusables = map[rune]rune{
 	// Latin and others
 	'ı': 'i', 'ɩ': 'i', 'ɡ': 'g', 'ɑ': 'a', 'ℓ': 'l', 'ǀ': 'l', '‐': '-', '‑': '-', '‒': '-',
 	'–': '-', '—': '-', '−': '-', '·': '.', '․': '.', '＿': '_',
+}
+
+// isEmoji approximates Extended_Pictographic: the emoji blocks, which
+// the profile leaves as they are.
+func isEmoji(r rune) bool {
+	return r >= 0x1F000 && r <= 0x1FAFF || r >= 0x2600 && r <= 0x27BF || r >= 0x2B00 && r <= 0x2BFF
 }

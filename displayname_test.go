@@ -29,22 +29,24 @@ func TestCleanDisplayName(t *testing.T) {
 		{"a\u200bb", "", false},                      // zero-width space
 		{"a\u200cb", "", false},                      // zero-width non-joiner
 		{"a\u200db", "", false},                      // zero-width joiner
-		{"\U0001F468\u200d\U0001F469", "", false},    // a ZWJ sequence: refused too
-		{"a\u2060b", "", false},                      // word joiner
-		{"a\ufeffb", "", false},                      // BOM
-		{"a\u00adb", "", false},                      // soft hyphen
-		{"a\u034fb", "", false},                      // combining grapheme joiner
-		{"evil\u202Egpj.exe", "", false},             // right-to-left override
-		{"a\u202Ab", "", false},                      // LRE
-		{"a\u2066b\u2069", "", false},                // LRI ... PDI
-		{"a\u2067b", "", false},                      // RLI
-		{"a\u200Fb", "", false},                      // RLM
-		{"a\u061Cb", "", false},                      // Arabic letter mark
-		{"a\uE000b", "", false},                      // private use
-		{"a\U000E0041b", "", false},                  // tag character
-		{"", "", false},                              // empty
-		{"   ", "", false},                           // only spaces
-		{"\u3000", "", false},                        // ideographic space only
+		{"\U0001F468\u200d\U0001F469", "\U0001F468\u200d\U0001F469", true},         // an emoji ZWJ sequence
+		{"Ann \U0001F469\u200d\U0001F4BB", "Ann \U0001F469\u200d\U0001F4BB", true}, // woman technologist
+		{"a\u200d\U0001F469", "", false},                                           // ZWJ after a letter
+		{"a\u2060b", "", false},                                                    // word joiner
+		{"a\ufeffb", "", false},                                                    // BOM
+		{"a\u00adb", "", false},                                                    // soft hyphen
+		{"a\u034fb", "", false},                                                    // combining grapheme joiner
+		{"evil\u202Egpj.exe", "", false},                                           // right-to-left override
+		{"a\u202Ab", "", false},                                                    // LRE
+		{"a\u2066b\u2069", "", false},                                              // LRI ... PDI
+		{"a\u2067b", "", false},                                                    // RLI
+		{"a\u200Fb", "", false},                                                    // RLM
+		{"a\u061Cb", "", false},                                                    // Arabic letter mark
+		{"a\uE000b", "", false},                                                    // private use
+		{"a\U000E0041b", "", false},                                                // tag character
+		{"", "", false},                                                            // empty
+		{"   ", "", false},                                                         // only spaces
+		{"\u3000", "", false},                                                      // ideographic space only
 		{strings.Repeat("x", 64), strings.Repeat("x", 64), true},
 		{strings.Repeat("x", 65), "", false},
 		{strings.Repeat("é", 64), strings.Repeat("é", 64), true},
