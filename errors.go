@@ -20,4 +20,9 @@ var (
 	// ErrWrongPassword: a login or a password change named an unknown
 	// user or the wrong password (the store checks; one answer for both).
 	ErrWrongPassword = errors.New("store: wrong username or password")
+	// ErrNotAllowed: the other user does not allow it (their "who may
+	// add me" setting, or a block).
+	ErrNotAllowed = errors.New("store: not allowed by the user")
+	// ErrLimited: a per-user limit over a period was reached; retry later.
+	ErrLimited = errors.New("store: limit reached, retry later")
 )

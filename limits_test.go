@@ -39,3 +39,20 @@ func TestValidUsernameStableUnderProfile(t *testing.T) {
 		}
 	}
 }
+
+// Issue 14: names the gateway serves cannot be registered; ordinary names,
+// dots included, can.
+func TestReservedUsername(t *testing.T) {
+	for _, u := range []string{"api", "app.js", "style.css", "index.html", "icon.svg", "lib", "sw.js",
+		"manifest.json", "admin", "login", "signup", "settings", "static", "metrics", "healthz", "ws",
+		"future.js", "x.webmanifest", "robots.txt"} {
+		if !ReservedUsername(u) {
+			t.Errorf("ReservedUsername(%q) = false", u)
+		}
+	}
+	for _, u := range []string{"billy", "apiary", "jo.smith", "admin_2", "js", "css.fan", "api-team"} {
+		if ReservedUsername(u) {
+			t.Errorf("ReservedUsername(%q) = true", u)
+		}
+	}
+}

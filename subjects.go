@@ -47,6 +47,13 @@ const (
 	// subscription, so each request reaches exactly one replica.
 	StoreQueueGroup = "store"
 
+	// UserPrefsBucket holds users' "who may add me" settings, their blocks
+	// and their group-membership counts (store/consent.go); only the store
+	// reads and writes it.
+	UserPrefsBucket = "chat_user_prefs"
+	// UserCountsBucket holds per-user, per-hour counters of groups created
+	// and members added; entries expire after two hours.
+	UserCountsBucket = "chat_user_counts"
 	// NodeIDBucket is the key-value bucket node numbers are leased from.
 	NodeIDBucket = "chat_node_ids"
 

@@ -125,14 +125,14 @@ func (s *Server) mute(w http.ResponseWriter, r *http.Request, id identity) {
 		return
 	}
 	if !chat.ValidConversationID(conv) {
-		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+		noConversation(w)
 		return
 	}
 	// The store answers not found for a non-member too: existence is not
 	// disclosed.
 	if err := s.store.SetMuted(r.Context(), conv, id.User, *req.Muted); err != nil {
 		if errors.Is(err, chat.ErrNotFound) {
-			writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+			noConversation(w)
 			return
 		}
 		s.storeError(w, err)

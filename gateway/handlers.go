@@ -153,7 +153,7 @@ func (s *Server) conversationOf(ctx context.Context, c *Conn, req *request) (str
 		return "", false
 	}
 	if !ok {
-		c.sendError(req.ID, codeNotFound, "no such conversation")
+		c.sendError(req.ID, codeNotFound, msgNoConversation)
 		return "", false
 	}
 	return conv, true
@@ -196,6 +196,13 @@ func (s *Server) onSend(ctx context.Context, c *Conn, req *request, at time.Time
 	}
 	conv, ok := s.conversationOf(ctx, c, req)
 	if !ok {
+		return
+	}
+	if blocked, err := s.blockedDirect(ctx, conv); err != nil {
+		c.sendError(req.ID, codeUnavailable, "message not stored, retry with the same client_id")
+		return
+	} else if blocked {
+		c.sendError(req.ID, codeForbidden, "you cannot message this user")
 		return
 	}
 	out := chat.Message{Conversation: conv, Sender: c.user, Body: body, ClientID: clientID}

@@ -34,6 +34,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/conversations/{id}/members", s.authed(s.listMembers))
 	mux.HandleFunc("DELETE /api/v1/conversations/{id}/members/me", s.authed(s.leaveGroup))
 	mux.HandleFunc("GET /api/v1/conversations/{id}/messages", s.authed(s.messages))
+	s.consentRoutes(mux)
 	s.pushRoutes(mux)
 	s.sessionRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -87,6 +88,33 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// msgNoConversation is the one wording of every 404 of a conversation, on
+// HTTP and the WebSocket alike: a conversation that does not exist and one
+// the caller is not in read the same, so a stranger cannot tell whether two
+// users talk (direct conversation IDs are built from public user IDs).
+const msgNoConversation = "no such conversation"
+
+// noConversation answers 404 for a conversation the caller cannot see.
+func noConversation(w http.ResponseWriter) {
+	writeError(w, http.StatusNotFound, "not_found", msgNoConversation)
+}
+
+// convError is storeError for a call on one conversation: not found there
+// is the conversation, in msgNoConversation's words.
+func (s *Server) convError(w http.ResponseWriter, err error) {
+	if errors.Is(err, chat.ErrNotFound) {
+		noConversation(w)
+		return
+	}
+	s.storeError(w, err)
+}
+
+// secondsToNextHour: the hourly limits start over at the next clock hour.
+func secondsToNextHour() int {
+	t := time.Now()
+	return int(t.Truncate(time.Hour).Add(time.Hour).Sub(t)/time.Second) + 1
+}
+
 // storeError answers a failed store call with the fitting status.
 func (s *Server) storeError(w http.ResponseWriter, err error) {
 	switch {
@@ -96,6 +124,11 @@ func (s *Server) storeError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, "username_taken", "that username is taken")
 	case errors.Is(err, chat.ErrInvalid), errors.Is(err, chat.ErrTooMany):
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	case errors.Is(err, chat.ErrNotAllowed):
+		writeError(w, http.StatusForbidden, "forbidden", err.Error())
+	case errors.Is(err, chat.ErrLimited):
+		w.Header().Set("Retry-After", strconv.Itoa(secondsToNextHour()))
+		writeError(w, http.StatusTooManyRequests, "rate_limited", err.Error())
 	case errors.Is(err, ErrBusy), errors.Is(err, chat.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "try again shortly")
 	default:
@@ -166,16 +199,23 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "username must be 3-32 characters of a-z, 0-9, _ . -")
 		return
 	}
+	if chat.ReservedUsername(name) {
+		writeError(w, http.StatusConflict, "username_taken", "that username is reserved")
+		return
+	}
 	if !chat.ValidPassword(req.Password) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "password must be 8-256 characters")
 		return
 	}
-	display := strings.TrimSpace(req.DisplayName)
-	if display == "" {
-		display = name
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	display, msg, err := s.displayName(ctx, req.DisplayName, name)
+	if err != nil {
+		s.storeError(w, err)
+		return
 	}
-	if n := utf8.RuneCountInString(display); n > chat.MaxDisplayName || !utf8.ValidString(display) {
-		writeError(w, http.StatusBadRequest, "invalid_request", "display_name must be at most 64 characters")
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", msg)
 		return
 	}
 	addr := s.clientAddr(r)
@@ -183,8 +223,6 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		writeThrottled(w, wait, "too many signups from this address")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
 	hash, err := s.auth.hash(ctx, req.Password)
 	if err != nil {
 		s.throttle.signupNotTried(addr, time.Now())
@@ -200,6 +238,29 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.startSession(w, r, http.StatusCreated, u, req.Device)
+}
+
+// displayName checks a new display name of the user named username: ""
+// means the username. It answers the name to store, or why it is refused
+// (msg), or a store error.
+func (s *Server) displayName(ctx context.Context, display, username string) (string, string, error) {
+	if strings.TrimSpace(display) == "" {
+		return username, "", nil
+	}
+	clean, ok := chat.CleanDisplayName(display)
+	if !ok {
+		return "", "display_name must be 1-64 characters, without control, zero-width or bidi-override characters", nil
+	}
+	if skel := chat.DisplayNameSkeleton(clean); skel != "" && skel != username {
+		_, err := s.store.Account(ctx, skel)
+		switch {
+		case err == nil:
+			return "", "display_name may not be another user's username", nil
+		case !errors.Is(err, chat.ErrNotFound):
+			return "", "", err
+		}
+	}
+	return clean, "", nil
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
@@ -460,7 +521,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request, id identity) 
 // existence is not disclosed to others).
 func (s *Server) memberHTTP(w http.ResponseWriter, r *http.Request, id identity, conv string) bool {
 	if !chat.ValidConversationID(conv) {
-		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+		noConversation(w)
 		return false
 	}
 	_, member, err := s.membership(r.Context(), conv, id.User)
@@ -469,7 +530,7 @@ func (s *Server) memberHTTP(w http.ResponseWriter, r *http.Request, id identity,
 		return false
 	}
 	if !member {
-		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+		noConversation(w)
 		return false
 	}
 	return true

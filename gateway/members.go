@@ -134,12 +134,12 @@ func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, id identity
 		return
 	}
 	if !chat.ValidConversationID(conv) {
-		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+		noConversation(w)
 		return
 	}
 	mp, err := s.members(r.Context(), conv, id.User, a, n)
 	if err != nil {
-		s.storeError(w, err)
+		s.convError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, mp)
@@ -169,7 +169,7 @@ func (s *Server) onMembers(ctx context.Context, c *Conn, req *request) {
 func (s *Server) leaveGroup(w http.ResponseWriter, r *http.Request, id identity) {
 	conv := r.PathValue("id")
 	if !chat.ValidConversationID(conv) {
-		writeError(w, http.StatusNotFound, "not_found", "no such conversation")
+		noConversation(w)
 		return
 	}
 	if err := s.store.Leave(r.Context(), conv, id.User); err != nil {
@@ -177,7 +177,7 @@ func (s *Server) leaveGroup(w http.ResponseWriter, r *http.Request, id identity)
 			writeError(w, http.StatusBadRequest, "invalid_request", "only a group can be left")
 			return
 		}
-		s.storeError(w, err)
+		s.convError(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

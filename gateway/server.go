@@ -43,6 +43,7 @@ type Server struct {
 	cfg      Config
 	nc       *nats.Conn
 	store    *storeclient.Client
+	blocks   blockCache // direct conversations with a block, see consent.go
 	pub      *router.Publisher
 	feed     *router.Feed
 	presence *router.Presence

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store/password"
@@ -18,9 +17,11 @@ func (s *Service) signup(ctx context.Context, req storeclient.SignupRequest) (an
 	switch {
 	case !chat.ValidUsername(a.Username):
 		return nil, fmt.Errorf("%w: username %q", chat.ErrInvalid, a.Username)
+	case chat.ReservedUsername(a.Username):
+		return nil, fmt.Errorf("%w: username %q is reserved", chat.ErrUsernameTaken, a.Username)
 	case a.PasswordHash == "":
 		return nil, fmt.Errorf("%w: empty password hash", chat.ErrInvalid)
-	case utf8.RuneCountInString(a.DisplayName) > chat.MaxDisplayName || !utf8.ValidString(a.DisplayName):
+	case a.DisplayName != "" && !chat.ValidDisplayName(a.DisplayName):
 		return nil, fmt.Errorf("%w: display name", chat.ErrInvalid)
 	}
 	if a.DisplayName == "" {

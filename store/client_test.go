@@ -113,10 +113,18 @@ func TestAPI(t *testing.T) {
 	if _, err := c.Signup(ctx, chat.Account{User: chat.User{Username: "BILLY"}, PasswordHash: "x"}); !errors.Is(err, chat.ErrUsernameTaken) {
 		t.Errorf("duplicate signup: %v", err)
 	}
+	// The store refuses reserved names too (a backstop behind the gateway).
+	for _, name := range []string{"api", "App.js", "settings"} {
+		if _, err := c.Signup(ctx, chat.Account{User: chat.User{Username: name}, PasswordHash: "x"}); !errors.Is(err, chat.ErrUsernameTaken) {
+			t.Errorf("signup reserved %q: %v, want chat.ErrUsernameTaken", name, err)
+		}
+	}
 	for _, bad := range []chat.Account{
 		{User: chat.User{Username: "no"}, PasswordHash: "x"},
 		{User: chat.User{Username: "with space"}, PasswordHash: "x"},
 		{User: chat.User{Username: "nohash"}},
+		{User: chat.User{Username: "ctrlname", DisplayName: "a\x00b"}, PasswordHash: "x"},
+		{User: chat.User{Username: "bidiname", DisplayName: "a\u202eb"}, PasswordHash: "x"},
 	} {
 		if _, err := c.Signup(ctx, bad); !errors.Is(err, chat.ErrInvalid) {
 			t.Errorf("signup %+v: %v, want chat.ErrInvalid", bad, err)

@@ -73,8 +73,18 @@ func (s *Service) group(ctx context.Context, req storeclient.GroupRequest) (any,
 	if err := s.checkUsers(ctx, members); err != nil {
 		return nil, err
 	}
+	if err := s.mayAdd(ctx, req.Creator, members); err != nil {
+		return nil, err
+	}
 	id, err := s.nextID()
 	if err != nil {
+		return nil, err
+	}
+	if err := s.countGroup(ctx, req.Creator, true, len(members)-1); err != nil {
+		return nil, err
+	}
+	if err := s.joinGroups(ctx, members); err != nil {
+		s.uncountGroup(context.WithoutCancel(ctx), req.Creator, true, len(members)-1)
 		return nil, err
 	}
 	c, _, err := s.b.CreateConversation(ctx, chat.Conversation{
@@ -82,6 +92,8 @@ func (s *Service) group(ctx context.Context, req storeclient.GroupRequest) (any,
 		CreatedAt: now(), Members: members,
 	})
 	if err != nil {
+		s.leaveGroups(context.WithoutCancel(ctx), members)
+		s.uncountGroup(context.WithoutCancel(ctx), req.Creator, true, len(members)-1)
 		return nil, err
 	}
 	s.notify(c)
@@ -147,9 +159,24 @@ func (s *Service) addMembers(ctx context.Context, req storeclient.AddMembersRequ
 	if err := s.checkUsers(ctx, users); err != nil {
 		return nil, err
 	}
+	if err := s.mayAdd(ctx, req.By, users); err != nil {
+		return nil, err
+	}
+	if err := s.countGroup(ctx, req.By, false, len(users)); err != nil {
+		return nil, err
+	}
+	if err := s.joinGroups(ctx, users); err != nil {
+		s.uncountGroup(context.WithoutCancel(ctx), req.By, false, len(users))
+		return nil, err
+	}
 	c, added, err := s.b.AddMembers(ctx, c.ID, users, now())
 	if err != nil {
+		s.leaveGroups(context.WithoutCancel(ctx), users)
+		s.uncountGroup(context.WithoutCancel(ctx), req.By, false, len(users))
 		return nil, err
+	}
+	if len(added) < len(users) { // some were added meanwhile by another request
+		s.leaveGroups(ctx, slices.DeleteFunc(slices.Clone(users), func(u chat.ID) bool { return slices.Contains(added, u) }))
 	}
 	s.changed(c.ID)
 	if added == nil {

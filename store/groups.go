@@ -123,6 +123,7 @@ func (s *Service) leave(ctx context.Context, req storeclient.LeaveRequest) (any,
 	}
 	s.changed(c.ID)
 	if was {
+		s.leaveGroups(ctx, []chat.ID{req.User})
 		s.notify(after)
 		body, _ := json.Marshal(storeclient.UserEvent{Type: storeclient.EventLeft, Conversation: &chat.Conversation{ID: c.ID}})
 		if err := s.nc.Publish(chat.UserSubject(req.User), body); err != nil {

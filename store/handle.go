@@ -64,6 +64,10 @@ func (s *Service) handlers() map[string]handler {
 		storeclient.OpMembers:        handle(s.members),
 		storeclient.OpMembership:     handle(s.membership),
 		storeclient.OpLeave:          handle(s.leave),
+		storeclient.OpAddPolicy:      handle(s.addPolicy),
+		storeclient.OpSetAddPolicy:   handle(s.setAddPolicy),
+		storeclient.OpBlock:          handle(s.block),
+		storeclient.OpBlocks:         handle(s.blockedList),
 	}
 }
 

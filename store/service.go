@@ -42,6 +42,14 @@ const (
 	DefaultMaxMembers     = chat.MaxGroupMembers
 	DefaultMaxIDs         = 5000
 	DefaultMaxSessions    = chat.MaxSessions
+	// DefaultGroupsPerHour: groups one user may create in an hour.
+	DefaultGroupsPerHour = 50
+	// DefaultMembersPerHour: members one user may add in an hour (one
+	// group of the largest size).
+	DefaultMembersPerHour = chat.MaxGroupMembers
+	// DefaultMaxGroupsPerUser: the groups one user may be in (hello
+	// lists at most 1,000 conversations; the rest are paged).
+	DefaultMaxGroupsPerUser = 1000
 )
 
 // Limits of request fields, as in PROTOCOL.md.
@@ -138,6 +146,18 @@ type ServiceConfig struct {
 	// MaxPasswordChecks bounds concurrent password checks (argon2id: 19 MiB
 	// and tens of milliseconds each); more wait. Default GOMAXPROCS.
 	MaxPasswordChecks int
+	// GroupsPerHour bounds the groups one user creates in a clock hour,
+	// cluster-wide (DefaultGroupsPerHour).
+	GroupsPerHour int
+	// MembersPerHour bounds the members one user adds to groups in a clock
+	// hour, a new group's included, cluster-wide (DefaultMembersPerHour).
+	MembersPerHour int
+	// MaxGroupsPerUser bounds the groups one user is a member of: adding
+	// a user at the bound fails for the one who adds (DefaultMaxGroupsPerUser).
+	MaxGroupsPerUser int
+	// KVReplicas are the replicas of the store's key-value buckets (users'
+	// settings, blocks and limit counters): 3 in a cluster. Default 1.
+	KVReplicas int
 }
 
 func (c *ServiceConfig) setDefaults() {
@@ -181,6 +201,10 @@ func (c *ServiceConfig) setDefaults() {
 	defInt(&c.MaxIDs, DefaultMaxIDs)
 	defInt(&c.MaxSessions, DefaultMaxSessions)
 	defInt(&c.MaxPasswordChecks, runtime.GOMAXPROCS(0))
+	defInt(&c.GroupsPerHour, DefaultGroupsPerHour)
+	defInt(&c.MembersPerHour, DefaultMembersPerHour)
+	defInt(&c.MaxGroupsPerUser, DefaultMaxGroupsPerUser)
+	defInt(&c.KVReplicas, 1)
 }
 
 // pinger is what a backend implements when it can tell whether its database
@@ -210,6 +234,7 @@ type Service struct {
 	checks chan struct{} // bounds concurrent password checks (accounts.go)
 	floor  *floorWatch
 	convs  *convCache // hot conversations, see convcache.go
+	kv     kvBuckets  // users' settings and limit counters, see consent.go
 
 	cons       atomic.Pointer[jetstream.Consumer]
 	consuming  atomic.Bool

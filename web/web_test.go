@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/chatcluster/chat"
 )
 
 func TestFSHasTheClient(t *testing.T) {
@@ -140,6 +142,24 @@ func TestContentSecurityPolicyConnectsToOwnHost(t *testing.T) {
 			if src == "ws:" || src == "wss:" || src == "*" {
 				t.Errorf("Host %q: connect-src allows %s, any host", host, src)
 			}
+		}
+	}
+}
+
+// Every top-level name the client serves is a reserved username (issue
+// 14): a user named "app.js" would otherwise get the file at /app.js/
+// instead of their conversation. Adding a file reserves its name here.
+func TestServedNamesAreReservedUsernames(t *testing.T) {
+	entries, err := fs.ReadDir(FS(), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if _, ok := chat.FoldUsername(e.Name()); !ok {
+			continue // cannot be a username anyway
+		}
+		if !chat.ReservedUsername(e.Name()) {
+			t.Errorf("web/static/%s is served at /%s/ but %q may be registered", e.Name(), e.Name(), e.Name())
 		}
 	}
 }

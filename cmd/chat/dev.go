@@ -28,12 +28,13 @@ import (
 
 // devOptions are chat dev's flags.
 type devOptions struct {
-	Addr      string        // where the gateway listens; default 127.0.0.1:8080
-	Data      string        // NATS, store and secret live here; default ./chat-data
-	JWTSecret string        // default: made once and kept in Data
-	LogLevel  string        // debug, info, warn, error; default info
-	Drain     time.Duration // SIGTERM's drain period; default 10s
-	Pprof     bool          // serve /debug/pprof/ on MetricsAddr
+	GroupLimits groupLimits   // the store's per-user group limits
+	Addr        string        // where the gateway listens; default 127.0.0.1:8080
+	Data        string        // NATS, store and secret live here; default ./chat-data
+	JWTSecret   string        // default: made once and kept in Data
+	LogLevel    string        // debug, info, warn, error; default info
+	Drain       time.Duration // SIGTERM's drain period; default 10s
+	Pprof       bool          // serve /debug/pprof/ on MetricsAddr
 	// MetricsAddr serves /metrics (and the profiler); "" serves neither.
 	// The flag's default is a free loopback port (defaultDevMetrics).
 	MetricsAddr string
@@ -78,6 +79,7 @@ func runDev(ctx context.Context, args []string) error {
 	helloConversationsFlag(fs, &o.HelloConversations)
 	addLimitFlags(fs, &o.Limits, devThrottleExempt)
 	maxReassemblyFlag(fs, &o.MaxReassembly)
+	groupLimitFlags(fs, &o.GroupLimits)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -183,7 +185,7 @@ func startDev(ctx context.Context, o devOptions, log *zap.Logger) (_ *devServer,
 	}
 	d.store, err = store.Start(ctx, store.Options{
 		NATS: d.nc, JetStream: js, Backend: d.backend, Registry: reg, Log: log.Named("store"),
-		Config: store.ServiceConfig{Stream: chat.StreamName, Durable: chat.StoreDurable, AckWait: storeAckWait},
+		Config: devStoreConfig(o.GroupLimits),
 	})
 	if err != nil {
 		return nil, err
@@ -288,4 +290,12 @@ func (d *devServer) Close(ctx context.Context) error {
 		}
 	})
 	return d.err
+}
+
+// devStoreConfig is the embedded store's configuration. Zero limits (a
+// devOptions made in code, not by flags) take the store's defaults.
+func devStoreConfig(l groupLimits) store.ServiceConfig {
+	c := store.ServiceConfig{Stream: chat.StreamName, Durable: chat.StoreDurable, AckWait: storeAckWait}
+	l.apply(&c)
+	return c
 }

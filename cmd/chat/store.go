@@ -33,6 +33,8 @@ func runStore(ctx context.Context, args []string) error {
 	specDelay := fs.Duration("speculative-delay", cassandra.DefaultSpeculativeDelay, "a read unanswered this long is also sent to another replica, the first answer wins; 0 turns it off")
 	replicas := fs.Int("stream-replicas", 1, "JetStream replicas of the message stream (3 in a cluster)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	var limits groupLimits
+	groupLimitFlags(fs, &limits)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -105,12 +107,14 @@ func runStore(ctx context.Context, args []string) error {
 	// up to 100 ms more before a message is in history under steady load.
 	// Four such writes in flight keep the node busy (issue 12; not yet
 	// measured on a quiet machine), so the prefetch holds four batches.
+	storeConfig := store.ServiceConfig{Stream: chat.StreamName, Durable: chat.StoreDurable, AckWait: storeAckWait,
+		BatchSize: 2000, Prefetch: 8000, WritesInFlight: 4, BatchLinger: 100 * time.Millisecond, KVReplicas: *replicas}
+	limits.apply(&storeConfig)
 	p, err := store.Start(ctx, store.Options{
 		NATS: nc, Backend: backend, Registry: reg, Log: log,
 		Stream: &router.StreamConfig{Replicas: *replicas},
 		Lease:  router.LeaseConfig{Replicas: *replicas},
-		Config: store.ServiceConfig{Stream: chat.StreamName, Durable: chat.StoreDurable, AckWait: storeAckWait,
-			BatchSize: 2000, Prefetch: 8000, WritesInFlight: 4, BatchLinger: 100 * time.Millisecond},
+		Config: storeConfig,
 	})
 	if err != nil {
 		return err

@@ -277,3 +277,44 @@ func (c *Client) Changes(ctx context.Context, conversation string, p chat.Page) 
 	}
 	return resp.Changes, resp.More, nil
 }
+
+// AddPolicy returns who may add user to a group.
+func (c *Client) AddPolicy(ctx context.Context, user chat.ID) (AddPolicy, error) {
+	var resp AddPolicyResponse
+	if err := c.call(ctx, OpAddPolicy, AddPolicyRequest{User: user}, &resp); err != nil {
+		return "", err
+	}
+	return resp.Policy, nil
+}
+
+// SetAddPolicy sets who may add user to a group. chat.ErrInvalid for an
+// unknown policy.
+func (c *Client) SetAddPolicy(ctx context.Context, user chat.ID, p AddPolicy) error {
+	var resp AddPolicyResponse
+	return c.call(ctx, OpSetAddPolicy, SetAddPolicyRequest{User: user, Policy: p}, &resp)
+}
+
+// Block blocks (on) or unblocks target for user. chat.ErrNotFound for an
+// unknown target, chat.ErrTooMany past MaxBlocks.
+func (c *Client) Block(ctx context.Context, user, target chat.ID, on bool) error {
+	var resp BlocksResponse
+	return c.call(ctx, OpBlock, BlockRequest{User: user, Target: target, On: on}, &resp)
+}
+
+// Blocks lists the users user blocks, ascending.
+func (c *Client) Blocks(ctx context.Context, user chat.ID) ([]chat.ID, error) {
+	var resp BlocksResponse
+	if err := c.call(ctx, OpBlocks, BlocksRequest{User: user}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Blocked, nil
+}
+
+// BlockedEither reports whether a blocks b or b blocks a.
+func (c *Client) BlockedEither(ctx context.Context, a, b chat.ID) (bool, error) {
+	var resp BlocksResponse
+	if err := c.call(ctx, OpBlocks, BlocksRequest{User: a, Target: b}, &resp); err != nil {
+		return false, err
+	}
+	return resp.Either, nil
+}

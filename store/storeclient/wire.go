@@ -40,6 +40,10 @@ const (
 	OpMembers        = "members"
 	OpMembership     = "membership"
 	OpLeave          = "leave"
+	OpAddPolicy      = "add_policy"
+	OpSetAddPolicy   = "set_add_policy"
+	OpBlock          = "block"
+	OpBlocks         = "blocks"
 )
 
 // SessionOps are the session ops, for metrics that list every op.
@@ -59,6 +63,8 @@ const (
 	CodeConflict      = "conflict"
 	CodeRevoked       = "revoked"
 	CodeWrongPassword = "wrong_password"
+	CodeNotAllowed    = "not_allowed"
+	CodeLimited       = "limited"
 	CodeInternal      = "internal"
 )
 
@@ -417,6 +423,10 @@ func ErrorCode(err error) string {
 		return CodeRevoked
 	case errors.Is(err, chat.ErrWrongPassword):
 		return CodeWrongPassword
+	case errors.Is(err, chat.ErrNotAllowed):
+		return CodeNotAllowed
+	case errors.Is(err, chat.ErrLimited):
+		return CodeLimited
 	default:
 		return CodeInternal
 	}
@@ -440,6 +450,10 @@ func sentinelOf(code string) error {
 		return chat.ErrRevoked
 	case CodeWrongPassword:
 		return chat.ErrWrongPassword
+	case CodeNotAllowed:
+		return chat.ErrNotAllowed
+	case CodeLimited:
+		return chat.ErrLimited
 	default:
 		return ErrInternal
 	}
@@ -548,3 +562,55 @@ type MemberStatesRequest struct {
 type MemberStatesResponse struct {
 	Members []chat.MemberState `json:"members"`
 }
+
+// AddPolicy is who may add a user to a group (docs/PROTOCOL.md).
+type AddPolicy string
+
+const (
+	AddAnyone   AddPolicy = "anyone"   // any user (the default)
+	AddContacts AddPolicy = "contacts" // users of a direct conversation one started or read in
+	AddNobody   AddPolicy = "nobody"   // no one: only oneself, by creating a group
+)
+
+// Valid reports whether p is one of the policies.
+func (p AddPolicy) Valid() bool { return p == AddAnyone || p == AddContacts || p == AddNobody }
+
+// AddPolicyRequest asks a user's policy; SetAddPolicyRequest sets it.
+type AddPolicyRequest struct {
+	User chat.ID `json:"user"`
+}
+
+// SetAddPolicyRequest sets User's policy.
+type SetAddPolicyRequest struct {
+	User   chat.ID   `json:"user"`
+	Policy AddPolicy `json:"policy"`
+}
+
+// AddPolicyResponse carries a user's policy.
+type AddPolicyResponse struct {
+	Policy AddPolicy `json:"policy"`
+}
+
+// BlockRequest blocks (On) or unblocks Target for User.
+type BlockRequest struct {
+	User   chat.ID `json:"user"`
+	Target chat.ID `json:"target"`
+	On     bool    `json:"on"`
+}
+
+// BlocksRequest lists User's blocks; with Target set, it asks whether
+// either of User and Target blocks the other.
+type BlocksRequest struct {
+	User   chat.ID `json:"user"`
+	Target chat.ID `json:"target,omitempty"`
+}
+
+// BlocksResponse lists the users User blocks, ascending (at most
+// MaxBlocks); Either answers a request with a Target.
+type BlocksResponse struct {
+	Blocked []chat.ID `json:"blocked"`
+	Either  bool      `json:"either,omitempty"`
+}
+
+// MaxBlocks bounds the users one user may block.
+const MaxBlocks = 1000

@@ -29,6 +29,8 @@ export function describeError(e) {
       return 'Wrong username or password.';
     case 'not_found':
       return 'Not found.';
+    case 'forbidden':
+      return 'Not allowed: someone you named does not accept this from you.';
     case 'rate_limited':
       return rateLimitedText(e.message);
     case 'unavailable':

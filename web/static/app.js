@@ -4,6 +4,7 @@
 // its Api (api.js). Everything user-provided reaches the DOM as text only.
 
 import { Api, ApiError, addMembers, describeError, listMembers } from './api.js';
+import { Blocks, settingsDialog } from './consent.js';
 import { CLOSE_DRAINING } from './conn.js';
 import { ChatState, compareIds, displayName, validBody, TYPING_SHOW_MS } from './state.js';
 import { ChatClient } from './lib/client.js';
@@ -65,6 +66,11 @@ const els = {
   convStatus: $('#conv-status'),
   addMember: $('#add-member'),
   showMembers: $('#show-members'),
+  blockUser: $('#block-user'),
+  settingsBtn: $('#settings-btn'),
+  settingsDialog: $('#settings-dialog'),
+  addPolicy: $('#add-policy'),
+  settingsStatus: $('#settings-status'),
   membersDialog: $('#members-dialog'),
   membersSummary: $('#members-summary'),
   membersList: $('#members-list'),
@@ -95,6 +101,7 @@ const app = {
   api: new Api({ onUnauthorized: () => expireSession() }),
   state: new ChatState(),
   client: null, // ChatClient of the session
+  blocks: null, // the users the person blocks (consent.js), once signed in
   session: null, // the library's Session: renews the access token (sessions.js)
   tokenDB: tokenDB(), // the tokens where every tab reads what another wrote (sessions.js)
   current: null, // open conversation ID
@@ -202,6 +209,8 @@ function startSession(token, user) {
     onConnectFailed: () => checkToken(),
   });
   app.client.start();
+  app.blocks = new Blocks(app.api);
+  app.blocks.load().then(scheduleRender, () => {});
   route();
 }
 
@@ -832,6 +841,13 @@ function renderPane() {
   els.addMember.hidden = rec.kind !== 'group';
   els.showMembers.hidden = rec.kind !== 'group';
   els.leaveGroup.hidden = rec.kind !== 'group';
+  const peer = rec.kind === 'direct' ? st.peer(id) : null;
+  els.blockUser.hidden = !peer || !app.blocks;
+  if (peer && app.blocks) {
+    const blocked = app.blocks.has(peer.id);
+    els.blockUser.textContent = blocked ? 'Unblock' : 'Block';
+    els.blockUser.setAttribute('aria-pressed', String(blocked));
+  }
   const loading = app.loadingOlder || app.loadingNewest.has(id);
   els.logTop.textContent = loading ? 'Loading…' : rec.loaded && !st.hasOlder(id) ? 'This is the beginning of the conversation.' : '';
   renderMessages(id, rec);
@@ -1213,6 +1229,25 @@ function onDocumentClick(ev) {
   }
 }
 
+/** Blocks or unblocks the other person of the open direct conversation. */
+async function toggleBlock() {
+  const id = app.current;
+  const peer = id && app.state.peer(id);
+  const user = peer && app.state.user(peer.id);
+  if (!user || !user.username || !app.blocks) return;
+  const on = !app.blocks.has(user.id);
+  els.blockUser.disabled = true;
+  try {
+    await app.blocks.set(user, on);
+  } catch (e) {
+    showNotice(describeError(e));
+  } finally {
+    els.blockUser.disabled = false;
+    renderNow();
+    els.blockUser.focus();
+  }
+}
+
 function init() {
   els.authForm.addEventListener('submit', onAuthSubmit);
   els.logout.addEventListener('click', logout);
@@ -1229,6 +1264,12 @@ function init() {
   els.groupForm.addEventListener('submit', onGroupSubmit);
   els.addMember.addEventListener('click', openMemberDialog);
   els.showMembers.addEventListener('click', openMembersDialog);
+  els.blockUser.addEventListener('click', toggleBlock);
+  settingsDialog({
+    els: { button: els.settingsBtn, dialog: els.settingsDialog, select: els.addPolicy, status: els.settingsStatus },
+    api: app.api,
+    describe: describeError,
+  });
   els.membersMore.addEventListener('click', loadMembersPage);
   els.membersDialog.addEventListener('close', () => { app.members = null; });
   els.memberForm.addEventListener('submit', onMemberSubmit);
