@@ -132,3 +132,24 @@ var confusables = map[rune]rune{
 func isEmoji(r rune) bool {
 	return r >= 0x1F000 && r <= 0x1FAFF || r >= 0x2600 && r <= 0x27BF || r >= 0x2B00 && r <= 0x2BFF
 }
+
+// ValidTitle reports whether s may be a group's title: 1-MaxTitle code
+// points of UTF-8 with no control character (line breaks included) and no
+// format character (zero-width, bidi override and isolate, BOM), except a
+// zero-width joiner right after an emoji (emoji sequences). Titles are
+// shown to every member, so they must not hide or reorder text either;
+// unlike display names they may be anything else, look-alikes included.
+func ValidTitle(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	n, prevEmoji := 0, false
+	for _, r := range s {
+		n++
+		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r) && !(r == '\u200D' && prevEmoji) {
+			return false
+		}
+		prevEmoji = isEmoji(r)
+	}
+	return n >= 1 && n <= MaxTitle
+}

@@ -87,3 +87,29 @@ func TestDisplayNameSkeleton(t *testing.T) {
 		}
 	}
 }
+
+func TestValidTitle(t *testing.T) {
+	for _, c := range []struct {
+		title string
+		ok    bool
+	}{
+		{"Team", true},
+		{"Équipe 日本 🎉", true},
+		{"devs 👩\u200d💻", true},                  // an emoji sequence
+		{strings.Repeat("é", MaxTitle), true},    // at the limit
+		{strings.Repeat("é", MaxTitle+1), false}, // past it
+		{"", false},
+		{"a\nb", false},         // a line break
+		{"a\x00b", false},       // NUL
+		{"a\u200bb", false},     // zero-width space
+		{"a\u200db", false},     // a joiner not after an emoji
+		{"abc\u202etxt", false}, // right-to-left override
+		{"a\u2066b", false},     // left-to-right isolate
+		{"\ufeffa", false},      // BOM
+		{"a\xc0b", false},       // not UTF-8
+	} {
+		if got := ValidTitle(c.title); got != c.ok {
+			t.Errorf("ValidTitle(%q) = %v, want %v", c.title, got, c.ok)
+		}
+	}
+}

@@ -537,6 +537,7 @@ func TestHostileFieldLimits(t *testing.T) {
 		e.group(t, a, rep("é", 128))
 		e.group(t, a, rep("😀", 128))
 		e.group(t, a, "שלום \u05D0")
+		e.group(t, a, "devs 👩\u200d💻") // an emoji sequence keeps its joiner
 		for _, c := range []struct {
 			what string
 			body any
@@ -546,14 +547,18 @@ func TestHostileFieldLimits(t *testing.T) {
 			{"white space title", map[string]any{"title": " \t\n ", "members": []string{}}},
 			{"a title that is not a string", map[string]any{"title": []int{1}, "members": []string{}}},
 			{"1000 members besides the creator", map[string]any{"title": "big", "members": fakeNames(1000)}},
-			// extend: title rules (control, zero-width, bidi override).
+			{"a line break in a title", map[string]any{"title": "a\nb", "members": []string{}}},
+			{"NUL in a title", map[string]any{"title": "a\x00b", "members": []string{}}},
+			{"a zero-width space in a title", map[string]any{"title": "a\u200bb", "members": []string{}}},
+			{"a right-to-left override in a title", map[string]any{"title": "abc\u202etxt", "members": []string{}}},
+			{"an isolate in a title", map[string]any{"title": "a\u2066b", "members": []string{}}},
 		} {
 			e.fail(t, "POST", "/api/v1/conversations", a.Token, c.body, http.StatusBadRequest, "invalid_request")
 		}
 		g := e.group(t, a, "grows")
 		e.fail(t, "POST", "/api/v1/conversations/"+g.ID+"/members", a.Token, map[string]any{"usernames": fakeNames(1001)}, http.StatusBadRequest, "invalid_request")
-		if got := len(e.conversations(t, a)); got != before+4 {
-			t.Errorf("%d conversations after, want %d: a refused one was made", got, before+4)
+		if got := len(e.conversations(t, a)); got != before+5 {
+			t.Errorf("%d conversations after, want %d: a refused one was made", got, before+5)
 		}
 		var m struct {
 			MemberCount int `json:"member_count"`

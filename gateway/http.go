@@ -462,8 +462,8 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, id identity
 		return
 	}
 	title := strings.TrimSpace(req.Title)
-	if n := utf8.RuneCountInString(title); n < 1 || n > chat.MaxTitle {
-		writeError(w, http.StatusBadRequest, "invalid_request", "title must be 1-128 characters")
+	if !chat.ValidTitle(title) {
+		writeError(w, http.StatusBadRequest, "invalid_request", "title must be 1-128 characters, with no control, zero-width or direction-changing characters")
 		return
 	}
 	// A group starts with at most a page of members and grows by pages.

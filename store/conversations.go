@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"unicode/utf8"
 
 	"github.com/chatcluster/chat"
 	"github.com/chatcluster/chat/store/storeclient"
@@ -57,7 +56,7 @@ func (s *Service) group(ctx context.Context, req storeclient.GroupRequest) (any,
 	if req.Creator == 0 {
 		return nil, fmt.Errorf("%w: group needs a creator", chat.ErrInvalid)
 	}
-	if !utf8.ValidString(req.Title) || utf8.RuneCountInString(req.Title) > chat.MaxTitle {
+	if req.Title != "" && !chat.ValidTitle(req.Title) { // the gateway requires one; the store keeps allowing none
 		return nil, fmt.Errorf("%w: title", chat.ErrInvalid)
 	}
 	if len(req.Members) >= 2*s.cfg.MaxMembers {
