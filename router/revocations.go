@@ -42,9 +42,13 @@ type Revocations struct {
 	revoked map[chat.ID]time.Time // session -> when it may be forgotten
 
 	subs []*nats.Subscription
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	// reconnects is the NATS connection's reconnect count at the last
+	// sync: announcements made while it was away never reach it, so after
+	// a reconnect it asks the other gateways again (sweep goroutine only).
+	reconnects uint64
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	once       sync.Once
 }
 
 // NewRevocations subscribes to announcements and gathers the other
@@ -71,7 +75,8 @@ func NewRevocations(ctx context.Context, nc *nats.Conn, cfg RevocationsConfig) (
 		}
 		r.subs = append(r.subs, sub)
 	}
-	if err := r.sync(ctx); err != nil {
+	r.reconnects = nc.Stats().Reconnects
+	if _, err := r.sync(ctx); err != nil {
 		r.unsubscribe()
 		return nil, err
 	}
@@ -150,26 +155,27 @@ func (r *Revocations) onSync(m *nats.Msg) {
 	}
 }
 
-// sync asks the other gateways for their sets and takes the union.
-func (r *Revocations) sync(ctx context.Context) error {
+// sync asks the other gateways for their sets and takes the union; it
+// returns the sessions it did not know of.
+func (r *Revocations) sync(ctx context.Context) (learned []chat.ID, err error) {
 	inbox := r.nc.NewRespInbox()
 	replies := make(chan *nats.Msg, 64)
 	sub, err := r.nc.ChanSubscribe(inbox, replies)
 	if err != nil {
-		return fmt.Errorf("router: revocation sync: %w", err)
+		return nil, fmt.Errorf("router: revocation sync: %w", err)
 	}
 	defer sub.Unsubscribe() //nolint:errcheck // best effort
 	if err := r.nc.PublishRequest(chat.SessionSyncSubject, inbox, nil); err != nil {
-		return fmt.Errorf("router: revocation sync: %w", err)
+		return nil, fmt.Errorf("router: revocation sync: %w", err)
 	}
 	deadline := time.NewTimer(r.cfg.SyncWait)
 	defer deadline.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("router: revocation sync: %w", ctx.Err())
+			return learned, fmt.Errorf("router: revocation sync: %w", ctx.Err())
 		case <-deadline.C:
-			return nil
+			return learned, nil
 		case m := <-replies:
 			var rep syncReply
 			if json.Unmarshal(m.Data, &rep) != nil || len(rep.Left) != len(rep.Sessions) {
@@ -180,6 +186,9 @@ func (r *Revocations) sync(ctx context.Context) error {
 			for i, id := range rep.Sessions {
 				left := min(time.Duration(rep.Left[i])*time.Millisecond, r.cfg.Keep)
 				if until := now.Add(left); left > 0 && until.After(r.revoked[id]) {
+					if _, known := r.revoked[id]; !known {
+						learned = append(learned, id)
+					}
 					r.revoked[id] = until
 				}
 			}
@@ -194,10 +203,14 @@ func (r *Revocations) sweep() {
 	defer r.wg.Done()
 	t := time.NewTicker(min(r.cfg.Keep/4, time.Minute))
 	defer t.Stop()
+	re := time.NewTicker(time.Second)
+	defer re.Stop()
 	for {
 		select {
 		case <-r.stop:
 			return
+		case <-re.C:
+			r.resyncAfterReconnect()
 		case now := <-t.C:
 			r.mu.Lock()
 			for id, until := range r.revoked {
@@ -207,6 +220,27 @@ func (r *Revocations) sweep() {
 			}
 			r.mu.Unlock()
 		}
+	}
+}
+
+// resyncAfterReconnect asks the other gateways again once the NATS
+// connection has reconnected, and closes the sockets of sessions revoked
+// meanwhile (OnRevoke; the user is not known then, 0).
+func (r *Revocations) resyncAfterReconnect() {
+	n := r.nc.Stats().Reconnects
+	if n == r.reconnects || !r.nc.IsConnected() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.SyncWait+time.Second)
+	defer cancel()
+	learned, err := r.sync(ctx)
+	if err != nil {
+		r.cfg.Log.Warn("revocation sync after reconnect", zap.Error(err))
+		return // tried again next tick
+	}
+	r.reconnects = n
+	if len(learned) > 0 && r.cfg.OnRevoke != nil {
+		r.cfg.OnRevoke(0, learned)
 	}
 }
 

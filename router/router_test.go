@@ -576,3 +576,48 @@ func TestFeedIdleAfterBurst(t *testing.T) {
 		t.Fatalf("%d idle calls for a burst of %d (%v), want at most %d", len(idles), n, idles, max)
 	}
 }
+
+// A gateway whose NATS connection was away missed the announcements made
+// meanwhile: after it reconnects it asks the others again, refuses those
+// sessions and closes their sockets (OnRevoke).
+func TestRevocationsResyncAfterReconnect(t *testing.T) {
+	s := runServer(t)
+	ncA, _ := connect(t, s)
+	ncB, _ := connect(t, s)
+	ctx := context.Background()
+	cfg := RevocationsConfig{Keep: time.Minute, SyncWait: 100 * time.Millisecond}
+	a, err := NewRevocations(ctx, ncA, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var mu sync.Mutex
+	var told []chat.ID
+	cfgB := cfg
+	cfgB.OnRevoke = func(_ chat.ID, sessions []chat.ID) {
+		mu.Lock()
+		told = append(told, sessions...)
+		mu.Unlock()
+	}
+	b, err := NewRevocations(ctx, ncB, cfgB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// Known to a only, as if its announcement was made while b was away.
+	a.Add(7, []chat.ID{4242})
+	if b.Revoked(4242) {
+		t.Fatal("b knows the session before any sync")
+	}
+	if err := ncB.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !b.Revoked(4242) || len(told) != 1 || told[0] != 4242 {
+			return fmt.Errorf("after b's reconnect: revoked %v, told %v", b.Revoked(4242), told)
+		}
+		return nil
+	})
+}
